@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Set up and run solo-os from a checkout with nothing but Python 3.11+.
+
+    python3 scripts/dev.py run  [solo-os run options]   # the example app on SQLite
+    python3 scripts/dev.py test [pytest options]        # the whole test suite
+
+It installs uv into ``.tools/`` (once), lets uv build ``.venv/`` from the committed lock file,
+then runs the command. CI runs ``.ci/run``, which calls ``test``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / ".tools"
+UV_VERSION = "0.13.9"
+EXAMPLE = ROOT / "examples" / "billing" / "app.py"
+
+
+def _bin(env: Path, name: str) -> Path:
+    return env / ("Scripts" if os.name == "nt" else "bin") / name
+
+
+def ensure_env() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"solo-os needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    uv = _bin(TOOLS, "uv")
+    if not uv.exists():
+        print(f"setting up uv {UV_VERSION} in {TOOLS} ...", file=sys.stderr, flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
+        subprocess.run(
+            [str(_bin(TOOLS, "python")), "-m", "pip", "install", "-q", f"uv=={UV_VERSION}"],
+            check=True,
+        )
+    subprocess.run(
+        [str(uv), "sync", "--frozen", "--quiet", "--python", sys.executable],
+        check=True,
+        cwd=ROOT,
+    )
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("run", "test"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    ensure_env()
+    command, rest = argv[0], argv[1:]
+    venv_dir = ROOT / ".venv"
+    env = dict(os.environ)
+    if command == "test":
+        args = [str(_bin(venv_dir, "python")), "-m", "pytest", *rest]
+        return subprocess.call(args, cwd=ROOT, env=env)
+    if not env.get("BILLING_WEBHOOK_SECRET"):
+        env["BILLING_WEBHOOK_SECRET"] = "dev-secret-change-me"
+        print(
+            "BILLING_WEBHOOK_SECRET not set: using 'dev-secret-change-me' for this local run",
+            file=sys.stderr,
+        )
+    args = [str(_bin(venv_dir, "solo-os")), "run", str(EXAMPLE), *rest]
+    try:
+        return subprocess.call(args, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

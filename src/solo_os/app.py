@@ -1,0 +1,197 @@
+"""The user's ``App``: sources, handlers and their policies. Registration only; no I/O."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pydantic
+
+from solo_os import config, errors, retry
+from solo_os.sources import _base as sources_base
+
+F = TypeVar("F", bound=Callable[..., Any])
+_SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+DEFAULT_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Handler:
+    """One registered handler: what it listens to and how it is run."""
+
+    name: str
+    source: str
+    event_type: str  # "*" for every type of the source
+    fn: Callable[..., Any]
+    schema: type[pydantic.BaseModel] | None
+    retry: retry.Retry
+    timeout: float
+    is_async: bool
+
+
+class App:
+    """A solo-os application: declare sources and handlers, then run it with the CLI.
+
+    Nothing is read from the environment or the database at construction; ``prepare()``
+    (called by the runtime) resolves the settings and every source's secrets, and fails with
+    one ``ConfigError`` listing every problem.
+    """
+
+    def __init__(self, service: str = "solo-os", *, settings: config.Settings | None = None) -> None:
+        self.service = service
+        self._settings = settings
+        self._sources: dict[str, sources_base.Source] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._routes: dict[tuple[str, str], tuple[Handler, ...]] = {}
+        self._prepared = False
+
+    # --- declaration ---------------------------------------------------------------------
+
+    def source(self, name: str, source: sources_base.Source) -> sources_base.Source:
+        """Mount ``source`` at ``POST /webhooks/{name}``."""
+        if not _SOURCE_NAME.match(name):
+            raise errors.ConfigError(
+                f"source name {name!r}: use lowercase letters, digits, '-' and '_' (it is a URL path)"
+            )
+        if name in self._sources:
+            raise errors.ConfigError(f"source {name!r} is declared twice")
+        if not isinstance(source, sources_base.Source):
+            raise errors.ConfigError(f"source {name!r}: expected a sources.* object, got {source!r}")
+        self._sources[name] = source
+        self._prepared = False
+        return source
+
+    def on(
+        self,
+        source: str,
+        event_type: str,
+        *,
+        schema: type[pydantic.BaseModel] | None = None,
+        retry: retry.Retry | None = None,
+        name: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Callable[[F], F]:
+        """Run the decorated function once for every accepted ``event_type`` event of ``source``."""
+        if schema is not None and not (
+            isinstance(schema, type) and issubclass(schema, pydantic.BaseModel)
+        ):
+            raise errors.ConfigError(f"schema= must be a pydantic model class, got {schema!r}")
+        if not timeout > 0:
+            raise errors.ConfigError("timeout= must be a positive number of seconds")
+
+        def register(fn: F) -> F:
+            handler_name = name or fn.__name__
+            if handler_name in self._handlers:
+                raise errors.ConfigError(
+                    f"handler name {handler_name!r} is used twice; pass name= to tell them apart"
+                )
+            self._handlers[handler_name] = Handler(
+                name=handler_name,
+                source=source,
+                event_type=event_type,
+                fn=fn,
+                schema=schema,
+                retry=retry if retry is not None else _DEFAULT_RETRY,
+                timeout=float(timeout),
+                is_async=inspect.iscoroutinefunction(fn),
+            )
+            self._routes.clear()
+            return fn
+
+        return register
+
+    # --- lookup --------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> config.Settings:
+        if self._settings is None:
+            self._settings = config.load()
+        return self._settings
+
+    @property
+    def sources(self) -> Mapping[str, sources_base.Source]:
+        return self._sources
+
+    @property
+    def handlers(self) -> Mapping[str, Handler]:
+        return self._handlers
+
+    def handlers_for(self, source: str, event_type: str) -> tuple[Handler, ...]:
+        """Every handler of ``(source, event_type)``, exact matches and ``"*"``, in declaration order."""
+        key = (source, event_type)
+        found = self._routes.get(key)
+        if found is None:
+            found = tuple(
+                h for h in self._handlers.values()
+                if h.source == source and h.event_type in (event_type, "*")
+            )
+            self._routes[key] = found
+        return found
+
+    def policy(self, handler: Handler) -> retry.Retry:
+        """The handler's retry policy with the app's defaults filled in."""
+        s = self.settings
+        return handler.retry.resolved(s.max_retry_attempts, s.retry_base_delay_ms / 1000.0)
+
+    def policy_default(self) -> retry.Retry:
+        """The app's default retry policy (for executions whose handler is gone)."""
+        s = self.settings
+        return _DEFAULT_RETRY.resolved(s.max_retry_attempts, s.retry_base_delay_ms / 1000.0)
+
+    # --- start-up ------------------------------------------------------------------------
+
+    def prepare(self, env: Mapping[str, str] | None = None) -> list[str]:
+        """Resolve settings and secrets; raise ``ConfigError`` with every problem.
+
+        Returns warnings (e.g. a source with verification turned off).
+        """
+        problems: list[str] = []
+        warnings: list[str] = []
+        try:
+            _ = self.settings
+        except errors.ConfigError as exc:
+            problems.extend(exc.problems)
+        env = config.environ() if env is None else env
+        for name, src in self._sources.items():
+            problems.extend(src.bind(name, env))
+            if not src.verify_signatures:
+                warnings.append(f"source {name!r} accepts UNVERIFIED deliveries (verify=False)")
+        for h in self._handlers.values():
+            if h.source not in self._sources:
+                problems.append(f"handler {h.name!r} listens to unknown source {h.source!r}")
+        if problems:
+            raise errors.ConfigError(problems)
+        self._prepared = True
+        return warnings
+
+    # --- validation ----------------------------------------------------------------------
+
+    def validate(self, source: str, event_type: str, document: Any) -> list[dict[str, Any]]:
+        """Schema errors of ``document`` for every handler that would run; [] when valid."""
+        src = self._sources[source]
+        found: list[dict[str, Any]] = []
+        seen: set[type[pydantic.BaseModel]] = set()
+        payload = src.payload(document)
+        for h in self.handlers_for(source, event_type):
+            if h.schema is None or h.schema in seen:
+                continue
+            seen.add(h.schema)
+            try:
+                h.schema.model_validate(payload)
+            except pydantic.ValidationError as exc:
+                found.extend(schema_errors(exc, h.schema.__name__))
+        return found
+
+
+def schema_errors(exc: pydantic.ValidationError, schema: str) -> list[dict[str, Any]]:
+    """pydantic's errors as JSON, without the input values (they may be sensitive)."""
+    return [
+        {"schema": schema, "loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+_DEFAULT_RETRY = retry.Retry()

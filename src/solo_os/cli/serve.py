@@ -1,0 +1,83 @@
+"""``run``, ``serve`` and ``worker``: put an app to work."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from solo_os import runtime as runtime_mod
+from solo_os.cli import _common
+
+AppArg = Annotated[str | None, typer.Argument(envvar="SOLO_OS_APP", help=_common.APP_HELP)]
+Host = Annotated[str, typer.Option(help="interface to listen on")]
+Port = Annotated[int, typer.Option(min=0, max=65535, help="TCP port to listen on")]
+
+
+def _serve(target: str | None, host: str, port: int, roles: tuple[str, ...], migrate: bool) -> None:
+    with _common.friendly_errors():
+        application = _common.load_app(target)
+        settings = application.settings
+        _common.setup_logging(settings, application.service)
+        rt = runtime_mod.Runtime(application, roles=roles, migrate=migrate)
+        rt.prepare()
+        asyncio.run(_serve_async(rt, host, port))
+
+
+async def _serve_async(rt: runtime_mod.Runtime, host: str, port: int) -> None:
+    await rt.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            rt.asgi(lifespan=False),
+            host=host,
+            port=port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+    )
+    # uvicorn re-raises the signal that stopped it once it returns; with these handlers in
+    # place that re-raise is a no-op and the process exits 0 after a clean shutdown.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        await server.serve()
+    finally:
+        await rt.stop()
+
+
+def run(
+    app: AppArg = None,
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+) -> None:
+    """Ingress, worker and scheduler in one process; brings the schema up to date first."""
+    _serve(app, host, port, ("serve", "worker"), migrate=True)
+
+
+def serve(
+    app: AppArg = None,
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+) -> None:
+    """Only the HTTP ingress (scale-out: run workers separately)."""
+    _serve(app, host, port, ("serve",), migrate=False)
+
+
+def worker(
+    app: AppArg = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="handlers run at once")] = None,
+) -> None:
+    """Only the worker: claims and runs executions until SIGTERM/SIGINT."""
+    with _common.friendly_errors():
+        application = _common.load_app(app)
+        _common.setup_logging(application.settings, application.service)
+        options = {"concurrency": concurrency} if concurrency else {}
+        rt = runtime_mod.Runtime(application, roles=("worker",), worker_options=options)
+        rt.prepare()
+        asyncio.run(rt.run_worker())

@@ -1,0 +1,96 @@
+"""Configuration from the environment or ``.env``, validated once at start (SPEC section 5)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from solo_os import errors
+
+LogLevel = Literal["debug", "info", "warn", "error"]
+
+
+class Settings(BaseSettings):
+    """Every setting solo-os reads; names are the SPEC's environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    database_url: str = Field("sqlite:///./solo_os.db", alias="DATABASE_URL")
+    log_level: LogLevel = Field("info", alias="LOG_LEVEL")
+    log_format: Literal["json", "console"] = Field("json", alias="SOLO_OS_LOG_FORMAT")
+    max_retry_attempts: int = Field(3, ge=1, le=100, alias="MAX_RETRY_ATTEMPTS")
+    retry_base_delay_ms: int = Field(2000, ge=0, le=86_400_000, alias="RETRY_BASE_DELAY_MS")
+    admin_token: SecretStr | None = Field(None, alias="SOLO_OS_ADMIN_TOKEN")
+    max_body_bytes: int = Field(1_048_576, ge=1, le=64 * 1_048_576, alias="SOLO_OS_MAX_BODY_BYTES")
+    worker_concurrency: int = Field(32, ge=1, le=10_000, alias="SOLO_OS_WORKER_CONCURRENCY")
+    lease_seconds: float = Field(30.0, ge=1, le=3600, alias="SOLO_OS_LEASE_SECONDS")
+    poll_interval: float = Field(1.0, gt=0, le=60, alias="SOLO_OS_POLL_INTERVAL")
+    shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, alias="SOLO_OS_SHUTDOWN_GRACE")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return "warn" if value == "warning" else value
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        driver_url(value)  # raises ValueError with a readable message
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (it guards the admin API)")
+        return value
+
+    @property
+    def dialect(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if driver_url(self.database_url).startswith("sqlite") else "postgresql"
+
+
+def driver_url(url: str) -> str:
+    """The SQLAlchemy async URL for a user's ``DATABASE_URL``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("must look like sqlite:///path.db or postgresql://user@host/db")
+    base = scheme.split("+", 1)[0].lower()
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if base in ("postgresql", "postgres"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"unsupported database {base!r}: use sqlite:// or postgresql://")
+
+
+def load(**overrides: object) -> Settings:
+    """Read and validate the settings; every problem becomes one line of a ``ConfigError``."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "config"
+            problems.append(f"{name.upper()}: {err['msg']}")
+        raise errors.ConfigError(problems) from None
+
+
+def environ(env_file: str | Path = ".env") -> Mapping[str, str]:
+    """The process environment over the values of ``.env`` (the environment wins)."""
+    merged: dict[str, str] = {}
+    path = Path(env_file)
+    if path.is_file():
+        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(os.environ)
+    return merged

@@ -1,0 +1,97 @@
+"""What a handler receives beside its event: ids, a bound logger, and durable steps."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from solo_os import errors
+
+
+@dataclass(frozen=True)
+class EventMeta:
+    """The delivery an execution stands for."""
+
+    id: UUID
+    source: str
+    type: str
+    idempotency_key: str
+    received_at: datetime
+    headers: dict[str, str]
+
+
+class StepStore(Protocol):
+    async def load_steps(self, execution_id: UUID) -> dict[str, Any]: ...
+
+    async def save_step(self, execution_id: UUID, name: str, result_json: str) -> None: ...
+
+
+class Context:
+    """One attempt of one execution, as its handler sees it."""
+
+    def __init__(
+        self,
+        *,
+        execution_id: UUID,
+        attempt: int,
+        max_attempts: int,
+        correlation_id: str,
+        handler: str,
+        event: EventMeta | None,
+        log: Any,
+        steps: StepStore | None = None,
+        scheduled_at: datetime | None = None,
+    ) -> None:
+        self.execution_id = execution_id
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.correlation_id = correlation_id
+        self.handler = handler
+        self.event = event
+        self.log = log
+        self.scheduled_at = scheduled_at
+        self._steps = steps
+        self._done: dict[str, Any] | None = None
+        self._used: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<Context {self.handler} execution={self.execution_id} attempt={self.attempt}>"
+
+    async def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` once per execution and return its JSON result.
+
+        The result is stored as soon as ``fn`` returns; a later attempt of this execution gets
+        the stored result back and ``fn`` is not called again. ``fn`` may be plain (run off the
+        event loop) or async. Its result must be JSON-serializable.
+        """
+        if not name or len(name) > 255:
+            raise errors.StepError("a step needs a name of 1 to 255 characters")
+        if name in self._used:
+            raise errors.StepError(f"step {name!r} is used twice in one execution; give each step its own name")
+        self._used.add(name)
+        if self._steps is None:
+            raise errors.StepError("durable steps need a store (this context has none)")
+        if self._done is None:
+            self._done = await self._steps.load_steps(self.execution_id)
+        if name in self._done:
+            self.log.debug("step.replayed", step=name)
+            return self._done[name]
+        if inspect.iscoroutinefunction(fn):
+            result = await fn(*args, **kwargs)
+        else:
+            result = await asyncio.to_thread(fn, *args, **kwargs)
+        try:
+            text = json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            raise errors.StepError(f"step {name!r} returned a value that is not JSON: {exc}") from None
+        await self._steps.save_step(self.execution_id, name, text)
+        self.log.debug("step.completed", step=name)
+        stored = json.loads(text)
+        self._done[name] = stored
+        return stored

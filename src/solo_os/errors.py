@@ -1,0 +1,62 @@
+"""One error root for solo-os, and the control-flow exceptions handlers raise."""
+
+from __future__ import annotations
+
+
+class SoloOSError(Exception):
+    """Root of every error solo-os raises on purpose."""
+
+
+class ConfigError(SoloOSError):
+    """The configuration or the user's app is invalid; the message lists every problem."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class StoreError(SoloOSError):
+    """The store failed; raised ``from`` the driver's error."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now; the caller may try again later (HTTP 503)."""
+
+
+class SignatureError(SoloOSError):
+    """A delivery's signature is missing, malformed, wrong or stale.
+
+    ``reason`` is a short machine-readable word for logs and metrics; it never carries
+    the body, a header value or a secret.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class PayloadError(SoloOSError):
+    """A verified delivery is not JSON, or fails its schema; ``details`` says why."""
+
+    def __init__(self, details: list[dict[str, object]]) -> None:
+        self.details = details
+        super().__init__(f"invalid payload ({len(details)} error(s))")
+
+
+class NonRetryable(SoloOSError):  # noqa: N818 - the SPEC names it
+    """Raised by a handler: this failure will not go away; dead-letter at once."""
+
+
+class RetryAfter(SoloOSError):  # noqa: N818 - the SPEC names it
+    """Raised by a handler: try again after ``seconds``; not a crash, logged as a deferral."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        if not seconds >= 0:
+            raise ValueError("RetryAfter seconds must be >= 0")
+        self.seconds = float(seconds)
+        self.reason = reason
+        super().__init__(reason or f"retry after {self.seconds:g}s")
+
+
+class StepError(NonRetryable):
+    """A durable step is misused (name repeated, result not JSON): retrying cannot fix it."""

@@ -1,0 +1,227 @@
+"""The HTTP face: ``POST /webhooks/{source}``, health, readiness and metrics (SPEC section 3).
+
+A delivery is read against a hard size limit, verified over its raw bytes, parsed, typed,
+keyed and validated, then handed to the group-commit writer; the 200 goes out only after the
+transaction that holds the event and its executions has committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from solo_os import _ids, app as app_mod, errors, metrics, records, store as store_mod
+from solo_os.sources import _base as sources_base
+
+log = structlog.get_logger("solo_os.ingress")
+MAX_KEY_CHARS = 200
+_CORRELATION = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+# PostgreSQL's jsonb refuses \u0000 and unpaired surrogates that Python's json accepts.
+_UNSTORABLE_JSON = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+RETRY_AFTER_SECONDS = "5"
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+def correlation_id(request: Request, delivery_id: str | None) -> str:
+    """From ``X-Correlation-Id``, else W3C ``traceparent``, else the delivery id, else new."""
+    given = request.headers.get("x-correlation-id")
+    if given and _CORRELATION.match(given):
+        return given
+    parent = request.headers.get("traceparent")
+    if parent and (m := _TRACEPARENT.match(parent.strip().lower())) and m.group(1) != "0" * 32:
+        return m.group(1)
+    if delivery_id and _CORRELATION.match(delivery_id):
+        return delivery_id
+    return uuid.uuid4().hex
+
+
+def storable_key(key: str) -> str:
+    """Keys longer than the column (or an index entry) are stored as their digest."""
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Ingress:
+    """The webhook endpoint's logic, independent of the ASGI framework around it."""
+
+    def __init__(
+        self,
+        application: app_mod.App,
+        submit: Callable[[records.NewEvent], Awaitable[records.IngestResult]],
+        store: Callable[[], store_mod.Store],
+    ) -> None:
+        self.app = application
+        self.submit = submit
+        self.store = store
+        self.default_limit = application.settings.max_body_bytes
+        self._counts_cache: tuple[float, dict[str, int]] = (0.0, {})
+
+    async def webhook(self, request: Request) -> Response:
+        name = request.path_params["source"]
+        source = self.app.sources.get(name)
+        if source is None:
+            return _json(404, {"error": "unknown_source"})
+        limit = source.max_body_bytes or self.default_limit
+        body = await _read_limited(request, limit)
+        if body is None:
+            metrics.deliveries.labels(name, "too_large").inc()
+            log.warning("webhook.too_large", source=name, limit=limit)
+            return _json(413, {"error": "payload_too_large"})
+        received_at = datetime.now(UTC)
+        try:
+            source.authenticate(request.headers, body, time.time())
+        except errors.SignatureError as exc:
+            metrics.deliveries.labels(name, "invalid_signature").inc()
+            log.warning("webhook.invalid_signature", source=name, reason=exc.reason)
+            return _json(401, {"error": "invalid_signature"})
+        return await self._accept(request, name, source, body, received_at)
+
+    async def _accept(
+        self,
+        request: Request,
+        name: str,
+        source: sources_base.Source,
+        body: bytes,
+        received_at: datetime,
+    ) -> Response:
+        problems: list[dict[str, Any]] = []
+        document: Any = None
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            problems.append({"loc": ["body"], "msg": f"not JSON: {exc}", "type": "json_invalid"})
+        if not problems and (reply := source.challenge(request.headers, document)) is not None:
+            return _json(200, reply)
+        event_type = ""
+        raw_key: str | None = None
+        if not problems:
+            try:
+                event_type = source.event_type(request.headers, document) or ""
+                raw_key = source.idempotency_key(request.headers, document)
+            except errors.PayloadError as exc:
+                problems.extend(exc.details)
+            if not event_type and not problems:
+                problems.append({"loc": ["type"], "msg": "the delivery names no event type", "type": "missing"})
+        key = storable_key(raw_key) if raw_key else sources_base.digest_key(body)
+        handlers: tuple[app_mod.Handler, ...] = ()
+        if not problems:
+            problems.extend(self.app.validate(name, event_type, document))
+            handlers = self.app.handlers_for(name, event_type)
+        corr = correlation_id(request, raw_key)
+        storable = not problems and not _UNSTORABLE_JSON.search(body)
+        event = records.NewEvent(
+            id=_ids.uuid7(),
+            source=name,
+            idempotency_key=key,
+            type=event_type[:255],
+            status="rejected" if problems else "accepted",
+            payload=body.decode("utf-8") if storable else None,
+            body=body,
+            headers=source.stored_headers(request.headers),
+            errors=problems or None,
+            correlation_id=corr,
+            received_at=received_at,
+            executions=tuple(
+                records.NewExecution(_ids.uuid7(), h.name, self._attempts(h)) for h in handlers
+            ),
+        )
+        bound = log.bind(source=name, event_type=event_type, correlation_id=corr)
+        try:
+            result = await self.submit(event)
+        except errors.StoreError as exc:
+            metrics.deliveries.labels(name, "unavailable").inc()
+            bound.error("webhook.unavailable", error=str(exc))
+            return _json(503, {"error": "unavailable"}, {"Retry-After": RETRY_AFTER_SECONDS})
+        metrics.deliveries.labels(name, result.outcome).inc()
+        event_id = str(result.event_id)
+        if result.outcome == "rejected":
+            bound.warning("webhook.rejected", event_id=event_id, errors=len(result.errors or []))
+            return _json(400, {"error": "invalid_payload", "details": result.errors or []})
+        if result.outcome == "duplicate":
+            bound.info("webhook.duplicate", event_id=event_id)
+            return _json(200, {"status": "duplicate", "event_id": event_id})
+        bound.info("webhook.accepted", event_id=event_id, executions=result.executions)
+        return _json(200, {"status": "accepted", "event_id": event_id, "executions": result.executions})
+
+    def _attempts(self, handler: app_mod.Handler) -> int:
+        return self.app.policy(handler).max_attempts or 1
+
+    # --- operations endpoints ---------------------------------------------------------------
+
+    async def healthz(self, _request: Request) -> Response:
+        return _json(200, {"status": "ok"})
+
+    async def readyz(self, _request: Request) -> Response:
+        try:
+            current = await self.store().current_revision()
+        except errors.StoreError:
+            return _json(503, {"status": "unavailable", "store": "unreachable"})
+        head = self.store().head_revision()
+        if current != head:
+            return _json(503, {"status": "unavailable", "migrations": {"current": current, "head": head}})
+        return _json(200, {"status": "ready", "migrations": {"current": current, "head": head}})
+
+    async def metrics(self, _request: Request) -> Response:
+        now = time.monotonic()
+        at, counts = self._counts_cache
+        if now - at > 2.0:
+            try:
+                counts = await self.store().counts()
+                self._counts_cache = (now, counts)
+            except errors.StoreError:
+                counts = {}
+        for status, n in counts.items():
+            metrics.queue_depth.labels(status).set(n)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/webhooks/{source}", self.webhook, methods=["POST"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+        ]
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``limit`` (the rest is not read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                return None
+        except ValueError:
+            pass  # the server rejects a malformed Content-Length itself
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def asgi(ingress: Ingress, lifespan: Any = None) -> Starlette:
+    return Starlette(routes=ingress.routes(), lifespan=lifespan)
+
+
+__all__ = ["Ingress", "asgi", "correlation_id"]

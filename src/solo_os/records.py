@@ -1,0 +1,132 @@
+"""Immutable records that pass between ingress, store and worker. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Literal, Self
+from uuid import UUID
+
+EventStatus = Literal["accepted", "rejected"]
+ExecutionStatus = Literal["pending", "running", "succeeded", "dead", "cancelled"]
+AttemptOutcome = Literal["succeeded", "failed", "timed_out", "lost"]
+IngestOutcome = Literal["accepted", "duplicate", "rejected"]
+
+EXECUTION_STATUSES: tuple[str, ...] = ("pending", "running", "succeeded", "dead", "cancelled")
+
+
+class _Row:
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    id: UUID
+    handler: str
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A verified delivery, ready to be stored with the executions it starts."""
+
+    id: UUID
+    source: str
+    idempotency_key: str
+    type: str
+    status: EventStatus
+    payload: str | None  # JSON text, or None where the body is not storable as JSON
+    body: bytes
+    headers: dict[str, str]
+    errors: list[dict[str, Any]] | None
+    correlation_id: str
+    received_at: datetime
+    executions: tuple[NewExecution, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: IngestOutcome
+    event_id: UUID
+    executions: int = 0
+    errors: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Event(_Row):
+    id: UUID
+    source: str
+    idempotency_key: str
+    type: str
+    status: EventStatus
+    correlation_id: str
+    received_at: datetime
+    payload: Any = None
+    headers: dict[str, str] | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Execution(_Row):
+    id: UUID
+    event_id: UUID | None
+    handler: str
+    status: ExecutionStatus
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    correlation_id: str
+    created_at: datetime
+    updated_at: datetime
+    run_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Attempt(_Row):
+    execution_id: UUID
+    attempt: int
+    worker_id: str
+    started_at: datetime
+    ended_at: datetime
+    outcome: AttemptOutcome
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An execution a worker holds under lease, with what the handler needs."""
+
+    id: UUID
+    event_id: UUID | None
+    handler: str
+    attempt: int
+    max_attempts: int
+    correlation_id: str
+    source: str | None
+    event_type: str | None
+    idempotency_key: str | None
+    received_at: datetime | None
+    headers: dict[str, str] | None
+    document: Any  # the parsed JSON body
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The outcome of one attempt, to be written back."""
+
+    execution_id: UUID
+    attempt: int
+    started_at: datetime
+    ended_at: datetime
+    outcome: AttemptOutcome
+    next_status: ExecutionStatus  # succeeded, pending (retry) or dead
+    run_after: datetime | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,140 @@
+"""Puts an ``App`` to work: the store, the group-commit writer, ingress and worker, one lifecycle.
+
+``solo-os run`` starts every role in one process; ``serve`` and ``worker`` start one role
+each, for scale-out. Roles share nothing but the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Collection, Mapping
+from typing import Any
+
+import structlog
+
+from solo_os import _batch, app as app_mod, config, errors, ingress, logging as slog, records
+from solo_os import store as store_mod, worker as worker_mod
+
+log = structlog.get_logger("solo_os.runtime")
+Role = str  # "serve" | "worker"
+
+
+class Runtime:
+    def __init__(
+        self,
+        application: app_mod.App,
+        *,
+        roles: Collection[Role] = ("serve", "worker"),
+        migrate: bool = False,
+        store: store_mod.Store | None = None,
+        worker_options: dict[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.app = application
+        self._env = env
+        self.roles = frozenset(roles)
+        self.migrate = migrate
+        self._given_store = store
+        self.store: store_mod.Store | None = store
+        self.worker: worker_mod.Worker | None = None
+        self._worker_options = worker_options or {}
+        self._committer: _batch.GroupCommit[records.NewEvent, records.IngestResult] | None = None
+        self._stop = asyncio.Event()
+        self._worker_task: asyncio.Task[None] | None = None
+
+    @property
+    def settings(self) -> config.Settings:
+        return self.app.settings
+
+    def prepare(self) -> None:
+        """Validate configuration and secrets (raises ``ConfigError`` with every problem)."""
+        for warning in self.app.prepare(self._env):
+            log.warning("config.warning", message=warning)
+        for src in self.app.sources.values():
+            slog.redactor.add(*src.secrets)
+
+    async def start(self) -> None:
+        self.prepare()
+        if self.store is None:
+            self.store = store_mod.connect(self.settings.database_url)
+        if self.migrate:
+            revision = await self.store.migrate()
+            log.info("store.migrated", revision=revision, dialect=self.store.dialect)
+        else:
+            await self._require_current_schema()
+        await self.store.start()
+        if "serve" in self.roles:
+            writers = 1 if self.store.dialect == "sqlite" else 4
+            self._committer = _batch.GroupCommit(
+                self.store.ingest,
+                max_batch=500,
+                writers=writers,
+                key=lambda e: (e.source, e.idempotency_key),
+                name="ingest",
+            )
+            self._committer.start()
+        if "worker" in self.roles:
+            self.worker = worker_mod.Worker(self.app, self.store, **self._worker_options)
+            self._worker_task = asyncio.create_task(self.worker.run(self._stop), name="solo-os-worker")
+        log.info("runtime.started", roles=sorted(self.roles), dialect=self.store.dialect, service=self.app.service)
+
+    async def _require_current_schema(self) -> None:
+        assert self.store is not None  # noqa: S101 - set just before
+        current = await self.store.current_revision()
+        head = self.store.head_revision()
+        if current != head:
+            raise errors.ConfigError(
+                f"DATABASE_URL: schema is at revision {current or 'none'}, this solo-os needs {head}; "
+                "run 'solo-os db upgrade' first"
+            )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._worker_task is not None:
+            await self._worker_task
+            self._worker_task = None
+        if self._committer is not None:
+            await self._committer.close()
+            self._committer = None
+        if self.store is not None and self._given_store is None:
+            await self.store.close()
+        log.info("runtime.stopped")
+
+    async def submit(self, event: records.NewEvent) -> records.IngestResult:
+        if self._committer is None:
+            raise errors.StoreUnavailable("ingress is not running")
+        return await self._committer.submit(event)
+
+    def asgi(self, *, lifespan: bool = True) -> Any:
+        """The ASGI app. With ``lifespan`` it starts and stops this runtime itself (tests,
+        other servers); the CLI starts the runtime before the server and passes False."""
+
+        @contextlib.asynccontextmanager
+        async def span(_app: Any) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        return ingress.asgi(
+            ingress.Ingress(self.app, self.submit, self._current_store), span if lifespan else None
+        )
+
+    def _current_store(self) -> store_mod.Store:
+        if self.store is None:
+            raise errors.StoreUnavailable("store not started")
+        return self.store
+
+    async def run_worker(self) -> None:
+        """Run the worker role until SIGTERM or SIGINT."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,21 @@
+"""Durable state: events, executions, attempts and steps, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from solo_os import config
+from solo_os.store._base import Filters, Reaped, Store, utcnow
+
+
+def connect(database_url: str) -> Store:
+    """The store for a user's ``DATABASE_URL`` (not yet connected: connections open lazily)."""
+    url = config.driver_url(database_url)
+    if url.startswith("sqlite"):
+        from solo_os.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    from solo_os.store.postgres import PostgresStore
+
+    return PostgresStore(url)
+
+
+__all__ = ["Filters", "Reaped", "Store", "connect", "utcnow"]

@@ -1,0 +1,658 @@
+"""The store: everything solo-os keeps, behind one async interface over SQLAlchemy Core.
+
+Both dialects share these queries; ``sqlite.py`` and ``postgres.py`` add what differs (engine
+set-up, how JSON text is bound, how workers are woken). Idempotency is a unique constraint
+and ``INSERT ... ON CONFLICT DO NOTHING``; claims are ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
+and the single writer's ``BEGIN IMMEDIATE`` on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from solo_os import errors, records
+from solo_os.store import _schema
+
+ev = _schema.events
+ex = _schema.executions
+at = _schema.attempts
+st = _schema.steps
+
+EVENT_LIST_COLUMNS = (
+    ev.c.id, ev.c.source, ev.c.idempotency_key, ev.c.type, ev.c.status,
+    ev.c.correlation_id, ev.c.received_at,
+)
+EXECUTION_COLUMNS = (
+    ex.c.id, ex.c.event_id, ex.c.handler, ex.c.status, ex.c.attempts, ex.c.max_attempts,
+    ex.c.last_error, ex.c.correlation_id, ex.c.created_at, ex.c.updated_at, ex.c.run_after,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the list commands and the admin API filter on."""
+
+    status: str | None = None
+    source: str | None = None
+    type: str | None = None
+    handler: str | None = None
+    error: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class Reaped:
+    execution_id: UUID
+    attempt: int
+    status: str
+    worker_id: str
+
+
+def _translate(exc: BaseException) -> errors.StoreError:
+    """A driver error as ``StoreUnavailable`` (try later) or ``StoreError``."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            return errors.StoreUnavailable(f"store unavailable: {type(exc.orig).__name__}")
+        return errors.StoreError(f"store error: {type(exc.orig).__name__}: {exc.orig}")
+    if isinstance(exc, OSError | TimeoutError | sa.exc.TimeoutError):
+        return errors.StoreUnavailable(f"store unavailable: {type(exc).__name__}")
+    name = type(exc).__name__
+    if "Connection" in name or "CannotConnect" in name or "Postgres" in name:
+        return errors.StoreUnavailable(f"store unavailable: {name}")
+    return errors.StoreError(f"store error: {name}: {exc}")
+
+
+class Store:
+    """Async access to events, executions, attempts and steps."""
+
+    dialect: str = ""
+
+    def __init__(self, write_engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
+        self._engine = write_engine
+        self._read_engine = read_engine or write_engine
+        self._local_wakeup = asyncio.Event()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except errors.SoloOSError:
+            raise
+        except (sa.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise _translate(exc) from exc
+        except Exception as exc:
+            # asyncpg raises its own exception tree for lost connections
+            if type(exc).__module__.startswith(("asyncpg", "sqlite3", "aiosqlite")):
+                raise _translate(exc) from exc
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._read_engine.connect() as conn:
+                yield conn
+        except errors.SoloOSError:
+            raise
+        except (sa.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise _translate(exc) from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith(("asyncpg", "sqlite3", "aiosqlite")):
+                raise _translate(exc) from exc
+            raise
+
+    def _insert(self, table: sa.Table) -> Any:
+        raise NotImplementedError
+
+    def _json_text(self, name: str) -> sa.ColumnElement[Any]:
+        """A bound parameter of JSON text stored into a JSON column without re-encoding it."""
+        raise NotImplementedError
+
+    async def _notify(self, conn: AsyncConnection) -> None:
+        """Tell other processes that work is due (inside the writing transaction)."""
+
+    def wake_local(self) -> None:
+        self._local_wakeup.set()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be due, or after ``timeout`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._local_wakeup.wait(), timeout)
+        self._local_wakeup.clear()
+
+    async def start(self) -> None:
+        """Open what the store keeps open (listeners)."""
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+        if self._read_engine is not self._engine:
+            await self._read_engine.dispose()
+
+    # --- schema --------------------------------------------------------------------------
+
+    @staticmethod
+    def _alembic_config() -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option(
+            "script_location", str(resources.files("solo_os.store") / "migrations")
+        )
+        return cfg
+
+    async def _lock_for_migration(self, conn: AsyncConnection) -> None:
+        """Serialize concurrent migrations (several processes starting at once)."""
+
+    async def migrate(self) -> str:
+        """Bring the schema to the newest revision; returns it."""
+        from alembic import command
+
+        cfg = self._alembic_config()
+
+        def upgrade(sync_conn: sa.Connection) -> None:
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, "head")
+
+        async with self._write() as conn:
+            await self._lock_for_migration(conn)
+            await conn.run_sync(upgrade)
+        return self.head_revision()
+
+    def head_revision(self) -> str:
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        return head or ""
+
+    async def current_revision(self) -> str | None:
+        async with self._read() as conn:
+            exists = await conn.run_sync(
+                lambda c: sa.inspect(c).has_table("alembic_version")
+            )
+            if not exists:
+                return None
+            return (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    # --- ingest --------------------------------------------------------------------------
+
+    async def ingest(self, batch: Sequence[records.NewEvent]) -> list[records.IngestResult]:
+        """Store a batch of deliveries in one transaction; one result per item, in order.
+
+        The batch must not hold two items with the same (source, key); the caller defers such
+        repeats to a later batch, where they meet the stored row as duplicates.
+        """
+        if not batch:
+            return []
+        # One order for every writer: concurrent batches lock keys in the same sequence and
+        # cannot deadlock each other.
+        order = sorted(range(len(batch)), key=lambda i: (batch[i].source, batch[i].idempotency_key))
+        items = [batch[i] for i in order]
+        results: dict[int, records.IngestResult] = {}
+        async with self._write() as conn:
+            inserted = await self._insert_events(conn, items)
+            conflicts = [e for e in items if e.id not in inserted]
+            existing = await self._existing(conn, conflicts) if conflicts else {}
+            new_executions: list[dict[str, Any]] = []
+            for item in items:
+                result, event_id = await self._settle(conn, item, item.id in inserted, existing)
+                results[id(item)] = result
+                if result.outcome == "accepted":
+                    new_executions.extend(
+                        self._execution_row(x, event_id, item.correlation_id, item.received_at)
+                        for x in item.executions
+                    )
+            if new_executions:
+                await conn.execute(self._insert(ex), new_executions)
+                await self._notify(conn)
+        if new_executions:
+            self.wake_local()
+        return [results[id(e)] for e in batch]
+
+    async def _insert_events(
+        self, conn: AsyncConnection, items: Sequence[records.NewEvent]
+    ) -> set[UUID]:
+        stmt = (
+            self._insert(ev)
+            .values(payload=self._json_text("p_payload"))
+            .on_conflict_do_nothing(index_elements=["source", "idempotency_key"])
+            .returning(ev.c.id)
+        )
+        params = [self._event_row(e) for e in items]
+        rows = await conn.execute(stmt, params)
+        return {r[0] for r in rows}
+
+    async def _existing(
+        self, conn: AsyncConnection, items: Sequence[records.NewEvent]
+    ) -> dict[tuple[str, str], tuple[UUID, str]]:
+        keys = [(e.source, e.idempotency_key) for e in items]
+        stmt = (
+            sa.select(ev.c.id, ev.c.source, ev.c.idempotency_key, ev.c.status)
+            .where(sa.tuple_(ev.c.source, ev.c.idempotency_key).in_(keys))
+            .order_by(ev.c.source, ev.c.idempotency_key)
+            .with_for_update()
+        )
+        rows = await conn.execute(stmt)
+        return {(r.source, r.idempotency_key): (r.id, r.status) for r in rows}
+
+    async def _settle(
+        self,
+        conn: AsyncConnection,
+        item: records.NewEvent,
+        was_inserted: bool,
+        existing: dict[tuple[str, str], tuple[UUID, str]],
+    ) -> tuple[records.IngestResult, UUID]:
+        if was_inserted:
+            if item.status == "rejected":
+                return records.IngestResult("rejected", item.id, 0, item.errors), item.id
+            return records.IngestResult("accepted", item.id, len(item.executions)), item.id
+        found = existing.get((item.source, item.idempotency_key))
+        if found is None:  # the conflicting row vanished (purged) between the two statements
+            raise errors.StoreUnavailable("event changed concurrently; retry the delivery")
+        event_id, status = found
+        if status == "accepted":
+            return records.IngestResult("duplicate", event_id), event_id
+        # The stored event was rejected: this redelivery is judged by the current schema.
+        values: dict[str, Any] = {
+            "type": item.type,
+            "status": item.status,
+            "errors": item.errors,
+            "updated_at": item.received_at,
+        }
+        if item.status == "accepted":
+            values.update(body=item.body, headers=item.headers, correlation_id=item.correlation_id)
+            payload = self._json_text("p_payload")
+        else:
+            payload = ev.c.payload
+        await conn.execute(
+            sa.update(ev).where(ev.c.id == event_id).values(payload=payload, **values),
+            {"p_payload": item.payload},
+        )
+        if item.status == "rejected":
+            return records.IngestResult("rejected", event_id, 0, item.errors), event_id
+        return records.IngestResult("accepted", event_id, len(item.executions)), event_id
+
+    @staticmethod
+    def _event_row(e: records.NewEvent) -> dict[str, Any]:
+        return {
+            "id": e.id,
+            "source": e.source,
+            "idempotency_key": e.idempotency_key,
+            "type": e.type,
+            "status": e.status,
+            "p_payload": e.payload,
+            "body": e.body,
+            "headers": e.headers,
+            "errors": e.errors,
+            "correlation_id": e.correlation_id,
+            "received_at": e.received_at,
+            "updated_at": e.received_at,
+        }
+
+    @staticmethod
+    def _execution_row(
+        x: records.NewExecution, event_id: UUID | None, correlation_id: str, now: datetime
+    ) -> dict[str, Any]:
+        return {
+            "id": x.id,
+            "event_id": event_id,
+            "handler": x.handler,
+            "status": "pending",
+            "attempts": 0,
+            "max_attempts": x.max_attempts,
+            "run_after": now,
+            "correlation_id": correlation_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    # --- the worker's side ----------------------------------------------------------------
+
+    async def claim(
+        self, worker_id: str, limit: int, now: datetime, lease_seconds: float
+    ) -> list[records.Claimed]:
+        """Lease up to ``limit`` due executions to ``worker_id``, oldest due first."""
+        if limit <= 0:
+            return []
+        due = (
+            sa.select(ex.c.id)
+            .where(ex.c.status == "pending", ex.c.run_after <= now)
+            .order_by(ex.c.run_after)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
+        stmt = (
+            sa.update(ex)
+            .where(ex.c.id == due.c.id)
+            .values(
+                status="running",
+                attempts=ex.c.attempts + 1,
+                worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                started_at=now,
+                updated_at=now,
+            )
+            .returning(
+                ex.c.id, ex.c.event_id, ex.c.handler, ex.c.attempts, ex.c.max_attempts,
+                ex.c.correlation_id,
+            )
+        )
+        async with self._write() as conn:
+            claimed = (await conn.execute(stmt)).all()
+            event_ids = {r.event_id for r in claimed if r.event_id is not None}
+            events: dict[UUID, Any] = {}
+            if event_ids:
+                rows = await conn.execute(
+                    sa.select(
+                        ev.c.id, ev.c.source, ev.c.type, ev.c.idempotency_key, ev.c.received_at,
+                        ev.c.headers, ev.c.payload,
+                        sa.case((ev.c.payload.is_(None), ev.c.body), else_=sa.null()).label("body"),
+                    ).where(ev.c.id.in_(event_ids))
+                )
+                events = {r.id: r for r in rows}
+        out = []
+        for r in claimed:
+            e = events.get(r.event_id) if r.event_id is not None else None
+            document: Any = None
+            if e is not None:
+                document = e.payload if e.body is None else _loads_lenient(e.body)
+            out.append(
+                records.Claimed(
+                    id=r.id,
+                    event_id=r.event_id,
+                    handler=r.handler,
+                    attempt=r.attempts,
+                    max_attempts=r.max_attempts,
+                    correlation_id=r.correlation_id,
+                    source=e.source if e is not None else None,
+                    event_type=e.type if e is not None else None,
+                    idempotency_key=e.idempotency_key if e is not None else None,
+                    received_at=e.received_at if e is not None else None,
+                    headers=e.headers if e is not None else None,
+                    document=document,
+                )
+            )
+        return out
+
+    async def finish(self, worker_id: str, results: Sequence[records.Finished]) -> int:
+        """Write attempts' outcomes; returns how many executions this worker still held."""
+        if not results:
+            return 0
+        now = utcnow()
+        update_stmt = (
+            sa.update(ex)
+            .where(
+                ex.c.id == sa.bindparam("b_id"),
+                ex.c.worker_id == worker_id,
+                ex.c.attempts == sa.bindparam("b_attempt"),
+                ex.c.status == "running",
+            )
+            .values(
+                status=sa.bindparam("b_status"),
+                run_after=sa.func.coalesce(
+                    sa.bindparam("b_run_after", type_=_schema.UTCDateTime), ex.c.run_after
+                ),
+                last_error=sa.bindparam("b_error", type_=sa.Text),
+                lease_expires_at=None,
+                worker_id=None,
+                started_at=None,
+                updated_at=now,
+            )
+        )
+        params = [
+            {
+                "b_id": r.execution_id,
+                "b_attempt": r.attempt,
+                "b_status": r.next_status,
+                "b_run_after": r.run_after,
+                "b_error": _last_error(r),
+            }
+            for r in results
+        ]
+        attempt_rows = [
+            {
+                "execution_id": r.execution_id,
+                "attempt": r.attempt,
+                "worker_id": worker_id,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+                "outcome": r.outcome,
+                "error_type": r.error_type,
+                "error_message": r.error_message,
+                "traceback": r.traceback,
+            }
+            for r in results
+        ]
+        async with self._write() as conn:
+            res = await conn.execute(update_stmt, params)
+            await conn.execute(
+                self._insert(at).on_conflict_do_nothing(
+                    index_elements=["execution_id", "attempt"]
+                ),
+                attempt_rows,
+            )
+            if any(r.next_status == "pending" for r in results):
+                await self._notify(conn)
+        return int(res.rowcount if res.rowcount is not None and res.rowcount >= 0 else len(results))
+
+    async def renew(self, worker_id: str, now: datetime, lease_seconds: float) -> int:
+        """Extend the lease of every execution ``worker_id`` runs."""
+        async with self._write() as conn:
+            res = await conn.execute(
+                sa.update(ex)
+                .where(ex.c.worker_id == worker_id, ex.c.status == "running")
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+        return int(res.rowcount or 0)
+
+    async def release(self, worker_id: str, ids: Iterable[UUID] | None = None) -> int:
+        """Give back leased executions at once (graceful shutdown): the attempt is not spent."""
+        cond = [ex.c.worker_id == worker_id, ex.c.status == "running"]
+        if ids is not None:
+            cond.append(ex.c.id.in_(list(ids)))
+        now = utcnow()
+        async with self._write() as conn:
+            res = await conn.execute(
+                sa.update(ex)
+                .where(*cond)
+                .values(
+                    status="pending",
+                    attempts=ex.c.attempts - 1,
+                    worker_id=None,
+                    lease_expires_at=None,
+                    started_at=None,
+                    run_after=now,
+                    updated_at=now,
+                )
+            )
+            await self._notify(conn)
+        return int(res.rowcount or 0)
+
+    async def reap(self, now: datetime, limit: int = 500) -> list[Reaped]:
+        """Take back executions whose lease expired (their worker died): the attempt is lost."""
+        async with self._write() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        ex.c.id, ex.c.attempts, ex.c.max_attempts, ex.c.worker_id, ex.c.started_at
+                    )
+                    .where(ex.c.status == "running", ex.c.lease_expires_at < now)
+                    .order_by(ex.c.lease_expires_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return []
+            reaped = [
+                Reaped(
+                    r.id, r.attempts, "dead" if r.attempts >= r.max_attempts else "pending",
+                    r.worker_id or "",
+                )
+                for r in rows
+            ]
+            message = "lease expired: the worker running this attempt was lost"
+            await conn.execute(
+                sa.update(ex)
+                .where(
+                    ex.c.id == sa.bindparam("b_id"),
+                    ex.c.status == "running",
+                    ex.c.attempts == sa.bindparam("b_attempt"),
+                )
+                .values(
+                    status=sa.bindparam("b_status"),
+                    worker_id=None,
+                    lease_expires_at=None,
+                    started_at=None,
+                    run_after=now,
+                    last_error=message,
+                    updated_at=now,
+                ),
+                [{"b_id": x.execution_id, "b_attempt": x.attempt, "b_status": x.status} for x in reaped],
+            )
+            await conn.execute(
+                self._insert(at).on_conflict_do_nothing(index_elements=["execution_id", "attempt"]),
+                [
+                    {
+                        "execution_id": r.id,
+                        "attempt": r.attempts,
+                        "worker_id": r.worker_id or "",
+                        "started_at": r.started_at or now,
+                        "ended_at": now,
+                        "outcome": "lost",
+                        "error_type": "LeaseExpired",
+                        "error_message": message,
+                        "traceback": None,
+                    }
+                    for r in rows
+                ],
+            )
+            await self._notify(conn)
+        self.wake_local()
+        return reaped
+
+    # --- durable steps --------------------------------------------------------------------
+
+    async def load_steps(self, execution_id: UUID) -> dict[str, Any]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                sa.select(st.c.name, st.c.result).where(st.c.execution_id == execution_id)
+            )
+            return {r.name: r.result for r in rows}
+
+    async def save_step(self, execution_id: UUID, name: str, result_json: str) -> None:
+        stmt = self._insert(st).values(result=self._json_text("p_result"))
+        async with self._write() as conn:
+            await conn.execute(
+                stmt.on_conflict_do_nothing(index_elements=["execution_id", "name"]),
+                {"execution_id": execution_id, "name": name, "p_result": result_json,
+                 "created_at": utcnow()},
+            )
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def list_events(self, f: Filters) -> list[records.Event]:
+        q = sa.select(*EVENT_LIST_COLUMNS).order_by(ev.c.received_at.desc(), ev.c.id.desc())
+        if f.status:
+            q = q.where(ev.c.status == f.status)
+        if f.source:
+            q = q.where(ev.c.source == f.source)
+        if f.type:
+            q = q.where(ev.c.type == f.type)
+        if f.since:
+            q = q.where(ev.c.received_at >= f.since)
+        if f.until:
+            q = q.where(ev.c.received_at < f.until)
+        if f.limit:
+            q = q.limit(f.limit)
+        async with self._read() as conn:
+            return [records.Event.from_row(r._mapping) for r in await conn.execute(q)]
+
+    async def get_event(self, event_id: UUID) -> tuple[records.Event, bytes] | None:
+        q = sa.select(ev).where(ev.c.id == event_id)
+        async with self._read() as conn:
+            row = (await conn.execute(q)).first()
+        if row is None:
+            return None
+        return records.Event.from_row(row._mapping), row.body
+
+    async def list_executions(self, f: Filters, event_id: UUID | None = None) -> list[records.Execution]:
+        q = sa.select(*EXECUTION_COLUMNS).order_by(ex.c.created_at.desc(), ex.c.id.desc())
+        if event_id is not None:
+            q = q.where(ex.c.event_id == event_id)
+        if f.status:
+            q = q.where(ex.c.status == f.status)
+        if f.handler:
+            q = q.where(ex.c.handler == f.handler)
+        if f.error:
+            q = q.where(ex.c.last_error.contains(f.error, autoescape=True))
+        if f.since:
+            q = q.where(ex.c.created_at >= f.since)
+        if f.until:
+            q = q.where(ex.c.created_at < f.until)
+        if f.source or f.type:
+            q = q.join(ev, ev.c.id == ex.c.event_id)
+            if f.source:
+                q = q.where(ev.c.source == f.source)
+            if f.type:
+                q = q.where(ev.c.type == f.type)
+        if f.limit:
+            q = q.limit(f.limit)
+        async with self._read() as conn:
+            return [records.Execution.from_row(r._mapping) for r in await conn.execute(q)]
+
+    async def get_execution(self, execution_id: UUID) -> records.Execution | None:
+        q = sa.select(*EXECUTION_COLUMNS).where(ex.c.id == execution_id)
+        async with self._read() as conn:
+            row = (await conn.execute(q)).first()
+        return records.Execution.from_row(row._mapping) if row is not None else None
+
+    async def list_attempts(self, execution_id: UUID) -> list[records.Attempt]:
+        q = sa.select(at).where(at.c.execution_id == execution_id).order_by(at.c.attempt)
+        async with self._read() as conn:
+            return [records.Attempt.from_row(r._mapping) for r in await conn.execute(q)]
+
+    async def counts(self) -> dict[str, int]:
+        """Executions by status (queue depth for metrics and the dashboard)."""
+        q = sa.select(ex.c.status, sa.func.count()).group_by(ex.c.status)
+        async with self._read() as conn:
+            found = {row[0]: int(row[1]) for row in await conn.execute(q)}
+        return {s: found.get(s, 0) for s in records.EXECUTION_STATUSES}
+
+
+def _last_error(r: records.Finished) -> str | None:
+    if r.next_status == "succeeded":
+        return None
+    text = f"{r.error_type}: {r.error_message}" if r.error_type else (r.error_message or "")
+    return text[:4000]
+
+
+def _loads_lenient(body: bytes) -> Any:
+    """The document of an event whose payload could not be kept as JSONB (see ingress)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

@@ -1,0 +1,330 @@
+"""The worker: claims due executions in batches, runs their handlers, writes outcomes back.
+
+Claims are leased: a heartbeat renews the lease of everything this worker runs, and any worker
+takes back executions whose lease expired (their worker died). Outcomes are written through a
+group commit, so a burst of finished executions costs one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import random
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pydantic
+import structlog
+
+from solo_os import _batch, app as app_mod, context, errors, metrics, records, retry, store as store_mod
+
+log = structlog.get_logger("solo_os.worker")
+CLAIM_BATCH = 200
+
+
+class UnknownHandler(errors.SoloOSError):
+    """The execution names a handler this process does not have (an older or newer deploy)."""
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+
+
+class Worker:
+    def __init__(
+        self,
+        application: app_mod.App,
+        store: store_mod.Store,
+        *,
+        concurrency: int | None = None,
+        lease_seconds: float | None = None,
+        poll_interval: float | None = None,
+        shutdown_grace: float | None = None,
+        worker_id: str | None = None,
+        clock: Callable[[], datetime] = store_mod.utcnow,
+    ) -> None:
+        s = application.settings
+        self.app = application
+        self.store = store
+        self.worker_id = worker_id or new_worker_id()
+        self.concurrency = concurrency or s.worker_concurrency
+        self.lease_seconds = lease_seconds or s.lease_seconds
+        self.poll_interval = poll_interval or s.poll_interval
+        self.shutdown_grace = s.shutdown_grace_seconds if shutdown_grace is None else shutdown_grace
+        self.clock = clock
+        self._inflight: dict[UUID, asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
+        self._finisher: _batch.GroupCommit[records.Finished, bool] = _batch.GroupCommit(
+            self._write_finished, max_batch=500, name="finish"
+        )
+        self._rng = random.Random()
+        self._dead_hooks: list[Callable[..., Any]] = []
+        self.executed = 0
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set; then finish or release what runs, and return."""
+        self._finisher.start()
+        background = [
+            asyncio.create_task(self._heartbeat(stop), name="solo-os-heartbeat"),
+            asyncio.create_task(self._reaper(stop), name="solo-os-reaper"),
+        ]
+        log.info("worker.started", worker_id=self.worker_id, concurrency=self.concurrency)
+        try:
+            await self._loop(stop)
+        finally:
+            await self._shutdown()
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._finisher.close()
+            log.info("worker.stopped", worker_id=self.worker_id, executed=self.executed)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        failures = 0
+        min_free = max(1, self.concurrency // 4)
+        while not stop.is_set():
+            free = self.concurrency - len(self._inflight)
+            if free >= min_free or not self._inflight:
+                limit = min(free, CLAIM_BATCH)
+                try:
+                    claimed = await self.store.claim(
+                        self.worker_id, limit, self.clock(), self.lease_seconds
+                    )
+                    failures = 0
+                except errors.StoreError as exc:
+                    failures += 1
+                    delay = min(10.0, 0.2 * 2**failures)
+                    log.warning("worker.claim_failed", error=str(exc), retry_in=round(delay, 2))
+                    await _wait_any(stop, timeout=delay)
+                    continue
+                for c in claimed:
+                    self._inflight[c.id] = asyncio.create_task(self._execute(c))
+                if len(claimed) == limit:
+                    continue  # more may be due right now
+            await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Sleep until work may be due, a slot frees up (when full), stop, or the poll interval."""
+        self._slot_freed.clear()
+        waiters = [asyncio.ensure_future(self.store.wait_for_work(self.poll_interval))]
+        if len(self._inflight) >= self.concurrency:
+            waiters.append(asyncio.ensure_future(self._slot_freed.wait()))
+        waiters.append(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _shutdown(self) -> None:
+        if self._inflight:
+            log.info("worker.draining", running=len(self._inflight), grace_seconds=self.shutdown_grace)
+            _, pending = await asyncio.wait(list(self._inflight.values()), timeout=self.shutdown_grace)
+            if pending:
+                ids = [i for i, t in self._inflight.items() if t in pending]
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                try:
+                    released = await self.store.release(self.worker_id, ids)
+                    log.info("worker.released", executions=released)
+                except errors.StoreError as exc:
+                    log.warning("worker.release_failed", error=str(exc))
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        interval = self.lease_seconds / 3
+        while not stop.is_set():
+            await _wait_any(stop, timeout=interval)
+            if self._inflight:
+                try:
+                    await self.store.renew(self.worker_id, self.clock(), self.lease_seconds)
+                except errors.StoreError as exc:
+                    log.warning("worker.renew_failed", error=str(exc))
+
+    async def _reaper(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                for r in await self.store.reap(self.clock()):
+                    log.warning(
+                        "execution.lost", execution_id=str(r.execution_id), attempt=r.attempt,
+                        worker=r.worker_id, status=r.status,
+                    )
+            except errors.StoreError as exc:
+                log.warning("worker.reap_failed", error=str(exc))
+            await _wait_any(stop, timeout=self.lease_seconds / 2 * (0.5 + self._rng.random()))
+
+    # --- one execution ----------------------------------------------------------------------
+
+    async def _execute(self, c: records.Claimed) -> None:
+        started = self.clock()
+        t0 = time.perf_counter()
+        handler = self.app.handlers.get(c.handler)
+        bound = {
+            "correlation_id": c.correlation_id,
+            "execution_id": str(c.id),
+            "handler": c.handler,
+            "attempt": c.attempt,
+        }
+        if c.event_id is not None:
+            bound.update(event_id=str(c.event_id), source=c.source, event_type=c.event_type)
+        structlog.contextvars.bind_contextvars(**bound)
+        hlog = log.bind(**bound)
+        if c.attempt == 1 and c.received_at is not None:
+            metrics.receive_to_start.observe(max(0.0, (started - c.received_at).total_seconds()))
+        outcome: records.AttemptOutcome = "succeeded"
+        error: BaseException | None = None
+        try:
+            if handler is None:
+                raise UnknownHandler(f"no handler named {c.handler!r} in this app")
+            arg = self._argument(handler, c)
+            ctx = context.Context(
+                execution_id=c.id,
+                attempt=c.attempt,
+                max_attempts=c.max_attempts,
+                correlation_id=c.correlation_id,
+                handler=c.handler,
+                event=self._meta(c),
+                log=hlog,
+                steps=self.store,
+            )
+            async with asyncio.timeout(handler.timeout):
+                if handler.is_async:
+                    await handler.fn(arg, ctx)
+                else:
+                    await asyncio.to_thread(handler.fn, arg, ctx)
+        except TimeoutError as exc:
+            outcome, error = "timed_out", exc
+        except asyncio.CancelledError:
+            raise  # shutdown: the lease is released by _shutdown
+        except Exception as exc:
+            outcome, error = "failed", exc
+        finally:
+            structlog.contextvars.unbind_contextvars(*bound)
+        duration = time.perf_counter() - t0
+        finished = self._finished(c, handler, started, outcome, error)
+        try:
+            await self._finisher.submit(finished)
+        except errors.StoreError as exc:
+            # Not written: the lease runs out and another attempt follows (at-least-once).
+            hlog.error("execution.unrecorded", error=str(exc))
+        else:
+            self._report(hlog, handler, finished, error, duration)
+        finally:
+            self._inflight.pop(c.id, None)
+            self._slot_freed.set()
+            self.executed += 1
+
+    @staticmethod
+    def _meta(c: records.Claimed) -> context.EventMeta | None:
+        if c.event_id is None:
+            return None
+        return context.EventMeta(
+            id=c.event_id,
+            source=c.source or "",
+            type=c.event_type or "",
+            idempotency_key=c.idempotency_key or "",
+            received_at=c.received_at or store_mod.utcnow(),
+            headers=c.headers or {},
+        )
+
+    def _argument(self, handler: app_mod.Handler, c: records.Claimed) -> Any:
+        source = self.app.sources.get(handler.source)
+        payload = source.payload(c.document) if source is not None else c.document
+        if handler.schema is None:
+            return payload
+        try:
+            return handler.schema.model_validate(payload)
+        except pydantic.ValidationError as exc:
+            # Accepted under an older schema; retrying will not make it valid.
+            raise errors.NonRetryable(
+                f"payload no longer matches {handler.schema.__name__}: {exc.error_count()} error(s)"
+            ) from exc
+
+    def _finished(
+        self,
+        c: records.Claimed,
+        handler: app_mod.Handler | None,
+        started: datetime,
+        outcome: records.AttemptOutcome,
+        error: BaseException | None,
+    ) -> records.Finished:
+        ended = self.clock()
+        if error is None:
+            return records.Finished(c.id, c.attempt, started, ended, "succeeded", "succeeded")
+        # The budget stored with the execution wins: a replay grants a fresh one.
+        policy = dataclasses.replace(
+            self.app.policy(handler) if handler else self.app.policy_default(),
+            max_attempts=c.max_attempts,
+        )
+        decision = retry.decide(error, c.attempt, policy, self._rng)
+        if isinstance(error, TimeoutError):
+            message = f"timed out after {handler.timeout if handler else 0:g}s"
+        else:
+            message = str(error)[:4000]
+        tb = None
+        if not isinstance(error, errors.RetryAfter):
+            tb = "".join(traceback.format_exception(error))[-16_000:]
+        return records.Finished(
+            c.id,
+            c.attempt,
+            started,
+            ended,
+            outcome,
+            "dead" if decision.action == "dead" else "pending",
+            run_after=ended + timedelta(seconds=decision.delay) if decision.action == "retry" else None,
+            error_type=type(error).__name__,
+            error_message=message,
+            traceback=tb,
+            extra={"reason": decision.reason, "delay": decision.delay},
+        )
+
+    @staticmethod
+    def _report(
+        hlog: Any,
+        handler: app_mod.Handler | None,
+        f: records.Finished,
+        error: BaseException | None,
+        duration: float,
+    ) -> None:
+        name = handler.name if handler else "?"
+        metrics.attempt_seconds.labels(name).observe(duration)
+        ms = round(duration * 1000, 2)
+        if error is None:
+            metrics.executions.labels(name, "succeeded").inc()
+            hlog.info("execution.succeeded", duration_ms=ms)
+            return
+        if f.next_status == "dead":
+            metrics.executions.labels(name, "dead").inc()
+            hlog.error(
+                "execution.dead", duration_ms=ms, error_type=f.error_type, error=f.error_message,
+                reason=f.extra.get("reason"),
+            )
+        elif isinstance(error, errors.RetryAfter):
+            metrics.executions.labels(name, "deferred").inc()
+            hlog.info("execution.deferred", duration_ms=ms, retry_in=f.extra.get("delay"))
+        else:
+            metrics.executions.labels(name, f.outcome).inc()
+            hlog.warning(
+                "execution.failed", duration_ms=ms, error_type=f.error_type, error=f.error_message,
+                retry_in=round(float(f.extra.get("delay", 0.0)), 3),
+            )
+
+    async def _write_finished(self, batch: Any) -> list[bool]:
+        await self.store.finish(self.worker_id, batch)
+        return [True] * len(batch)
+
+
+async def _wait_any(stop: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout)
