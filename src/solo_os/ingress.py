@@ -102,48 +102,14 @@ class Ingress:
         body: bytes,
         received_at: datetime,
     ) -> Response:
-        problems: list[dict[str, Any]] = []
-        document: Any = None
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            problems.append({"loc": ["body"], "msg": f"not JSON: {exc}", "type": "json_invalid"})
-        if not problems and (reply := source.challenge(request.headers, document)) is not None:
-            return _json(200, reply)
-        event_type = ""
-        raw_key: str | None = None
-        if not problems:
-            try:
-                event_type = source.event_type(request.headers, document) or ""
-                raw_key = source.idempotency_key(request.headers, document)
-            except errors.PayloadError as exc:
-                problems.extend(exc.details)
-            if not event_type and not problems:
-                problems.append({"loc": ["type"], "msg": "the delivery names no event type", "type": "missing"})
-        key = storable_key(raw_key) if raw_key else sources_base.digest_key(body)
-        handlers: tuple[app_mod.Handler, ...] = ()
-        if not problems:
-            problems.extend(self.app.validate(name, event_type, document))
-            handlers = self.app.handlers_for(name, event_type)
-        corr = correlation_id(request, raw_key)
-        storable = not problems and not _UNSTORABLE_JSON.search(body)
-        event = records.NewEvent(
-            id=_ids.uuid7(),
-            source=name,
-            idempotency_key=key,
-            type=event_type[:255],
-            status="rejected" if problems else "accepted",
-            payload=body.decode("utf-8") if storable else None,
-            body=body,
-            headers=source.stored_headers(request.headers),
-            errors=problems or None,
-            correlation_id=corr,
-            received_at=received_at,
-            executions=tuple(
-                records.NewExecution(_ids.uuid7(), h.name, self._attempts(h)) for h in handlers
-            ),
+        built = build_event(
+            self.app, name, source, request.headers, body, received_at,
+            lambda key: correlation_id(request, key),
         )
-        bound = log.bind(source=name, event_type=event_type, correlation_id=corr)
+        if isinstance(built, dict):
+            return _json(200, built)  # a provider's handshake (e.g. Slack url_verification)
+        event = built
+        bound = log.bind(source=name, event_type=event.type, correlation_id=event.correlation_id)
         try:
             result = await self.submit(event)
         except errors.StoreError as exc:
@@ -160,9 +126,6 @@ class Ingress:
             return _json(200, {"status": "duplicate", "event_id": event_id})
         bound.info("webhook.accepted", event_id=event_id, executions=result.executions)
         return _json(200, {"status": "accepted", "event_id": event_id, "executions": result.executions})
-
-    def _attempts(self, handler: app_mod.Handler) -> int:
-        return self.app.policy(handler).max_attempts or 1
 
     # --- operations endpoints ---------------------------------------------------------------
 
@@ -201,6 +164,69 @@ class Ingress:
         ]
 
 
+def build_event(
+    application: app_mod.App,
+    name: str,
+    source: sources_base.Source,
+    headers: Any,
+    body: bytes,
+    received_at: datetime,
+    correlate: Callable[[str | None], str],
+    *,
+    key: str | None = None,
+) -> records.NewEvent | dict[str, Any]:
+    """A verified delivery as the event to store (accepted or rejected, with its executions).
+
+    ``headers`` is a case-insensitive mapping with ``getlist`` (Starlette's ``Headers`` or
+    ``sources.DictHeaders``). Returns a dict instead where the source answers the request
+    itself (a handshake, not an event). ``key`` forces the idempotency key (revalidation of a
+    stored event keeps the key it was stored under). Used by the webhook route and by
+    ``events revalidate``, so both judge a delivery the same way.
+    """
+    problems: list[dict[str, Any]] = []
+    document: Any = None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        problems.append({"loc": ["body"], "msg": f"not JSON: {exc}", "type": "json_invalid"})
+    if not problems and (reply := source.challenge(headers, document)) is not None:
+        return reply
+    event_type = ""
+    raw_key: str | None = None
+    if not problems:
+        try:
+            event_type = source.event_type(headers, document) or ""
+            raw_key = source.idempotency_key(headers, document)
+        except errors.PayloadError as exc:
+            problems.extend(exc.details)
+        if not event_type and not problems:
+            problems.append({"loc": ["type"], "msg": "the delivery names no event type", "type": "missing"})
+    if key is None:
+        key = storable_key(raw_key) if raw_key else sources_base.digest_key(body)
+    handlers: tuple[app_mod.Handler, ...] = ()
+    if not problems:
+        problems.extend(application.validate(name, event_type, document))
+        handlers = application.handlers_for(name, event_type)
+    storable = not problems and not _UNSTORABLE_JSON.search(body)
+    return records.NewEvent(
+        id=_ids.uuid7(),
+        source=name,
+        idempotency_key=key,
+        type=event_type[:255],
+        status="rejected" if problems else "accepted",
+        payload=body.decode("utf-8") if storable else None,
+        body=body,
+        headers=source.stored_headers(headers),
+        errors=problems or None,
+        correlation_id=correlate(raw_key),
+        received_at=received_at,
+        executions=tuple(
+            records.NewExecution(_ids.uuid7(), h.name, application.policy(h).max_attempts or 1)
+            for h in handlers
+        ),
+    )
+
+
 async def _read_limited(request: Request, limit: int) -> bytes | None:
     """The body, or None as soon as it is known to exceed ``limit`` (the rest is not read)."""
     declared = request.headers.get("content-length")
@@ -224,4 +250,4 @@ def asgi(ingress: Ingress, lifespan: Any = None) -> Starlette:
     return Starlette(routes=ingress.routes(), lifespan=lifespan)
 
 
-__all__ = ["Ingress", "asgi", "correlation_id"]
+__all__ = ["Ingress", "asgi", "build_event", "correlation_id"]

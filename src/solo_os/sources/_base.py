@@ -37,6 +37,13 @@ class DictHeaders:
         key = key.lower()
         return [v for k, v in self._items if k == key]
 
+    def get(self, key: str, default: str | None = None) -> str | None:
+        values = self.getlist(key)
+        return values[0] if values else default
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
 
 def one_header(headers: Headers, name: str) -> str:
     """The single value of ``name``; a missing, repeated or oversized header fails verification."""
@@ -169,7 +176,7 @@ class Source:
         """An immediate reply that is not an event (e.g. Slack's url_verification), or None."""
         return None
 
-    def stored_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+    def stored_headers(self, headers: Any) -> dict[str, str]:
         """The headers kept with the event: all but signatures and credentials."""
         drop = self.secret_headers | self._always_dropped
         return {k: v for k, v in headers.items() if k.lower() not in drop}
