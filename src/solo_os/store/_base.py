@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -554,6 +554,78 @@ class Store:
         self.wake_local()
         return reaped
 
+    # --- dead letters ---------------------------------------------------------------------
+
+    async def matching_ids(self, f: Filters) -> list[UUID]:
+        """Ids of executions that match ``f`` (all of them when ``f.limit`` is 0), oldest first."""
+        q = sa.select(ex.c.id).order_by(ex.c.updated_at, ex.c.id)
+        q = self._filtered(q, f)
+        if f.limit:
+            q = q.limit(f.limit)
+        async with self._read() as conn:
+            return [r[0] for r in await conn.execute(q)]
+
+    async def replay(
+        self, ids: Sequence[UUID], budgets: Mapping[str, int], default_budget: int, now: datetime
+    ) -> list[UUID]:
+        """Put dead executions back to pending with a fresh attempt budget; history stays.
+
+        ``budgets`` maps handler names to their ``max_attempts``; the new budget is counted on
+        top of the attempts already made, so attempt numbers keep increasing.
+        """
+        if not ids:
+            return []
+        budget = (
+            sa.case(dict(budgets), value=ex.c.handler, else_=default_budget)
+            if budgets
+            else sa.literal(default_budget)
+        )
+        out: list[UUID] = []
+        async with self._write() as conn:
+            for chunk in _chunks(list(ids), 500):
+                rows = await conn.execute(
+                    sa.update(ex)
+                    .where(ex.c.id.in_(chunk), ex.c.status == "dead")
+                    .values(
+                        status="pending",
+                        max_attempts=ex.c.attempts + budget,
+                        run_after=now,
+                        updated_at=now,
+                    )
+                    .returning(ex.c.id)
+                )
+                out.extend(r[0] for r in rows)
+            if out:
+                await self._notify(conn)
+        if out:
+            self.wake_local()
+        return out
+
+    async def cancel(self, ids: Sequence[UUID], now: datetime) -> list[UUID]:
+        """Cancel pending or dead executions (a running one finishes its attempt first)."""
+        out: list[UUID] = []
+        async with self._write() as conn:
+            for chunk in _chunks(list(ids), 500):
+                rows = await conn.execute(
+                    sa.update(ex)
+                    .where(ex.c.id.in_(chunk), ex.c.status.in_(("pending", "dead")))
+                    .values(status="cancelled", updated_at=now)
+                    .returning(ex.c.id)
+                )
+                out.extend(r[0] for r in rows)
+        return out
+
+    async def purge(self, ids: Sequence[UUID]) -> int:
+        """Delete dead or cancelled executions with their attempts and steps (events stay)."""
+        deleted = 0
+        async with self._write() as conn:
+            for chunk in _chunks(list(ids), 500):
+                res = await conn.execute(
+                    sa.delete(ex).where(ex.c.id.in_(chunk), ex.c.status.in_(("dead", "cancelled")))
+                )
+                deleted += int(res.rowcount or 0)
+        return deleted
+
     # --- durable steps --------------------------------------------------------------------
 
     async def load_steps(self, execution_id: UUID) -> dict[str, Any]:
@@ -599,10 +671,8 @@ class Store:
             return None
         return records.Event.from_row(row._mapping), row.body
 
-    async def list_executions(self, f: Filters, event_id: UUID | None = None) -> list[records.Execution]:
-        q = sa.select(*EXECUTION_COLUMNS).order_by(ex.c.created_at.desc(), ex.c.id.desc())
-        if event_id is not None:
-            q = q.where(ex.c.event_id == event_id)
+    def _filtered(self, q: Any, f: Filters) -> Any:
+        """``q`` (over executions) narrowed by ``f``'s status, handler, error, time, source, type."""
         if f.status:
             q = q.where(ex.c.status == f.status)
         if f.handler:
@@ -610,15 +680,25 @@ class Store:
         if f.error:
             q = q.where(ex.c.last_error.contains(f.error, autoescape=True))
         if f.since:
-            q = q.where(ex.c.created_at >= f.since)
+            q = q.where(ex.c.updated_at >= f.since)
         if f.until:
-            q = q.where(ex.c.created_at < f.until)
+            q = q.where(ex.c.updated_at < f.until)
         if f.source or f.type:
             q = q.join(ev, ev.c.id == ex.c.event_id)
             if f.source:
                 q = q.where(ev.c.source == f.source)
             if f.type:
                 q = q.where(ev.c.type == f.type)
+        return q
+
+    async def list_executions(
+        self, f: Filters, event_id: UUID | None = None
+    ) -> list[records.Execution]:
+        """Newest first; ``since``/``until`` apply to the last change (``updated_at``)."""
+        q = sa.select(*EXECUTION_COLUMNS).order_by(ex.c.created_at.desc(), ex.c.id.desc())
+        if event_id is not None:
+            q = q.where(ex.c.event_id == event_id)
+        q = self._filtered(q, f)
         if f.limit:
             q = q.limit(f.limit)
         async with self._read() as conn:
@@ -641,6 +721,11 @@ class Store:
         async with self._read() as conn:
             found = {row[0]: int(row[1]) for row in await conn.execute(q)}
         return {s: found.get(s, 0) for s in records.EXECUTION_STATUSES}
+
+
+def _chunks(items: list[UUID], size: int) -> Iterator[list[UUID]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def _last_error(r: records.Finished) -> str | None:
