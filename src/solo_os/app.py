@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from solo_os import config, errors, retry
+from solo_os import config, errors, records, retry
 from solo_os.sources import _base as sources_base
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,6 +46,7 @@ class App:
         self._sources: dict[str, sources_base.Source] = {}
         self._handlers: dict[str, Handler] = {}
         self._routes: dict[tuple[str, str], tuple[Handler, ...]] = {}
+        self._dead_hooks: list[Callable[[records.DeadLetter], Any]] = []
         self._prepared = False
 
     # --- declaration ---------------------------------------------------------------------
@@ -103,7 +104,22 @@ class App:
 
         return register
 
+    def on_dead(self, fn: F) -> F:
+        """Call ``fn(dead: DeadLetter)`` once each time an execution goes dead.
+
+        Runs in the process that moved the execution to dead, right after that is committed;
+        an exception in the hook is logged and does not affect the execution.
+        """
+        if not callable(fn):
+            raise errors.ConfigError(f"on_dead needs a function, got {fn!r}")
+        self._dead_hooks.append(fn)
+        return fn
+
     # --- lookup --------------------------------------------------------------------------
+
+    @property
+    def dead_hooks(self) -> tuple[Callable[[records.DeadLetter], Any], ...]:
+        return tuple(self._dead_hooks)
 
     @property
     def settings(self) -> config.Settings:

@@ -29,7 +29,9 @@ class EventMeta:
 class StepStore(Protocol):
     async def load_steps(self, execution_id: UUID) -> dict[str, Any]: ...
 
-    async def save_step(self, execution_id: UUID, name: str, result_json: str) -> None: ...
+    async def save_step(
+        self, execution_id: UUID, name: str, result_json: str, attempt: int
+    ) -> None: ...
 
 
 class Context:
@@ -90,7 +92,7 @@ class Context:
             text = json.dumps(result)
         except (TypeError, ValueError) as exc:
             raise errors.StepError(f"step {name!r} returned a value that is not JSON: {exc}") from None
-        await self._steps.save_step(self.execution_id, name, text)
+        await self._steps.save_step(self.execution_id, name, text, self.attempt)
         self.log.debug("step.completed", step=name)
         stored = json.loads(text)
         self._done[name] = stored

@@ -130,3 +130,18 @@ class Finished:
     error_message: str | None = None
     traceback: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """What ``app.on_dead`` hooks receive when an execution goes dead."""
+
+    execution_id: UUID
+    handler: str
+    event_id: UUID | None
+    correlation_id: str
+    attempts: int
+    error_type: str | None
+    error: str | None
+    source: str | None = None
+    event_type: str | None = None

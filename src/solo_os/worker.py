@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import os
 import random
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -158,8 +159,18 @@ class Worker:
                 for r in await self.store.reap(self.clock()):
                     log.warning(
                         "execution.lost", execution_id=str(r.execution_id), attempt=r.attempt,
-                        worker=r.worker_id, status=r.status,
+                        worker=r.worker_id, status=r.status, handler=r.handler,
+                        correlation_id=r.correlation_id,
                     )
+                    if r.status == "dead":
+                        await self._fire_dead(
+                            records.DeadLetter(
+                                execution_id=r.execution_id, handler=r.handler,
+                                event_id=r.event_id, correlation_id=r.correlation_id,
+                                attempts=r.attempt, error_type="LeaseExpired",
+                                error="the worker running the last attempt was lost",
+                            )
+                        )
             except errors.StoreError as exc:
                 log.warning("worker.reap_failed", error=str(exc))
             await _wait_any(stop, timeout=self.lease_seconds / 2 * (0.5 + self._rng.random()))
@@ -214,16 +225,36 @@ class Worker:
         duration = time.perf_counter() - t0
         finished = self._finished(c, handler, started, outcome, error)
         try:
-            await self._finisher.submit(finished)
+            applied = await self._finisher.submit(finished)
+            if not applied:
+                # Our lease ran out and the execution was taken back: its outcome is the
+                # other attempt's to write.
+                hlog.warning("execution.lease_lost", outcome=finished.outcome)
+            else:
+                self._report(hlog, handler, finished, error, duration)
+                if finished.next_status == "dead":
+                    await self._fire_dead(self._dead_letter(c, finished))
         except errors.StoreError as exc:
             # Not written: the lease runs out and another attempt follows (at-least-once).
             hlog.error("execution.unrecorded", error=str(exc))
-        else:
-            self._report(hlog, handler, finished, error, duration)
         finally:
             self._inflight.pop(c.id, None)
             self._slot_freed.set()
             self.executed += 1
+
+    @staticmethod
+    def _dead_letter(c: records.Claimed, f: records.Finished) -> records.DeadLetter:
+        return records.DeadLetter(
+            execution_id=c.id,
+            handler=c.handler,
+            event_id=c.event_id,
+            correlation_id=c.correlation_id,
+            attempts=c.attempt,
+            error_type=f.error_type,
+            error=f.error_message,
+            source=c.source,
+            event_type=c.event_type,
+        )
 
     @staticmethod
     def _meta(c: records.Claimed) -> context.EventMeta | None:
@@ -320,9 +351,22 @@ class Worker:
                 retry_in=round(float(f.extra.get("delay", 0.0)), 3),
             )
 
-    async def _write_finished(self, batch: Any) -> list[bool]:
-        await self.store.finish(self.worker_id, batch)
-        return [True] * len(batch)
+    async def _write_finished(self, batch: Sequence[records.Finished]) -> list[bool]:
+        applied = {id(r) for r in await self.store.finish(self.worker_id, batch)}
+        return [id(r) in applied for r in batch]
+
+    async def _fire_dead(self, dead: records.DeadLetter) -> None:
+        for hook in self.app.dead_hooks:
+            try:
+                if inspect.iscoroutinefunction(hook):
+                    await hook(dead)
+                else:
+                    await asyncio.to_thread(hook, dead)
+            except Exception as exc:
+                log.error(
+                    "hook.failed", hook=getattr(hook, "__name__", repr(hook)),
+                    execution_id=str(dead.execution_id), error=f"{type(exc).__name__}: {exc}",
+                )
 
 
 async def _wait_any(stop: asyncio.Event, timeout: float) -> None:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from solo_os import errors, records
-from solo_os.store import _schema
+from solo_os.store import _admin, _schema
 
 ev = _schema.events
 ex = _schema.executions
@@ -55,6 +55,7 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 50
+    ids: tuple[UUID, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class Reaped:
     attempt: int
     status: str
     worker_id: str
+    handler: str = ""
+    event_id: UUID | None = None
+    correlation_id: str = ""
 
 
 def _translate(exc: BaseException) -> errors.StoreError:
@@ -79,7 +83,7 @@ def _translate(exc: BaseException) -> errors.StoreError:
     return errors.StoreError(f"store error: {name}: {exc}")
 
 
-class Store:
+class Store(_admin.AdminQueries):
     """Async access to events, executions, attempts and steps."""
 
     dialect: str = ""
@@ -397,10 +401,16 @@ class Store:
             )
         return out
 
-    async def finish(self, worker_id: str, results: Sequence[records.Finished]) -> int:
-        """Write attempts' outcomes; returns how many executions this worker still held."""
+    async def finish(
+        self, worker_id: str, results: Sequence[records.Finished]
+    ) -> list[records.Finished]:
+        """Write attempts' outcomes in one transaction.
+
+        Returns the results that took effect: a result whose lease this worker no longer holds
+        (it expired and the execution was taken back) changes nothing but its attempt record.
+        """
         if not results:
-            return 0
+            return []
         now = utcnow()
         update_stmt = (
             sa.update(ex)
@@ -447,16 +457,37 @@ class Store:
             for r in results
         ]
         async with self._write() as conn:
-            res = await conn.execute(update_stmt, params)
+            applied_ids = await self._apply_finished(conn, worker_id, update_stmt, params, now)
+            applied = [r for r in results if r.execution_id in applied_ids]
             await conn.execute(
                 self._insert(at).on_conflict_do_nothing(
                     index_elements=["execution_id", "attempt"]
                 ),
                 attempt_rows,
             )
-            if any(r.next_status == "pending" for r in results):
+            if any(r.next_status == "pending" for r in applied):
                 await self._notify(conn)
-        return int(res.rowcount if res.rowcount is not None and res.rowcount >= 0 else len(results))
+        return applied
+
+    async def _apply_finished(
+        self,
+        conn: AsyncConnection,
+        worker_id: str,
+        update_stmt: Any,
+        params: list[dict[str, Any]],
+        now: datetime,
+    ) -> set[UUID]:
+        """Run the outcome updates; return the ids whose lease this worker still held."""
+        res = await conn.execute(update_stmt, params)
+        if res.rowcount == len(params):
+            return {p["b_id"] for p in params}
+        # Some leases were lost (their rows were not updated): find out which (rare path).
+        held = await conn.execute(
+            sa.select(ex.c.id).where(
+                ex.c.id.in_([p["b_id"] for p in params]), ex.c.updated_at == now
+            )
+        )
+        return {row.id for row in held}
 
     async def renew(self, worker_id: str, now: datetime, lease_seconds: float) -> int:
         """Extend the lease of every execution ``worker_id`` runs."""
@@ -497,7 +528,8 @@ class Store:
             rows = (
                 await conn.execute(
                     sa.select(
-                        ex.c.id, ex.c.attempts, ex.c.max_attempts, ex.c.worker_id, ex.c.started_at
+                        ex.c.id, ex.c.attempts, ex.c.max_attempts, ex.c.worker_id, ex.c.started_at,
+                        ex.c.handler, ex.c.event_id, ex.c.correlation_id,
                     )
                     .where(ex.c.status == "running", ex.c.lease_expires_at < now)
                     .order_by(ex.c.lease_expires_at)
@@ -510,7 +542,7 @@ class Store:
             reaped = [
                 Reaped(
                     r.id, r.attempts, "dead" if r.attempts >= r.max_attempts else "pending",
-                    r.worker_id or "",
+                    r.worker_id or "", r.handler, r.event_id, r.correlation_id,
                 )
                 for r in rows
             ]
@@ -635,13 +667,16 @@ class Store:
             )
             return {r.name: r.result for r in rows}
 
-    async def save_step(self, execution_id: UUID, name: str, result_json: str) -> None:
+    async def save_step(
+        self, execution_id: UUID, name: str, result_json: str, attempt: int
+    ) -> None:
+        """Record a step's result; the first record wins (a lost attempt may race a new one)."""
         stmt = self._insert(st).values(result=self._json_text("p_result"))
         async with self._write() as conn:
             await conn.execute(
                 stmt.on_conflict_do_nothing(index_elements=["execution_id", "name"]),
                 {"execution_id": execution_id, "name": name, "p_result": result_json,
-                 "created_at": utcnow()},
+                 "attempt": attempt, "created_at": utcnow()},
             )
 
     # --- reading ---------------------------------------------------------------------------
@@ -673,6 +708,8 @@ class Store:
 
     def _filtered(self, q: Any, f: Filters) -> Any:
         """``q`` (over executions) narrowed by ``f``'s status, handler, error, time, source, type."""
+        if f.ids is not None:
+            q = q.where(ex.c.id.in_(f.ids))
         if f.status:
             q = q.where(ex.c.status == f.status)
         if f.handler:

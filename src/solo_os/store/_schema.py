@@ -116,5 +116,6 @@ steps = sa.Table(
     ),
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("result", JSON, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )

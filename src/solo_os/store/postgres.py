@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import sqlalchemy as sa
@@ -18,6 +20,26 @@ from solo_os.store import _base
 CHANNEL = "solo_os_work"
 MIGRATION_LOCK = 0x501005  # pg_advisory_xact_lock key: one migrating process at a time
 log = structlog.get_logger("solo_os.store")
+
+_FINISH = sa.text(
+    """
+    UPDATE executions AS e SET
+        status = r.status,
+        run_after = COALESCE(r.run_after, e.run_after),
+        last_error = r.error,
+        lease_expires_at = NULL,
+        worker_id = NULL,
+        started_at = NULL,
+        updated_at = :now
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:statuses AS text[]),
+        CAST(:run_afters AS timestamptz[]), CAST(:errors AS text[])
+    ) AS r(id, attempt, status, run_after, error)
+    WHERE e.id = r.id AND e.worker_id = :worker AND e.attempts = r.attempt
+      AND e.status = 'running'
+    RETURNING e.id
+    """
+)
 
 
 class PostgresStore(_base.Store):
@@ -50,6 +72,30 @@ class PostgresStore(_base.Store):
     async def _notify(self, conn: AsyncConnection) -> None:
         # Delivered at commit, once per transaction and channel (PostgreSQL folds duplicates).
         await conn.execute(sa.text(f"NOTIFY {CHANNEL}"))
+
+    async def _apply_finished(
+        self,
+        conn: AsyncConnection,
+        worker_id: str,
+        update_stmt: Any,
+        params: list[dict[str, Any]],
+        now: datetime,
+    ) -> set[UUID]:
+        # One statement over arrays: asyncpg's executemany reports no row counts, and this
+        # says exactly which executions this worker still held.
+        rows = await conn.execute(
+            _FINISH,
+            {
+                "ids": [p["b_id"] for p in params],
+                "attempts": [p["b_attempt"] for p in params],
+                "statuses": [p["b_status"] for p in params],
+                "run_afters": [p["b_run_after"] for p in params],
+                "errors": [p["b_error"] for p in params],
+                "worker": worker_id,
+                "now": now,
+            },
+        )
+        return {r[0] for r in rows}
 
     async def _lock_for_migration(self, conn: AsyncConnection) -> None:
         await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
