@@ -53,8 +53,9 @@ def main(argv: list[str]) -> int:
     venv_dir = ROOT / ".venv"
     env = dict(os.environ)
     if command == "test":
+        os.chdir(ROOT)
         args = [str(_bin(venv_dir, "python")), "-m", "pytest", *rest]
-        return subprocess.call(args, cwd=ROOT, env=env)
+        os.execve(args[0], args, env)  # the test run *is* this process: signals, exit code
     if not env.get("BILLING_WEBHOOK_SECRET"):
         env["BILLING_WEBHOOK_SECRET"] = "dev-secret-change-me"
         print(
@@ -62,10 +63,8 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
     args = [str(_bin(venv_dir, "solo-os")), "run", str(EXAMPLE), *rest]
-    try:
-        return subprocess.call(args, env=env)
-    except KeyboardInterrupt:
-        return 0
+    os.execve(args[0], args, env)  # SIGTERM/SIGINT reach solo-os itself
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pydantic
 
@@ -30,6 +30,7 @@ class Handler:
     retry: retry.Retry
     timeout: float
     is_async: bool
+    kind: Literal["event", "cron"] = "event"  # a cron handler is called as fn(ctx)
 
 
 class App:

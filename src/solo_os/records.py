@@ -113,6 +113,7 @@ class Claimed:
     received_at: datetime | None
     headers: dict[str, str] | None
     document: Any  # the parsed JSON body
+    scheduled_at: datetime | None = None  # the fire time of a cron execution
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,6 @@ class Worker:
         try:
             if handler is None:
                 raise UnknownHandler(f"no handler named {c.handler!r} in this app")
-            arg = self._argument(handler, c)
             ctx = context.Context(
                 execution_id=c.id,
                 attempt=c.attempt,
@@ -208,12 +207,14 @@ class Worker:
                 event=self._meta(c),
                 log=hlog,
                 steps=self.store,
+                scheduled_at=c.scheduled_at,
             )
+            args = (ctx,) if handler.kind == "cron" else (self._argument(handler, c), ctx)
             async with asyncio.timeout(handler.timeout):
                 if handler.is_async:
-                    await handler.fn(arg, ctx)
+                    await handler.fn(*args)
                 else:
-                    await asyncio.to_thread(handler.fn, arg, ctx)
+                    await asyncio.to_thread(handler.fn, *args)
         except TimeoutError as exc:
             outcome, error = "timed_out", exc
         except asyncio.CancelledError:

@@ -361,7 +361,7 @@ class Store(_admin.AdminQueries):
             )
             .returning(
                 ex.c.id, ex.c.event_id, ex.c.handler, ex.c.attempts, ex.c.max_attempts,
-                ex.c.correlation_id,
+                ex.c.correlation_id, ex.c.scheduled_at,
             )
         )
         async with self._write() as conn:
@@ -397,6 +397,7 @@ class Store(_admin.AdminQueries):
                     received_at=e.received_at if e is not None else None,
                     headers=e.headers if e is not None else None,
                     document=document,
+                    scheduled_at=r.scheduled_at,
                 )
             )
         return out

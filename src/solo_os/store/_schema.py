@@ -69,6 +69,7 @@ executions = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("correlation_id", sa.String(255), nullable=False),
+    sa.Column("scheduled_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index(

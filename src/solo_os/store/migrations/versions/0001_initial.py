@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("started_at", UTCDateTime, nullable=True),
         sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("correlation_id", sa.String(255), nullable=False),
+        sa.Column("scheduled_at", UTCDateTime, nullable=True),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )
