@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar
 
 import pydantic
 
-from solo_os import config, errors, records, retry
+from solo_os import config, errors, records, retry, schemas
 from solo_os.sources import _base as sources_base
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,6 +31,17 @@ class Handler:
     timeout: float
     is_async: bool
     kind: Literal["event", "cron"] = "event"  # a cron handler is called as fn(ctx)
+    versioning: schemas.Versioning | None = None  # upcasters from older payload versions
+
+    def load(self, payload: Any) -> Any:
+        """The handler's argument: ``payload`` upcast to the schema's version and validated.
+
+        Raises ``pydantic.ValidationError``, or ``errors.PayloadError`` when upcasting fails.
+        """
+        if self.schema is None:
+            return payload
+        name = self.schema.__name__
+        return self.schema.model_validate(schemas.upcast(self.versioning, payload, name))
 
 
 class App:
@@ -41,8 +52,17 @@ class App:
     one ``ConfigError`` listing every problem.
     """
 
-    def __init__(self, service: str = "solo-os", *, settings: config.Settings | None = None) -> None:
+    def __init__(
+        self,
+        service: str = "solo-os",
+        *,
+        settings: config.Settings | None = None,
+        redact: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        """``redact`` names payload fields (e.g. ``"email"``, ``"card_number"``) whose values
+        never reach the logs, at any depth, even when a handler logs the whole event."""
         self.service = service
+        self.redact = tuple(redact)
         self._settings = settings
         self._sources: dict[str, sources_base.Source] = {}
         self._handlers: dict[str, Handler] = {}
@@ -75,14 +95,25 @@ class App:
         retry: retry.Retry | None = None,
         name: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        upcast: Mapping[int, schemas.Upcaster] | None = None,
+        version_field: str = schemas.DEFAULT_VERSION_FIELD,
     ) -> Callable[[F], F]:
-        """Run the decorated function once for every accepted ``event_type`` event of ``source``."""
+        """Run the decorated function once for every accepted ``event_type`` event of ``source``.
+
+        ``upcast={1: v1_to_v2, ...}`` brings payloads of older versions (read from
+        ``version_field``; none means 1) up to ``schema``'s version first (see ``schemas``).
+        """
         if schema is not None and not (
             isinstance(schema, type) and issubclass(schema, pydantic.BaseModel)
         ):
             raise errors.ConfigError(f"schema= must be a pydantic model class, got {schema!r}")
         if not timeout > 0:
             raise errors.ConfigError("timeout= must be a positive number of seconds")
+        versioning = None
+        if upcast is not None:
+            if schema is None:
+                raise errors.ConfigError("upcast= needs schema= (it upcasts to its version)")
+            versioning = schemas.Versioning.build(upcast, version_field)
 
         def register(fn: F) -> F:
             handler_name = name or fn.__name__
@@ -99,6 +130,7 @@ class App:
                 retry=retry if retry is not None else _DEFAULT_RETRY,
                 timeout=float(timeout),
                 is_async=inspect.iscoroutinefunction(fn),
+                versioning=versioning,
             )
             self._routes.clear()
             return fn
@@ -190,16 +222,18 @@ class App:
         """Schema errors of ``document`` for every handler that would run; [] when valid."""
         src = self._sources[source]
         found: list[dict[str, Any]] = []
-        seen: set[type[pydantic.BaseModel]] = set()
+        seen: set[tuple[type[pydantic.BaseModel], int]] = set()
         payload = src.payload(document)
         for h in self.handlers_for(source, event_type):
-            if h.schema is None or h.schema in seen:
+            if h.schema is None or (h.schema, id(h.versioning)) in seen:
                 continue
-            seen.add(h.schema)
+            seen.add((h.schema, id(h.versioning)))
             try:
-                h.schema.model_validate(payload)
+                h.load(payload)
             except pydantic.ValidationError as exc:
                 found.extend(schema_errors(exc, h.schema.__name__))
+            except errors.PayloadError as exc:  # an older version that cannot be upcast
+                found.extend(exc.details)
         return found
 
 

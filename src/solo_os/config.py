@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, ge=1, le=3600, alias="SOLO_OS_LEASE_SECONDS")
     poll_interval: float = Field(1.0, gt=0, le=60, alias="SOLO_OS_POLL_INTERVAL")
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, alias="SOLO_OS_SHUTDOWN_GRACE")
+    metrics_port: int | None = Field(None, ge=1, le=65535, alias="SOLO_OS_METRICS_PORT")
 
     @field_validator("log_level", mode="before")
     @classmethod

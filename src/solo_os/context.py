@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from solo_os import errors
+from solo_os import errors, tracing
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,11 @@ class Context:
         if name in self._done:
             self.log.debug("step.replayed", step=name)
             return self._done[name]
-        if inspect.iscoroutinefunction(fn):
-            result = await fn(*args, **kwargs)
-        else:
-            result = await asyncio.to_thread(fn, *args, **kwargs)
+        with tracing.span(f"step {name}", attributes={"solo_os.step": name}):
+            if inspect.iscoroutinefunction(fn):
+                result = await fn(*args, **kwargs)
+            else:
+                result = await asyncio.to_thread(fn, *args, **kwargs)
         try:
             text = json.dumps(result)
         except (TypeError, ValueError) as exc:

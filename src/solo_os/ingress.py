@@ -11,7 +11,7 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +21,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from solo_os import _ids, app as app_mod, errors, metrics, records, store as store_mod
+from opentelemetry import trace
+
+from solo_os import _ids, app as app_mod, errors, metrics, records, store as store_mod, tracing
 from solo_os.sources import _base as sources_base
 
 log = structlog.get_logger("solo_os.ingress")
@@ -86,13 +88,20 @@ class Ingress:
             log.warning("webhook.too_large", source=name, limit=limit)
             return _json(413, {"error": "payload_too_large"})
         received_at = datetime.now(UTC)
-        try:
-            source.authenticate(request.headers, body, time.time())
-        except errors.SignatureError as exc:
-            metrics.deliveries.labels(name, "invalid_signature").inc()
-            log.warning("webhook.invalid_signature", source=name, reason=exc.reason)
-            return _json(401, {"error": "invalid_signature"})
-        return await self._accept(request, name, source, body, received_at)
+        with tracing.span(
+            "webhook.receive",
+            parent=request.headers.get("traceparent"),
+            kind=trace.SpanKind.SERVER,
+            attributes={"solo_os.source": name},
+        ) as span:
+            try:
+                source.authenticate(request.headers, body, time.time())
+            except errors.SignatureError as exc:
+                metrics.deliveries.labels(name, "invalid_signature").inc()
+                log.warning("webhook.invalid_signature", source=name, reason=exc.reason)
+                span.set_attribute("solo_os.outcome", "invalid_signature")
+                return _json(401, {"error": "invalid_signature"})
+            return await self._accept(request, name, source, body, received_at)
 
     async def _accept(
         self,
@@ -105,6 +114,7 @@ class Ingress:
         built = build_event(
             self.app, name, source, request.headers, body, received_at,
             lambda key: correlation_id(request, key),
+            trace_parent=tracing.current_traceparent(),
         )
         if isinstance(built, dict):
             return _json(200, built)  # a provider's handshake (e.g. Slack url_verification)
@@ -118,6 +128,9 @@ class Ingress:
             return _json(503, {"error": "unavailable"}, {"Retry-After": RETRY_AFTER_SECONDS})
         metrics.deliveries.labels(name, result.outcome).inc()
         event_id = str(result.event_id)
+        trace.get_current_span().set_attributes(
+            {"solo_os.outcome": result.outcome, "solo_os.event_id": event_id}
+        )
         if result.outcome == "rejected":
             bound.warning("webhook.rejected", event_id=event_id, errors=len(result.errors or []))
             return _json(400, {"error": "invalid_payload", "details": result.errors or []})
@@ -174,6 +187,7 @@ def build_event(
     correlate: Callable[[str | None], str],
     *,
     key: str | None = None,
+    trace_parent: str | None = None,
 ) -> records.NewEvent | dict[str, Any]:
     """A verified delivery as the event to store (accepted or rejected, with its executions).
 
@@ -224,6 +238,7 @@ def build_event(
             records.NewExecution(_ids.uuid7(), h.name, application.policy(h).max_attempts or 1)
             for h in handlers
         ),
+        trace_parent=trace_parent,
     )
 
 
@@ -246,8 +261,11 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def asgi(ingress: Ingress, lifespan: Any = None) -> Starlette:
-    return Starlette(routes=ingress.routes(), lifespan=lifespan)
+def asgi(
+    ingress: Ingress, lifespan: Any = None, extra_routes: Sequence[BaseRoute] = ()
+) -> Starlette:
+    """The ASGI app: the ingress routes, then ``extra_routes`` (the admin API and dashboard)."""
+    return Starlette(routes=[*ingress.routes(), *extra_routes], lifespan=lifespan)
 
 
 __all__ = ["Ingress", "asgi", "build_event", "correlation_id"]

@@ -15,33 +15,59 @@ from typing import Any
 import orjson
 import structlog
 
+from solo_os import tracing
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _SECRET_KEYS = ("secret", "signature", "authorization", "password", "token", "cookie", "api_key")
 REDACTED = "[redacted]"
 
 
 class Redactor:
-    """Drops values under secret-looking keys and scrubs known secret strings from the rest."""
+    """Hides secrets before a log line is rendered.
+
+    - values under secret-looking keys (``*secret*``, ``*signature*``, ``authorization``, ...);
+    - values under the payload fields an app declares sensitive (``App(redact=[...])``), at
+      any depth of nested dicts and lists;
+    - any occurrence of a known secret value (every source's secrets) inside any string.
+    """
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._keys: set[str] = set()
 
     def add(self, *secrets: str) -> None:
         self._secrets.update(s for s in secrets if len(s) >= 4)
 
-    def _scrub(self, value: str) -> str:
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
+    def add_keys(self, *keys: str) -> None:
+        self._keys.update(k.lower() for k in keys)
+
+    def _hidden(self, key: str) -> bool:
+        lowered = key.lower()
+        return lowered in self._keys or any(s in lowered for s in _SECRET_KEYS)
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {
+                k: REDACTED if isinstance(k, str) and self._hidden(k) else self._clean(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self._clean(v) for v in value]
         return value
 
-    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def __call__(
+        self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         for key, value in event.items():
-            lowered = key.lower()
-            if any(s in lowered for s in _SECRET_KEYS):
+            if self._hidden(key):
                 event[key] = REDACTED
-            elif isinstance(value, str) and self._secrets:
-                event[key] = self._scrub(value)
+            elif isinstance(value, str | dict | list | tuple):
+                event[key] = self._clean(value)
         return event
 
 
@@ -56,6 +82,16 @@ def _service(service: str) -> structlog.types.Processor:
     return add
 
 
+class _Stdout:
+    """Writes to whatever ``sys.stdout`` is at the time (a test's capture, a redirect)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def _dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
@@ -67,6 +103,7 @@ def configure(level: str = "info", fmt: str = "json", service: str = "solo-os") 
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         _service(service),
+        tracing.add_ids,
         redactor,
     ]
     renderer: structlog.types.Processor
@@ -77,10 +114,10 @@ def configure(level: str = "info", fmt: str = "json", service: str = "solo-os") 
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(file=_Stdout()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(_Stdout())  # type: ignore[arg-type]
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -90,7 +127,12 @@ def configure(level: str = "info", fmt: str = "json", service: str = "solo-os") 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])
-    for noisy in ("uvicorn.access", "sqlalchemy.engine", "alembic"):
+    # Libraries log SQL parameters and request bodies at debug: payloads must not leak through
+    # them, whatever LOG_LEVEL says (LOG_LEVEL is for solo-os's own events).
+    for noisy in (
+        "uvicorn.access", "sqlalchemy", "alembic", "aiosqlite", "asyncpg", "httpx", "httpcore",
+        "asyncio", "watchfiles", "multipart", "botocore", "urllib3",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -45,6 +45,7 @@ class NewEvent:
     correlation_id: str
     received_at: datetime
     executions: tuple[NewExecution, ...] = ()
+    trace_parent: str | None = None  # W3C traceparent of the ingress span, for the executions
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Claimed:
     headers: dict[str, str] | None
     document: Any  # the parsed JSON body
     scheduled_at: datetime | None = None  # the fire time of a cron execution
+    trace_parent: str | None = None
 
 
 @dataclass(frozen=True)

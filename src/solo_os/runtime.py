@@ -12,9 +12,10 @@ import signal
 from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
+import prometheus_client
 import structlog
 
-from solo_os import _batch, app as app_mod, config, errors, ingress, logging as slog, records
+from solo_os import _batch, app as app_mod, config, errors, ingress, logging as slog, metrics, records
 from solo_os import store as store_mod, worker as worker_mod
 
 log = structlog.get_logger("solo_os.runtime")
@@ -43,6 +44,8 @@ class Runtime:
         self._committer: _batch.GroupCommit[records.NewEvent, records.IngestResult] | None = None
         self._stop = asyncio.Event()
         self._worker_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._metrics_server: Any = None
 
     @property
     def settings(self) -> config.Settings:
@@ -54,6 +57,7 @@ class Runtime:
             log.warning("config.warning", message=warning)
         for src in self.app.sources.values():
             slog.redactor.add(*src.secrets)
+        slog.redactor.add_keys(*self.app.redact)
 
     async def start(self) -> None:
         self.prepare()
@@ -78,6 +82,12 @@ class Runtime:
         if "worker" in self.roles:
             self.worker = worker_mod.Worker(self.app, self.store, **self._worker_options)
             self._worker_task = asyncio.create_task(self.worker.run(self._stop), name="solo-os-worker")
+        if "serve" not in self.roles and self.settings.metrics_port:
+            # Roles without the HTTP ingress expose their own counters on a port of their own.
+            self._metrics_server, _ = prometheus_client.start_http_server(
+                self.settings.metrics_port, "0.0.0.0", registry=metrics.registry  # noqa: S104
+            )
+            self._background.append(asyncio.create_task(self._refresh_queue_depth()))
         log.info("runtime.started", roles=sorted(self.roles), dialect=self.store.dialect, service=self.app.service)
 
     async def _require_current_schema(self) -> None:
@@ -90,8 +100,26 @@ class Runtime:
                 "run 'solo-os db upgrade' first"
             )
 
+    async def _refresh_queue_depth(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for status, n in (await self._current_store().counts()).items():
+                    metrics.queue_depth.labels(status).set(n)
+            except errors.StoreError:
+                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 5.0)
+
     async def stop(self) -> None:
         self._stop.set()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
+        if self._metrics_server is not None:
+            await asyncio.to_thread(self._metrics_server.shutdown)
+            self._metrics_server.server_close()
+            self._metrics_server = None
         if self._worker_task is not None:
             await self._worker_task
             self._worker_task = None
@@ -119,8 +147,15 @@ class Runtime:
             finally:
                 await self.stop()
 
+        extra: list[Any] = []
+        if self.settings.admin_token is not None:
+            from solo_os import admin  # FastAPI is imported only where the admin API is served
+
+            extra = admin.routes(self.app, self._current_store)
         return ingress.asgi(
-            ingress.Ingress(self.app, self.submit, self._current_store), span if lifespan else None
+            ingress.Ingress(self.app, self.submit, self._current_store),
+            span if lifespan else None,
+            extra,
         )
 
     def _current_store(self) -> store_mod.Store:

@@ -23,8 +23,10 @@ from uuid import UUID
 
 import pydantic
 import structlog
+from opentelemetry import trace
 
-from solo_os import _batch, app as app_mod, context, errors, metrics, records, retry, store as store_mod
+from solo_os import _batch, app as app_mod, context, errors, metrics, records, retry, tracing
+from solo_os import store as store_mod
 
 log = structlog.get_logger("solo_os.worker")
 CLAIM_BATCH = 200
@@ -210,11 +212,17 @@ class Worker:
                 scheduled_at=c.scheduled_at,
             )
             args = (ctx,) if handler.kind == "cron" else (self._argument(handler, c), ctx)
-            async with asyncio.timeout(handler.timeout):
-                if handler.is_async:
-                    await handler.fn(*args)
-                else:
-                    await asyncio.to_thread(handler.fn, *args)
+            with tracing.span(
+                f"execute {c.handler}",
+                parent=c.trace_parent,
+                kind=trace.SpanKind.CONSUMER,
+                attributes={"solo_os.execution_id": str(c.id), "solo_os.attempt": c.attempt},
+            ):
+                async with asyncio.timeout(handler.timeout):
+                    if handler.is_async:
+                        await handler.fn(*args)
+                    else:
+                        await asyncio.to_thread(handler.fn, *args)
         except TimeoutError as exc:
             outcome, error = "timed_out", exc
         except asyncio.CancelledError:
@@ -276,12 +284,15 @@ class Worker:
         if handler.schema is None:
             return payload
         try:
-            return handler.schema.model_validate(payload)
+            return handler.load(payload)  # upcast from an older schema version, then validate
         except pydantic.ValidationError as exc:
             # Accepted under an older schema; retrying will not make it valid.
             raise errors.NonRetryable(
                 f"payload no longer matches {handler.schema.__name__}: {exc.error_count()} error(s)"
             ) from exc
+        except errors.PayloadError as exc:
+            details = "; ".join(str(d.get("msg")) for d in exc.details)
+            raise errors.NonRetryable(f"cannot upcast payload: {details}") from exc
 
     def _finished(
         self,

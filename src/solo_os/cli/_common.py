@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from solo_os import _loader, app as app_mod, config, errors, logging as slog, store as store_mod
+from solo_os import tracing
 
 T = TypeVar("T")
 out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
@@ -54,6 +55,7 @@ def load_app(target: str | None) -> app_mod.App:
 
 def setup_logging(s: config.Settings, service: str = "solo-os") -> None:
     slog.configure(s.log_level, s.log_format, service)
+    tracing.configure(service)
 
 
 def with_store(fn: Callable[[store_mod.Store], Awaitable[T]]) -> T:

@@ -72,10 +72,16 @@ def serve(
 def worker(
     app: AppArg = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="handlers run at once")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, envvar="SOLO_OS_METRICS_PORT", help="serve /metrics on this port"),
+    ] = None,
 ) -> None:
     """Only the worker: claims and runs executions until SIGTERM/SIGINT."""
     with _common.friendly_errors():
         application = _common.load_app(app)
+        if metrics_port:
+            application._settings = application.settings.model_copy(update={"metrics_port": metrics_port})
         _common.setup_logging(application.settings, application.service)
         options = {"concurrency": concurrency} if concurrency else {}
         rt = runtime_mod.Runtime(application, roles=("worker",), worker_options=options)

@@ -225,7 +225,9 @@ class Store(_admin.AdminQueries):
                 results[id(item)] = result
                 if result.outcome == "accepted":
                     new_executions.extend(
-                        self._execution_row(x, event_id, item.correlation_id, item.received_at)
+                        self._execution_row(
+                            x, event_id, item.correlation_id, item.received_at, item.trace_parent
+                        )
                         for x in item.executions
                     )
             if new_executions:
@@ -317,7 +319,11 @@ class Store(_admin.AdminQueries):
 
     @staticmethod
     def _execution_row(
-        x: records.NewExecution, event_id: UUID | None, correlation_id: str, now: datetime
+        x: records.NewExecution,
+        event_id: UUID | None,
+        correlation_id: str,
+        now: datetime,
+        trace_parent: str | None = None,
     ) -> dict[str, Any]:
         return {
             "id": x.id,
@@ -328,6 +334,7 @@ class Store(_admin.AdminQueries):
             "max_attempts": x.max_attempts,
             "run_after": now,
             "correlation_id": correlation_id,
+            "trace_parent": trace_parent,
             "created_at": now,
             "updated_at": now,
         }
@@ -361,7 +368,7 @@ class Store(_admin.AdminQueries):
             )
             .returning(
                 ex.c.id, ex.c.event_id, ex.c.handler, ex.c.attempts, ex.c.max_attempts,
-                ex.c.correlation_id, ex.c.scheduled_at,
+                ex.c.correlation_id, ex.c.scheduled_at, ex.c.trace_parent,
             )
         )
         async with self._write() as conn:
@@ -398,6 +405,7 @@ class Store(_admin.AdminQueries):
                     headers=e.headers if e is not None else None,
                     document=document,
                     scheduled_at=r.scheduled_at,
+                    trace_parent=r.trace_parent,
                 )
             )
         return out

@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("correlation_id", sa.String(255), nullable=False),
         sa.Column("scheduled_at", UTCDateTime, nullable=True),
+        sa.Column("trace_parent", sa.String(64), nullable=True),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )
