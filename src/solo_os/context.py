@@ -75,7 +75,9 @@ class Context:
         if not name or len(name) > 255:
             raise errors.StepError("a step needs a name of 1 to 255 characters")
         if name in self._used:
-            raise errors.StepError(f"step {name!r} is used twice in one execution; give each step its own name")
+            raise errors.StepError(
+                f"step {name!r} is used twice in one execution; give each step its own name"
+            )
         self._used.add(name)
         if self._steps is None:
             raise errors.StepError("durable steps need a store (this context has none)")

@@ -117,7 +117,7 @@ def configure(level: str = "info", fmt: str = "json", service: str = "solo-os") 
         logger_factory=structlog.WriteLoggerFactory(file=_Stdout()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(_Stdout())  # type: ignore[arg-type]
+    handler = logging.StreamHandler(_Stdout())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

@@ -18,8 +18,9 @@ EXECUTION_STATUSES: tuple[str, ...] = ("pending", "running", "succeeded", "dead"
 
 class _Row:
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
-        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})  # type: ignore[call-arg]
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        return cls(**{n: row[n] for n in names if n in row})
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,11 @@ from typing import Any
 import prometheus_client
 import structlog
 
-from solo_os import _batch, app as app_mod, config, errors, ingress, logging as slog, metrics, records
-from solo_os import store as store_mod, worker as worker_mod
+from solo_os import _batch, config, errors, ingress, metrics, records
+from solo_os import app as app_mod
+from solo_os import logging as slog
+from solo_os import store as store_mod
+from solo_os import worker as worker_mod
 
 log = structlog.get_logger("solo_os.runtime")
 Role = str  # "serve" | "worker"
@@ -88,10 +91,15 @@ class Runtime:
                 self.settings.metrics_port, "0.0.0.0", registry=metrics.registry  # noqa: S104
             )
             self._background.append(asyncio.create_task(self._refresh_queue_depth()))
-        log.info("runtime.started", roles=sorted(self.roles), dialect=self.store.dialect, service=self.app.service)
+        log.info(
+            "runtime.started",
+            roles=sorted(self.roles),
+            dialect=self.store.dialect,
+            service=self.app.service,
+        )
 
     async def _require_current_schema(self) -> None:
-        assert self.store is not None  # noqa: S101 - set just before
+        assert self.store is not None
         current = await self.store.current_revision()
         head = self.store.head_revision()
         if current != head:

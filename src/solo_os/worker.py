@@ -25,7 +25,8 @@ import pydantic
 import structlog
 from opentelemetry import trace
 
-from solo_os import _batch, app as app_mod, context, errors, metrics, records, retry, tracing
+from solo_os import _batch, context, errors, metrics, records, retry, tracing
+from solo_os import app as app_mod
 from solo_os import store as store_mod
 
 log = structlog.get_logger("solo_os.worker")
@@ -120,7 +121,9 @@ class Worker:
     async def _idle(self, stop: asyncio.Event) -> None:
         """Sleep until work may be due, a slot frees up (when full), stop, or the poll interval."""
         self._slot_freed.clear()
-        waiters = [asyncio.ensure_future(self.store.wait_for_work(self.poll_interval))]
+        waiters: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(self.store.wait_for_work(self.poll_interval))
+        ]
         if len(self._inflight) >= self.concurrency:
             waiters.append(asyncio.ensure_future(self._slot_freed.wait()))
         waiters.append(asyncio.ensure_future(stop.wait()))

@@ -85,7 +85,8 @@ def test_readme_run_command_serves_signed_webhooks_exactly_once(tmp_path: Path) 
             assert time.monotonic() < deadline, rows
             time.sleep(0.3)
         assert sorted({r["handler"] for r in rows}) == ["audit", "fulfil"]
-        for key in ("id", "event_id", "handler", "status", "attempts", "last_error", "created_at", "updated_at"):
+        for key in ("id", "event_id", "handler", "status", "attempts", "last_error",
+                    "created_at", "updated_at"):
             assert key in rows[0]
         events = json.loads(
             subprocess.run(

@@ -87,7 +87,9 @@ async def test_two_worker_processes_run_every_event_exactly_once(
     ledger = tmp_path / "ledger.db"
     env = _env(pg_url, ledger, SLEEP_MS="5")
     with workers(2, env, tmp_path) as procs:
-        async with helpers.running(ledger_app.app, pg_url, roles=("serve",), env={"BILLING_WEBHOOK_SECRET": helpers.SECRET}) as h:
+        async with helpers.running(
+            ledger_app.app, pg_url, roles=("serve",), env={"BILLING_WEBHOOK_SECRET": helpers.SECRET}
+        ) as h:
             sem = asyncio.Semaphore(50)
 
             async def send(i: int) -> int:
@@ -208,7 +210,8 @@ async def test_bulk_replay_of_1000_dead_executions_from_the_cli(
                 lambda: _count(h, "dead", 1000, handler="flaky"), timeout=120, interval=0.2
             )
             dry = subprocess.run(
-                [SOLO_OS, "dlq", "replay", "--all", "--handler", "flaky", "--dry-run", "--json", "--app", APP],
+                [SOLO_OS, "dlq", "replay", "--all", "--handler", "flaky", "--dry-run", "--json",
+                 "--app", APP],
                 env=env, capture_output=True, text=True, timeout=60,
             )
             assert dry.returncode == 0, dry.stderr

@@ -22,7 +22,8 @@ def job_app(
 ) -> App:
     app = App(service="retry-test")
     app.source("billing", sources.hmac(secret_env="BILLING_WEBHOOK_SECRET"))
-    app.on("billing", "job", retry=retry or Retry(max_attempts=3, base_delay=0.0), timeout=timeout, name=name)(fn)
+    policy = retry or Retry(max_attempts=3, base_delay=0.0)
+    app.on("billing", "job", retry=policy, timeout=timeout, name=name)(fn)
     return app
 
 

@@ -169,7 +169,7 @@ async def test_body_over_the_limit_is_413_and_stores_nothing(database_url: str) 
             for _ in range(10):
                 yield b"x" * 500
 
-        body, headers = helpers.delivery(helpers.invoice())
+        _, headers = helpers.delivery(helpers.invoice())
         r = await h.client.post("/webhooks/billing", content=chunks(), headers=headers)
         assert r.status_code == 413
         assert await h.store.list_events(store_mod.Filters(limit=0)) == []

@@ -59,12 +59,12 @@ def test_retry_after_sets_the_delay_exactly() -> None:
     "kwargs", [{"max_attempts": 0}, {"base_delay": -1}, {"max_delay": -0.1}]
 )
 def test_invalid_policies_are_refused(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must be >= [01]"):
         retry.Retry(**kwargs)  # type: ignore[arg-type]
 
 
 def test_retry_after_refuses_negative_seconds() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="seconds must be >= 0"):
         errors.RetryAfter(-1)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from solo_os import runtime as runtime_mod
-from solo_os.cli import _common, dlq, records, serve
+from solo_os.cli import _common, dlq, records, schemas, serve
 
 cli = typer.Typer(
     name="solo-os",
@@ -22,6 +22,7 @@ cli.add_typer(records.db, name="db")
 cli.add_typer(records.events, name="events")
 cli.add_typer(records.executions, name="executions")
 cli.add_typer(dlq.dlq, name="dlq")
+cli.add_typer(schemas.schemas, name="schemas")
 
 config_cli = typer.Typer(help="Configuration.", no_args_is_help=True)
 cli.add_typer(config_cli, name="config")

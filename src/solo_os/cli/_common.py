@@ -17,8 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from solo_os import _loader, app as app_mod, config, errors, logging as slog, store as store_mod
-from solo_os import tracing
+from solo_os import _loader, config, errors, tracing
+from solo_os import app as app_mod
+from solo_os import logging as slog
+from solo_os import store as store_mod
 
 T = TypeVar("T")
 out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
@@ -93,7 +95,9 @@ def parse_id(value: str, what: str) -> UUID:
 
 
 def as_dict(record: Any) -> dict[str, Any]:
-    return dataclasses.asdict(record) if dataclasses.is_dataclass(record) else dict(record)
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return dataclasses.asdict(record)
+    return dict(record)
 
 
 def emit_json(data: Any) -> None:

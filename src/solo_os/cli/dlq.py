@@ -9,8 +9,11 @@ from uuid import UUID
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from solo_os import app as app_mod, config, errors, store as store_mod
-from solo_os.cli import _common, records as records_cli
+from solo_os import app as app_mod
+from solo_os import config, errors
+from solo_os import store as store_mod
+from solo_os.cli import _common
+from solo_os.cli import records as records_cli
 
 dlq = typer.Typer(help="Dead executions: inspect, replay with a fresh budget, purge.", no_args_is_help=True)
 
@@ -112,7 +115,8 @@ def _budgets(target: str | None) -> tuple[dict[str, int], int]:
     if not target:
         return {}, default
     application: app_mod.App = _common.load_app(target)
-    return {h.name: application.policy(h).max_attempts or default for h in application.handlers.values()}, default
+    budgets = {h.name: application.policy(h).max_attempts or default for h in application.handlers.values()}
+    return budgets, default
 
 
 @dlq.command("replay")

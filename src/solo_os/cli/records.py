@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from solo_os import records, store as store_mod
+from solo_os import records
+from solo_os import store as store_mod
 from solo_os.cli import _common
 
 events = typer.Typer(help="Stored webhook deliveries.", no_args_is_help=True)
@@ -146,7 +147,9 @@ def executions_show(execution_id: str, as_json: Json = False) -> None:
         )
         for a in attempts:
             if a.traceback:
-                _common.out.print(f"[bold]attempt {a.attempt} traceback[/bold]:\n{a.traceback}", highlight=False)
+                _common.out.print(
+                    f"[bold]attempt {a.attempt} traceback[/bold]:\n{a.traceback}", highlight=False
+                )
 
 
 def _event_json(e: records.Event, full: bool = False) -> dict[str, Any]:

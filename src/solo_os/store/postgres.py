@@ -120,7 +120,7 @@ class PostgresStore(_base.Store):
             self._listener = conn
             try:
                 await conn.add_listener(CHANNEL, lambda *_: self.wake_local())
-                conn.add_termination_listener(lambda *_: lost.set())
+                conn.add_termination_listener(lambda *_, lost=lost: lost.set())
                 self.wake_local()  # anything committed while we were not listening
                 while not lost.is_set() and not conn.is_closed():
                     with contextlib.suppress(TimeoutError):
