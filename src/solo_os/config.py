@@ -30,11 +30,13 @@ class Settings(BaseSettings):
     retry_base_delay_ms: int = Field(2000, ge=0, le=86_400_000, alias="RETRY_BASE_DELAY_MS")
     admin_token: SecretStr | None = Field(None, alias="SOLO_OS_ADMIN_TOKEN")
     max_body_bytes: int = Field(1_048_576, ge=1, le=64 * 1_048_576, alias="SOLO_OS_MAX_BODY_BYTES")
-    worker_concurrency: int = Field(32, ge=1, le=10_000, alias="SOLO_OS_WORKER_CONCURRENCY")
+    worker_concurrency: int = Field(64, ge=1, le=10_000, alias="SOLO_OS_WORKER_CONCURRENCY")
     lease_seconds: float = Field(30.0, ge=1, le=3600, alias="SOLO_OS_LEASE_SECONDS")
     poll_interval: float = Field(1.0, gt=0, le=60, alias="SOLO_OS_POLL_INTERVAL")
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, alias="SOLO_OS_SHUTDOWN_GRACE")
     metrics_port: int | None = Field(None, ge=1, le=65535, alias="SOLO_OS_METRICS_PORT")
+    # Finished executions older than this are pruned daily (events: at least 7 days); 0 = never.
+    retention_days: int = Field(30, ge=0, le=36_500, alias="SOLO_OS_RETENTION_DAYS")
 
     @field_validator("log_level", mode="before")
     @classmethod

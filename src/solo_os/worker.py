@@ -27,6 +27,7 @@ from opentelemetry import trace
 
 from solo_os import _batch, context, errors, metrics, records, retry, tracing
 from solo_os import app as app_mod
+from solo_os import http as http_mod
 from solo_os import store as store_mod
 
 log = structlog.get_logger("solo_os.worker")
@@ -71,12 +72,17 @@ class Worker:
         self._rng = random.Random()
         self._dead_hooks: list[Callable[..., Any]] = []
         self.executed = 0
+        # One outbound HTTP client (connection pool, rate-limit gates) for every handler here.
+        self.http = http_mod.Client(
+            limits=application.rate_limits, options=application.http_options, buckets=store
+        )
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; then finish or release what runs, and return."""
         self._finisher.start()
+        await self.http.start()
         background = [
             asyncio.create_task(self._heartbeat(stop), name="solo-os-heartbeat"),
             asyncio.create_task(self._reaper(stop), name="solo-os-reaper"),
@@ -92,6 +98,7 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self._finisher.close()
+            await self.http.aclose()
             log.info("worker.stopped", worker_id=self.worker_id, executed=self.executed)
 
     async def _loop(self, stop: asyncio.Event) -> None:
@@ -194,6 +201,8 @@ class Worker:
         }
         if c.event_id is not None:
             bound.update(event_id=str(c.event_id), source=c.source, event_type=c.event_type)
+        # Each execution runs in its own task with its own copy of the context: what is bound
+        # here is seen by the handler's loggers and gone when the task ends.
         structlog.contextvars.bind_contextvars(**bound)
         hlog = log.bind(**bound)
         if c.attempt == 1 and c.received_at is not None:
@@ -213,6 +222,10 @@ class Worker:
                 log=hlog,
                 steps=self.store,
                 scheduled_at=c.scheduled_at,
+                http=self.http.session(
+                    execution_id=c.id, correlation_id=c.correlation_id, log=hlog,
+                    deadline=asyncio.get_running_loop().time() + handler.timeout,
+                ),
             )
             args = (ctx,) if handler.kind == "cron" else (self._argument(handler, c), ctx)
             with tracing.span(
@@ -232,12 +245,17 @@ class Worker:
             raise  # shutdown: the lease is released by _shutdown
         except Exception as exc:
             outcome, error = "failed", exc
-        finally:
-            structlog.contextvars.unbind_contextvars(*bound)
         duration = time.perf_counter() - t0
         finished = self._finished(c, handler, started, outcome, error)
         try:
-            applied = await self._finisher.submit(finished)
+            if finished.extra.get("reason") == "rate_limited":
+                # No request was sent: give the attempt back (see _finished).
+                applied = await self.store.reschedule(
+                    self.worker_id, c.id, c.attempt, finished.run_after or finished.ended_at,
+                    f"{finished.error_type}: {finished.error_message}",
+                )
+            else:
+                applied = await self._finisher.submit(finished)
             if not applied:
                 # Our lease ran out and the execution was taken back: its outcome is the
                 # other attempt's to write.
@@ -308,6 +326,15 @@ class Worker:
         ended = self.clock()
         if error is None:
             return records.Finished(c.id, c.attempt, started, ended, "succeeded", "succeeded")
+        if isinstance(error, errors.RateLimited):
+            # ctx.http found no rate-limit token in time and sent nothing: not the handler's
+            # failure, so the attempt is given back (store.reschedule) and none is spent.
+            return records.Finished(
+                c.id, c.attempt, started, ended, outcome, "pending",
+                run_after=ended + timedelta(seconds=error.seconds),
+                error_type=type(error).__name__, error_message=str(error)[:4000],
+                extra={"reason": "rate_limited", "delay": error.seconds},
+            )
         # The budget stored with the execution wins: a replay grants a fresh one.
         policy = dataclasses.replace(
             self.app.policy(handler) if handler else self.app.policy_default(),

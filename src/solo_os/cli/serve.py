@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from typing import Annotated
 
@@ -24,7 +23,7 @@ def _serve(target: str | None, host: str, port: int, roles: tuple[str, ...], mig
         _common.setup_logging(settings, application.service)
         rt = runtime_mod.Runtime(application, roles=roles, migrate=migrate)
         rt.prepare()
-        asyncio.run(_serve_async(rt, host, port))
+        _common.run_async(_serve_async(rt, host, port))
 
 
 async def _serve_async(rt: runtime_mod.Runtime, host: str, port: int) -> None:
@@ -86,4 +85,4 @@ def worker(
         options = {"concurrency": concurrency} if concurrency else {}
         rt = runtime_mod.Runtime(application, roles=("worker",), worker_options=options)
         rt.prepare()
-        asyncio.run(rt.run_worker())
+        _common.run_async(rt.run_worker())
