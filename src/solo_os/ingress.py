@@ -17,15 +17,16 @@ from typing import Any
 
 import orjson
 import structlog
+from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from opentelemetry import trace
-
-from solo_os import _ids, app as app_mod, errors, metrics, records, store as store_mod, tracing
+from solo_os import _ids, errors, metrics, records, tracing
+from solo_os import app as app_mod
+from solo_os import store as store_mod
 from solo_os.sources import _base as sources_base
 
 log = structlog.get_logger("solo_os.ingress")
@@ -77,7 +78,10 @@ class Ingress:
         self._counts_cache: tuple[float, dict[str, int]] = (0.0, {})
 
     async def webhook(self, request: Request) -> Response:
-        name = request.path_params["source"]
+        return await self.deliver(request, request.path_params["source"])
+
+    async def deliver(self, request: Request, name: str) -> Response:
+        """Handle one delivery to source ``name``."""
         source = self.app.sources.get(name)
         if source is None:
             return _json(404, {"error": "unknown_source"})
@@ -261,11 +265,37 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+class _FastWebhooks:
+    """``POST /webhooks/{source}`` straight to the ingress; everything else to Starlette.
+
+    The webhook route is the hot path: going around Starlette's middleware stack and router
+    saves a noticeable share of the per-request CPU. Other routes keep the full stack.
+    """
+
+    PREFIX = "/webhooks/"
+
+    def __init__(self, ingress: Ingress, app: Starlette) -> None:
+        self.ingress = ingress
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if path.startswith(self.PREFIX) and "/" not in path[len(self.PREFIX):]:
+                request = Request(scope, receive)
+                response = await self.ingress.deliver(request, path[len(self.PREFIX):])
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def asgi(
     ingress: Ingress, lifespan: Any = None, extra_routes: Sequence[BaseRoute] = ()
-) -> Starlette:
+) -> Any:
     """The ASGI app: the ingress routes, then ``extra_routes`` (the admin API and dashboard)."""
-    return Starlette(routes=[*ingress.routes(), *extra_routes], lifespan=lifespan)
+    return _FastWebhooks(
+        ingress, Starlette(routes=[*ingress.routes(), *extra_routes], lifespan=lifespan)
+    )
 
 
 __all__ = ["Ingress", "asgi", "build_event", "correlation_id"]
