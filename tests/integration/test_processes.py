@@ -102,6 +102,7 @@ async def test_two_worker_processes_run_every_event_exactly_once(
             await helpers.eventually(lambda: _terminal(h, 800), timeout=90, interval=0.2)
             executions = await h.store.list_executions(store_mod.Filters(limit=0))
         assert all(p.poll() is None for p in procs), "a worker died"
+    assert [p.returncode for p in procs] == [0, 0], "SIGTERM ends a worker cleanly with 0"
     assert len(executions) == 800 and {x.status for x in executions} == {"succeeded"}
     rows = ledger_rows(ledger)
     effects = [r for r in rows if r[0] == "effect"]

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from solo_os import runtime as runtime_mod
-from solo_os.cli import _common, dlq, records, schemas, serve
+from solo_os.cli import _common, dlq, init, records, revalidate, schemas, send, serve
+from solo_os.cli import db_ops as _db_ops  # noqa: F401 - registers 'db prune', 'db stats'
 
 cli = typer.Typer(
     name="solo-os",
@@ -18,11 +18,14 @@ cli = typer.Typer(
 cli.command()(serve.run)
 cli.command()(serve.serve)
 cli.command()(serve.worker)
+cli.command("send")(send.send)
+_ = revalidate  # registers `events revalidate` on records.events
 cli.add_typer(records.db, name="db")
 cli.add_typer(records.events, name="events")
 cli.add_typer(records.executions, name="executions")
 cli.add_typer(dlq.dlq, name="dlq")
 cli.add_typer(schemas.schemas, name="schemas")
+cli.command()(init.init)
 
 config_cli = typer.Typer(help="Configuration.", no_args_is_help=True)
 cli.add_typer(config_cli, name="config")
@@ -34,15 +37,15 @@ def config_check(
 ) -> None:
     """Validate the settings and, given an app, its sources' secrets and handlers."""
     with _common.friendly_errors():
-        settings = _common.settings()
         warnings: list[str] = []
-        if app:
-            application = _common.load_app(app)
-            rt = runtime_mod.Runtime(application)
-            warnings = application.prepare()
-            _ = rt
+        application = _common.load_app(app) if app else None
+        if application is not None:
+            warnings = application.prepare()  # settings, secrets and handlers, all problems at once
+            settings = application.settings
+        else:
+            settings = _common.settings()
         _common.out.print(f"[green]ok[/green]: database {settings.dialect}, log level {settings.log_level}")
-        if app:
+        if application is not None:
             _common.out.print(
                 f"[green]ok[/green]: {len(application.sources)} source(s), "
                 f"{len(application.handlers)} handler(s)"

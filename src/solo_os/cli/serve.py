@@ -19,8 +19,8 @@ Port = Annotated[int, typer.Option(min=0, max=65535, help="TCP port to listen on
 def _serve(target: str | None, host: str, port: int, roles: tuple[str, ...], migrate: bool) -> None:
     with _common.friendly_errors():
         application = _common.load_app(target)
-        settings = application.settings
-        _common.setup_logging(settings, application.service)
+        application.prepare()  # every settings and secrets problem at once, before anything starts
+        _common.setup_logging(application.settings, application.service)
         rt = runtime_mod.Runtime(application, roles=roles, migrate=migrate)
         rt.prepare()
         _common.run_async(_serve_async(rt, host, port))
@@ -79,6 +79,7 @@ def worker(
     """Only the worker: claims and runs executions until SIGTERM/SIGINT."""
     with _common.friendly_errors():
         application = _common.load_app(app)
+        application.prepare()
         if metrics_port:
             application._settings = application.settings.model_copy(update={"metrics_port": metrics_port})
         _common.setup_logging(application.settings, application.service)

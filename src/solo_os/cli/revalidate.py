@@ -1,0 +1,166 @@
+"""``solo-os events revalidate``: judge rejected events again with the app's current schemas.
+
+A delivery that failed its schema is stored ``rejected`` with the errors, so nothing is lost.
+After the schema (or the handler set) is fixed, this command runs every matching rejected
+event through the same ``ingress.build_event`` the webhook route uses, from the stored body
+and headers and under the stored idempotency key, and hands those that now pass to
+``Store.ingest``, which turns the rejected row into an accepted one and creates its
+executions in the same transaction. Events that still fail are left as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from solo_os import app as app_mod
+from solo_os import ingress, records
+from solo_os import store as store_mod
+from solo_os.cli import _common
+from solo_os.cli import records as records_cli
+from solo_os.sources import _base as sources_base
+
+BATCH = 200
+SHOWN = 50
+AppOpt = Annotated[
+    str | None, typer.Option("--app", envvar="SOLO_OS_APP", help="the app whose schemas judge the events")
+]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="say what would be accepted, change nothing")]
+Since = Annotated[str | None, typer.Option(help="received after: 30m / 2h / 7d ago or an ISO time")]
+
+
+@records_cli.events.command("revalidate")
+def events_revalidate(
+    app: AppOpt = None,
+    source: records_cli.Source = None,
+    type_: records_cli.Type = None,
+    since: Since = None,
+    dry_run: DryRun = False,
+    as_json: records_cli.Json = False,
+) -> None:
+    """Validate rejected events again with the current schemas; accept those that now pass."""
+    with _common.friendly_errors():
+        application = _common.load_app(app)
+        f = store_mod.Filters(
+            status="rejected", source=source, type=type_, since=_common.parse_since(since), limit=0
+        )
+        results = asyncio.run(_revalidate(application, f, dry_run))
+        if as_json:
+            _common.emit_json(results)
+            return
+        _report(results, dry_run)
+
+
+async def _revalidate(application: app_mod.App, f: store_mod.Filters, dry_run: bool) -> list[dict[str, Any]]:
+    store = store_mod.connect(application.settings.database_url)
+    try:
+        rejected = await store.list_events(f)
+        rejected.reverse()  # oldest first: the order they arrived in
+        results: list[dict[str, Any]] = []
+        with Progress(
+            TextColumn("revalidating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=_common.err, transient=False, disable=not rejected,
+        ) as progress:
+            task = progress.add_task("revalidating", total=len(rejected))
+            for i in range(0, len(rejected), BATCH):
+                chunk = rejected[i : i + BATCH]
+                results.extend(await _judge_chunk(application, store, chunk, dry_run))
+                progress.advance(task, len(chunk))
+        return results
+    finally:
+        await store.close()
+
+
+async def _judge_chunk(
+    application: app_mod.App,
+    store: store_mod.Store,
+    chunk: Sequence[records.Event],
+    dry_run: bool,
+) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    results: list[dict[str, Any]] = []
+    passing: list[tuple[dict[str, Any], records.NewEvent]] = []
+    for listed in chunk:
+        row: dict[str, Any] = {
+            "id": str(listed.id), "source": listed.source, "type": listed.type,
+            "idempotency_key": listed.idempotency_key,
+        }
+        results.append(row)
+        found = await store.get_event(listed.id)
+        if found is None:
+            row.update(outcome="gone")  # purged since it was listed
+            continue
+        event, body = found
+        source = application.sources.get(event.source)
+        if source is None:
+            row.update(outcome="skipped", reason=f"the app has no source {event.source!r}")
+            continue
+        built = ingress.build_event(
+            application, event.source, source, sources_base.DictHeaders(event.headers or {}), body,
+            now, _kept(event.correlation_id), key=event.idempotency_key,
+        )
+        if isinstance(built, dict):  # a handshake (never stored as an event in the first place)
+            row.update(outcome="skipped", reason="not an event")
+            continue
+        if built.status == "rejected":
+            row.update(outcome="still_rejected", type=built.type, errors=built.errors or [])
+            continue
+        row.update(type=built.type, executions=len(built.executions))
+        if dry_run:
+            row.update(outcome="would_accept")
+        else:
+            passing.append((row, built))
+    if passing:
+        outcomes = await store.ingest([built for _, built in passing])
+        for (row, _), result in zip(passing, outcomes, strict=True):
+            # "duplicate": a redelivery accepted it meanwhile; nothing new runs
+            row.update(outcome=result.outcome, event_id=str(result.event_id), executions=result.executions)
+    return results
+
+
+def _kept(correlation_id: str) -> Callable[[str | None], str]:
+    """The stored correlation id: the delivery keeps its thread through the logs."""
+    return lambda _key: correlation_id
+
+
+def _report(results: list[dict[str, Any]], dry_run: bool) -> None:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    # The accepted first: they are the news; the rest is what still needs a fix.
+    ordered = sorted(results, key=lambda r: r["outcome"] not in ("accepted", "would_accept"))
+    rows = [{**r, "result": _describe(r)} for r in ordered[:SHOWN]]
+    if results:
+        _common.table(rows, ("id", "source", "type", "result"), f"rejected events ({len(results)})")
+        if len(results) > len(rows):
+            _common.out.print(f"... and {len(results) - len(rows)} more (--json lists all)")
+    accepted = counts.get("would_accept" if dry_run else "accepted", 0)
+    verb = "would be accepted" if dry_run else "accepted"
+    _common.out.print(
+        f"{len(results)} rejected event(s) examined: {accepted} {verb}, "
+        f"{counts.get('still_rejected', 0)} still rejected"
+        + "".join(
+            f", {n} {escape(k.replace('_', ' '))}"
+            for k, n in sorted(counts.items())
+            if k not in ("accepted", "would_accept", "still_rejected")
+        ),
+        highlight=False,
+    )
+
+
+def _describe(r: dict[str, Any]) -> str:
+    outcome = r["outcome"]
+    if outcome in ("accepted", "would_accept"):
+        verb = "accepted" if outcome == "accepted" else "would be accepted"
+        return f"{verb} ({r.get('executions', 0)} execution(s))"
+    if outcome == "still_rejected":
+        first = (r.get("errors") or [{}])[0]
+        loc = ".".join(str(p) for p in first.get("loc", [])) or "body"
+        return f"still rejected: {loc}: {first.get('msg', '')}"
+    return f"{outcome.replace('_', ' ')}" + (f": {r['reason']}" if r.get("reason") else "")
