@@ -89,3 +89,44 @@ async def test_list_and_show_commands(sqlite_url: str, tmp_path: Path) -> None:
     assert missing.returncode == 2 and "is not an id" in missing.stderr
     limited = json.loads(cli("events", "list", "--json", "--limit", "1", env=env).stdout)
     assert len(limited) == 1
+
+
+def test_serve_with_several_processes_shares_one_port(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    db = f"sqlite:///{tmp_path}/s.db"
+    assert cli("db", "upgrade", env={"DATABASE_URL": db}).returncode == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": db, "BILLING_WEBHOOK_SECRET": helpers.SECRET}
+    proc = subprocess.Popen(
+        [SOLO_OS, "serve", EXAMPLE, "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        statuses = []
+        for i in range(40):
+            body, headers = helpers.delivery(helpers.invoice(), key=f"multi-{i % 20}")
+            with httpx.Client() as c:  # a new connection each time: spread over both processes
+                statuses.append(c.post(f"http://127.0.0.1:{port}/webhooks/billing", content=body,
+                                       headers=headers).json()["status"])
+        assert statuses.count("accepted") == 20 and statuses.count("duplicate") == 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()
+    assert out.decode().count("runtime.stopped") == 2  # both children shut down cleanly

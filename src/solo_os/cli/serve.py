@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from typing import Annotated
 
 import typer
 import uvicorn
 
 from solo_os import runtime as runtime_mod
-from solo_os.cli import _common
+from solo_os.cli import _common, _supervise
 
 AppArg = Annotated[str | None, typer.Argument(envvar="SOLO_OS_APP", help=_common.APP_HELP)]
 Host = Annotated[str, typer.Option(help="interface to listen on")]
@@ -44,8 +46,11 @@ async def _serve_async(rt: runtime_mod.Runtime, host: str, port: int) -> None:
     # place that re-raise is a no-op and the process exits 0 after a clean shutdown.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    sockets = None
+    if os.environ.get(_supervise.REUSE_PORT_ENV):
+        sockets = [_supervise.listening_socket(host, port)]
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         await rt.stop()
 
@@ -63,8 +68,16 @@ def serve(
     app: AppArg = None,
     host: Host = "127.0.0.1",
     port: Port = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="ingress processes sharing the port (SO_REUSEPORT)")
+    ] = 1,
 ) -> None:
     """Only the HTTP ingress (scale-out: run workers separately)."""
+    if workers > 1:
+        if port == 0:
+            raise typer.BadParameter("--workers needs a fixed --port", param_hint="--port")
+        argv = [sys.argv[0], "serve", *([app] if app else []), "--host", host, "--port", str(port)]
+        raise typer.Exit(_supervise.supervise(workers, argv))
     _serve(app, host, port, ("serve",), migrate=False)
 
 
