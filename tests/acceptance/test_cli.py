@@ -15,7 +15,9 @@ SOLO_OS = str(Path(sys.executable).parent / "solo-os")
 EXAMPLE = str(ROOT / "examples" / "billing" / "app.py")
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BILLING_WEBHOOK_SECRET")}
     return subprocess.run(
         [SOLO_OS, *args], env={**base, **(env or {})}, cwd=cwd, capture_output=True, text=True, timeout=60
