@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -70,10 +70,12 @@ class Ingress:
         application: app_mod.App,
         submit: Callable[[records.NewEvent], Awaitable[records.IngestResult]],
         store: Callable[[], store_mod.Store],
+        clock: Callable[[], datetime] = store_mod.utcnow,
     ) -> None:
         self.app = application
         self.submit = submit
         self.store = store
+        self.clock = clock  # received_at and signature ages; tests pass a controllable one
         self.default_limit = application.settings.max_body_bytes
         self._counts_cache: tuple[float, dict[str, int]] = (0.0, {})
 
@@ -91,7 +93,7 @@ class Ingress:
             metrics.deliveries.labels(name, "too_large").inc()
             log.warning("webhook.too_large", source=name, limit=limit)
             return _json(413, {"error": "payload_too_large"})
-        received_at = datetime.now(UTC)
+        received_at = self.clock()
         with tracing.span(
             "webhook.receive",
             parent=request.headers.get("traceparent"),
@@ -99,7 +101,7 @@ class Ingress:
             attributes={"solo_os.source": name},
         ) as span:
             try:
-                source.authenticate(request.headers, body, time.time())
+                source.authenticate(request.headers, body, received_at.timestamp())
             except errors.SignatureError as exc:
                 metrics.deliveries.labels(name, "invalid_signature").inc()
                 log.warning("webhook.invalid_signature", source=name, reason=exc.reason)
@@ -283,7 +285,11 @@ class _FastWebhooks:
             path: str = scope["path"]
             if path.startswith(self.PREFIX) and "/" not in path[len(self.PREFIX):]:
                 request = Request(scope, receive)
-                response = await self.ingress.deliver(request, path[len(self.PREFIX):])
+                try:
+                    response = await self.ingress.deliver(request, path[len(self.PREFIX):])
+                except Exception:  # a bug: answer like Starlette's error middleware would
+                    log.exception("webhook.error", path=path)
+                    response = _json(500, {"error": "internal"})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

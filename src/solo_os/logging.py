@@ -96,8 +96,15 @@ def _dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
-def configure(level: str = "info", fmt: str = "json", service: str = "solo-os") -> None:
-    """Set up structlog (and route the standard library's logging, e.g. uvicorn's, through it)."""
+def configure(
+    level: str = "info", fmt: str = "json", service: str = "solo-os", *, cache: bool = False
+) -> None:
+    """Set up structlog (and route the standard library's logging, e.g. uvicorn's, through it).
+
+    ``cache`` freezes each logger's configuration on first use (faster; what the CLI's long-
+    running processes want). Left off, a later ``configure`` or ``capture_logs`` still applies
+    to every logger, which in-process embedders and tests need.
+    """
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -115,7 +122,7 @@ def configure(level: str = "info", fmt: str = "json", service: str = "solo-os") 
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.WriteLoggerFactory(file=_Stdout()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     handler = logging.StreamHandler(_Stdout())
     handler.setFormatter(

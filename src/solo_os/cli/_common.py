@@ -57,7 +57,7 @@ def load_app(target: str | None) -> app_mod.App:
 
 
 def setup_logging(s: config.Settings, service: str = "solo-os") -> None:
-    slog.configure(s.log_level, s.log_format, service)
+    slog.configure(s.log_level, s.log_format, service, cache=True)
     tracing.configure(service)
 
 
