@@ -7,7 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from solo_os import app as app_mod, errors
+from solo_os import app as app_mod
+from solo_os import errors
 
 
 def load_app(target: str) -> app_mod.App:

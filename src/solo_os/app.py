@@ -6,11 +6,13 @@ import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from datetime import timedelta
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pydantic
 
-from solo_os import config, errors, records, retry, schemas
+from solo_os import config, errors, ratelimit, records, retry, schemas
+from solo_os import cron as cron_mod
 from solo_os.sources import _base as sources_base
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,6 +46,43 @@ class Handler:
         return self.schema.model_validate(schemas.upcast(self.versioning, payload, name))
 
 
+Overlap = Literal["skip", "allow", "queue"]
+Catchup = Literal["none", "latest", "all"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One ``@app.cron`` schedule: when it fires, and what happens around a fire (see
+    ``docs/scheduling.md``). Its handler is ``app.handlers[name]`` (``kind="cron"``)."""
+
+    name: str
+    expression: str
+    timezone: str
+    overlap: Overlap  # the previous run still goes: skip this fire, allow it, or queue it
+    catchup: Catchup  # after downtime: run no missed fire, the latest one, or all of them
+    catchup_window: timedelta  # fires missed longer ago than this are never run
+    alert_after_failures: int | None  # alert when this many fires in a row went dead
+    cron: cron_mod.Cron
+
+
+@runtime_checkable
+class AlertChannel(Protocol):
+    """Where alerts go (``solo_os.alerts.slack/webhook/email``)."""
+
+    name: str
+
+    def bind(self, env: Mapping[str, str]) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Alerting:
+    """``app.alerts(...)``: the channels, and how alerts are gathered and deduplicated."""
+
+    channels: tuple[AlertChannel, ...]
+    window: timedelta  # at most one alert per key (e.g. "dead:fulfil") per window
+    group_wait: timedelta  # how long the first occurrence waits for others to join it
+
+
 class App:
     """A solo-os application: declare sources and handlers, then run it with the CLI.
 
@@ -68,6 +107,10 @@ class App:
         self._handlers: dict[str, Handler] = {}
         self._routes: dict[tuple[str, str], tuple[Handler, ...]] = {}
         self._dead_hooks: list[Callable[[records.DeadLetter], Any]] = []
+        self._rate_limits: dict[str, ratelimit.Limit] = {}
+        self._http_options = ratelimit.HttpOptions()
+        self._schedules: dict[str, Schedule] = {}
+        self._alerting: Alerting | None = None
         self._prepared = False
 
     # --- declaration ---------------------------------------------------------------------
@@ -148,7 +191,161 @@ class App:
         self._dead_hooks.append(fn)
         return fn
 
+    def cron(
+        self,
+        expr: str,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        overlap: Overlap = "skip",
+        catchup: Catchup = "latest",
+        catchup_window: timedelta = timedelta(hours=24),
+        retry: retry.Retry | None = None,
+        alert_after_failures: int | None = 3,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Callable[[F], F]:
+        """Run the decorated ``fn(ctx)`` at every fire of ``expr`` in ``timezone``, exactly once
+        across every scheduler process (``ctx.scheduled_at`` is the fire time).
+
+        ``expr`` has 5 fields, or 6 with seconds first; each fire is one execution under the
+        normal retry policy. See ``docs/scheduling.md`` for overlap, catch-up and DST rules.
+        """
+
+        def register(fn: F) -> F:
+            schedule_name: str = name if name else str(getattr(fn, "__name__", ""))
+            cron_mod.check_name(schedule_name)
+            where = f"schedule {schedule_name!r}"
+            parsed = cron_mod.parse(expr, timezone, name=schedule_name)
+            if overlap not in ("skip", "allow", "queue"):
+                raise errors.ConfigError(f"{where}: overlap= must be 'skip', 'allow' or 'queue'")
+            if catchup not in ("none", "latest", "all"):
+                raise errors.ConfigError(f"{where}: catchup= must be 'none', 'latest' or 'all'")
+            if not isinstance(catchup_window, timedelta) or catchup_window <= timedelta(0):
+                raise errors.ConfigError(f"{where}: catchup_window= must be a positive timedelta")
+            if alert_after_failures is not None and (
+                isinstance(alert_after_failures, bool)
+                or not isinstance(alert_after_failures, int)
+                or alert_after_failures < 1
+            ):
+                raise errors.ConfigError(
+                    f"{where}: alert_after_failures= must be a whole number >= 1, or None"
+                )
+            if not timeout > 0:
+                raise errors.ConfigError(f"{where}: timeout= must be a positive number of seconds")
+            if not callable(fn):
+                raise errors.ConfigError(f"{where}: @app.cron decorates a function fn(ctx)")
+            if schedule_name in self._handlers:
+                raise errors.ConfigError(
+                    f"handler name {schedule_name!r} is used twice; pass name= to tell them apart"
+                )
+            self._handlers[schedule_name] = Handler(
+                name=schedule_name,
+                source="",
+                event_type="",
+                fn=fn,
+                schema=None,
+                retry=retry if retry is not None else _DEFAULT_RETRY,
+                timeout=float(timeout),
+                is_async=inspect.iscoroutinefunction(fn),
+                kind="cron",
+            )
+            self._schedules[schedule_name] = Schedule(
+                name=schedule_name,
+                expression=expr,
+                timezone=timezone,
+                overlap=overlap,
+                catchup=catchup,
+                catchup_window=catchup_window,
+                alert_after_failures=alert_after_failures,
+                cron=parsed,
+            )
+            return fn
+
+        return register
+
+    def alerts(
+        self,
+        *channels: AlertChannel,
+        window: timedelta = timedelta(minutes=5),
+        group_wait: timedelta = timedelta(seconds=10),
+    ) -> Alerting:
+        """Send alerts to ``channels`` (``solo_os.alerts.slack/webhook/email``): when an
+        execution goes dead, a schedule fails ``alert_after_failures`` times in a row, misses
+        its fires, and when it recovers. One alert per key per ``window``, with a count."""
+        if not channels:
+            raise errors.ConfigError("app.alerts() needs at least one channel")
+        seen: set[str] = set()
+        for ch in channels:
+            if not isinstance(ch, AlertChannel):
+                raise errors.ConfigError(f"app.alerts(): expected an alerts.* channel, got {ch!r}")
+            if ch.name in seen:
+                raise errors.ConfigError(
+                    f"alert channel {ch.name!r} is given twice; pass name= to tell them apart"
+                )
+            seen.add(ch.name)
+        for what, value in (("window", window), ("group_wait", group_wait)):
+            if not isinstance(value, timedelta) or value < timedelta(0):
+                raise errors.ConfigError(f"app.alerts(): {what}= must be a timedelta >= 0")
+        self._alerting = Alerting(tuple(channels), window, group_wait)
+        return self._alerting
+
+    def rate_limit(
+        self, key: str, *, rate: float, per: ratelimit.Per = "second", burst: float | None = None
+    ) -> ratelimit.Limit:
+        """Let ``ctx.http`` start at most ``rate`` calls per ``per`` to ``key``, across every
+        worker process (a token bucket in the store; ``burst`` defaults to one second's worth).
+
+        ``key`` is a host (``"api.stripe.com"``, or ``"host:port"``), matched against each
+        call's URL, or any name (an API account) that calls name with ``rate_key=``.
+        """
+        try:
+            limit = ratelimit.Limit(key, rate, per, burst)
+        except ValueError as exc:
+            raise errors.ConfigError(str(exc)) from None
+        if key in self._rate_limits:
+            raise errors.ConfigError(f"rate limit {key!r} is declared twice")
+        self._rate_limits[key] = limit
+        return limit
+
+    def http(
+        self,
+        *,
+        timeout: float = 10.0,
+        connect_timeout: float | None = None,
+        max_wait: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 10.0,
+        max_connections: int = 100,
+    ) -> ratelimit.HttpOptions:
+        """Set how ``ctx.http`` calls are made (see ``ratelimit.HttpOptions``)."""
+        try:
+            self._http_options = ratelimit.HttpOptions(
+                timeout=timeout, connect_timeout=connect_timeout, max_wait=max_wait,
+                retries=retries, backoff=backoff, max_backoff=max_backoff,
+                max_connections=max_connections,
+            )
+        except ValueError as exc:
+            raise errors.ConfigError(str(exc)) from None
+        return self._http_options
+
     # --- lookup --------------------------------------------------------------------------
+
+    @property
+    def rate_limits(self) -> Mapping[str, ratelimit.Limit]:
+        return self._rate_limits
+
+    @property
+    def http_options(self) -> ratelimit.HttpOptions:
+        return self._http_options
+
+    @property
+    def schedules(self) -> Mapping[str, Schedule]:
+        return self._schedules
+
+    @property
+    def alerting(self) -> Alerting | None:
+        return self._alerting
 
     @property
     def dead_hooks(self) -> tuple[Callable[[records.DeadLetter], Any], ...]:
@@ -209,8 +406,10 @@ class App:
             if not src.verify_signatures:
                 warnings.append(f"source {name!r} accepts UNVERIFIED deliveries (verify=False)")
         for h in self._handlers.values():
-            if h.source not in self._sources:
+            if h.kind == "event" and h.source not in self._sources:
                 problems.append(f"handler {h.name!r} listens to unknown source {h.source!r}")
+        for channel in self._alerting.channels if self._alerting else ():
+            problems.extend(channel.bind(env))
         if problems:
             raise errors.ConfigError(problems)
         self._prepared = True

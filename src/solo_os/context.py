@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from solo_os import errors, tracing
+from solo_os import http as http_mod
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Context:
         log: Any,
         steps: StepStore | None = None,
         scheduled_at: datetime | None = None,
+        http: http_mod.Session | None = None,
     ) -> None:
         self.execution_id = execution_id
         self.attempt = attempt
@@ -61,6 +63,15 @@ class Context:
         self._steps = steps
         self._done: dict[str, Any] | None = None
         self._used: set[str] = set()
+        self._http = http
+
+    @property
+    def http(self) -> http_mod.Session:
+        """The outbound HTTP client (``await ctx.http.post(...)``; ``ctx.http.sync`` in plain
+        handlers): rate-limited, retried, with idempotency keys and the correlation id."""
+        if self._http is None:
+            raise errors.SoloOSError("ctx.http needs a worker (this context was built without one)")
+        return self._http
 
     def __repr__(self) -> str:
         return f"<Context {self.handler} execution={self.execution_id} attempt={self.attempt}>"
@@ -86,11 +97,15 @@ class Context:
         if name in self._done:
             self.log.debug("step.replayed", step=name)
             return self._done[name]
-        with tracing.span(f"step {name}", attributes={"solo_os.step": name}):
-            if inspect.iscoroutinefunction(fn):
-                result = await fn(*args, **kwargs)
-            else:
-                result = await asyncio.to_thread(fn, *args, **kwargs)
+        in_step = http_mod.STEP.set(name)  # ctx.http derives idempotency keys per step
+        try:
+            with tracing.span(f"step {name}", attributes={"solo_os.step": name}):
+                if inspect.iscoroutinefunction(fn):
+                    result = await fn(*args, **kwargs)
+                else:
+                    result = await asyncio.to_thread(fn, *args, **kwargs)
+        finally:
+            http_mod.STEP.reset(in_step)
         try:
             text = json.dumps(result)
         except (TypeError, ValueError) as exc:

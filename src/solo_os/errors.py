@@ -43,11 +43,11 @@ class PayloadError(SoloOSError):
         super().__init__(f"invalid payload ({len(details)} error(s))")
 
 
-class NonRetryable(SoloOSError):  # noqa: N818 - the SPEC names it
+class NonRetryable(SoloOSError):
     """Raised by a handler: this failure will not go away; dead-letter at once."""
 
 
-class RetryAfter(SoloOSError):  # noqa: N818 - the SPEC names it
+class RetryAfter(SoloOSError):
     """Raised by a handler: try again after ``seconds``; not a crash, logged as a deferral."""
 
     def __init__(self, seconds: float, reason: str = "") -> None:
@@ -60,3 +60,15 @@ class RetryAfter(SoloOSError):  # noqa: N818 - the SPEC names it
 
 class StepError(NonRetryable):
     """A durable step is misused (name repeated, result not JSON): retrying cannot fix it."""
+
+
+class RateLimited(RetryAfter):
+    """Raised by ``ctx.http`` when no rate-limit token comes free within its bounded wait.
+
+    No request was sent: the worker puts the execution back to ``pending`` for ``seconds``
+    and gives the attempt back (it does not count against ``max_attempts``).
+    """
+
+    def __init__(self, seconds: float, key: str) -> None:
+        self.key = key
+        super().__init__(seconds, f"rate limit {key!r}: no token free, retry in {seconds:.3g}s")

@@ -9,20 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 import prometheus_client
 import structlog
 
 from solo_os import _batch, config, errors, ingress, metrics, records
+from solo_os import alerts as alerts_mod
 from solo_os import app as app_mod
 from solo_os import logging as slog
+from solo_os import scheduler as scheduler_mod
 from solo_os import store as store_mod
 from solo_os import worker as worker_mod
 
 log = structlog.get_logger("solo_os.runtime")
-Role = str  # "serve" | "worker"
+Role = str  # "serve" | "worker" | "scheduler"
 
 
 class Runtime:
@@ -35,9 +38,11 @@ class Runtime:
         store: store_mod.Store | None = None,
         worker_options: dict[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = store_mod.utcnow,
     ) -> None:
         self.app = application
         self._env = env
+        self.clock = clock  # one "now" for ingress and worker; solo_os.testing passes a fake one
         self.roles = frozenset(roles)
         self.migrate = migrate
         self._given_store = store
@@ -83,8 +88,20 @@ class Runtime:
             )
             self._committer.start()
         if "worker" in self.roles:
-            self.worker = worker_mod.Worker(self.app, self.store, **self._worker_options)
+            self.worker = worker_mod.Worker(
+                self.app, self.store, **{"clock": self.clock, **self._worker_options}
+            )
             self._worker_task = asyncio.create_task(self.worker.run(self._stop), name="solo-os-worker")
+            if self.settings.retention_days:  # the daily prune (store/_retention.py)
+                pruner = self.store.pruner(self.settings.retention_days)
+                task = asyncio.create_task(pruner.run(self._stop), name="solo-os-retention")
+                self._background.append(task)
+        if "scheduler" in self.roles and self.app.schedules:  # fires exactly once across replicas
+            fires = scheduler_mod.Scheduler(self.app, self.store, clock=self.clock)
+            self._background.append(asyncio.create_task(fires.run(self._stop), name="solo-os-scheduler"))
+        if self.app.alerting is not None and self.roles & {"worker", "scheduler"}:
+            alerter = alerts_mod.Alerter(self.app, self.store, clock=self.clock)
+            self._background.append(asyncio.create_task(alerter.run(self._stop), name="solo-os-alerts"))
         if "serve" not in self.roles and self.settings.metrics_port:
             # Roles without the HTTP ingress expose their own counters on a port of their own.
             self._metrics_server, _ = prometheus_client.start_http_server(
@@ -161,7 +178,7 @@ class Runtime:
 
             extra = admin.routes(self.app, self._current_store)
         return ingress.asgi(
-            ingress.Ingress(self.app, self.submit, self._current_store),
+            ingress.Ingress(self.app, self.submit, self._current_store, self.clock),
             span if lifespan else None,
             extra,
         )

@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
 
-from solo_os import App, Context, logging as slog, sources
+from solo_os import App, Context, sources
+from solo_os import logging as slog
 from solo_os import store as store_mod
 from tests import helpers
 from tests.apps.billing import Effects, make_app

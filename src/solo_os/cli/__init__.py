@@ -8,6 +8,8 @@ import typer
 
 from solo_os.cli import _common, dlq, init, records, revalidate, schemas, send, serve
 from solo_os.cli import db_ops as _db_ops  # noqa: F401 - registers 'db prune', 'db stats'
+from solo_os.cli import record_replay as _record_replay  # noqa: F401 - 'events export', 'events replay'
+from solo_os.cli import schedules as schedules_cli
 
 cli = typer.Typer(
     name="solo-os",
@@ -18,12 +20,14 @@ cli = typer.Typer(
 cli.command()(serve.run)
 cli.command()(serve.serve)
 cli.command()(serve.worker)
+cli.command()(schedules_cli.scheduler)
 cli.command("send")(send.send)
 _ = revalidate  # registers `events revalidate` on records.events
 cli.add_typer(records.db, name="db")
 cli.add_typer(records.events, name="events")
 cli.add_typer(records.executions, name="executions")
 cli.add_typer(dlq.dlq, name="dlq")
+cli.add_typer(schedules_cli.schedules, name="schedules")
 cli.add_typer(schemas.schemas, name="schemas")
 cli.command()(init.init)
 
@@ -46,9 +50,10 @@ def config_check(
             settings = _common.settings()
         _common.out.print(f"[green]ok[/green]: database {settings.dialect}, log level {settings.log_level}")
         if application is not None:
+            handlers = sum(1 for h in application.handlers.values() if h.kind == "event")
             _common.out.print(
                 f"[green]ok[/green]: {len(application.sources)} source(s), "
-                f"{len(application.handlers)} handler(s)"
+                f"{handlers} handler(s), {len(application.schedules)} schedule(s)"
             )
         for w in warnings:
             _common.out.print(f"[yellow]warning[/yellow]: {w}")

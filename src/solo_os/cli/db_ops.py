@@ -101,9 +101,7 @@ def db_stats(
             return await store.table_stats(), await store.counts()
 
         stats, by_status = _common.with_store(go)
-    tables: list[dict[str, Any]] = [
-        {"table": t.name, "rows": t.rows, "bytes": t.bytes} for t in stats.tables
-    ]
+    tables: list[dict[str, Any]] = [{"table": t.name, "rows": t.rows, "bytes": t.bytes} for t in stats.tables]
     if as_json:
         _common.emit_json(
             {
@@ -119,6 +117,4 @@ def db_stats(
         ("table", "rows", "size"),
         f"{stats.dialect} database, {human_bytes(stats.total_bytes)} in all",
     )
-    _common.out.print(
-        "executions: " + ", ".join(f"{k} {v}" for k, v in by_status.items()), highlight=False
-    )
+    _common.out.print("executions: " + ", ".join(f"{k} {v}" for k, v in by_status.items()), highlight=False)

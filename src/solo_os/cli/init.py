@@ -64,15 +64,11 @@ def plan(service: str) -> list[Planned]:
 
 
 def init(
-    directory: Annotated[
-        Path, typer.Argument(help="folder of the new project (created if missing)")
-    ] = Path("."),
-    force: Annotated[
-        bool, typer.Option("--force", help="overwrite files that already exist")
-    ] = False,
-    service: Annotated[
-        str | None, typer.Option(help="service name (default: the folder's name)")
-    ] = None,
+    directory: Annotated[Path, typer.Argument(help="folder of the new project (created if missing)")] = Path(
+        "."
+    ),
+    force: Annotated[bool, typer.Option("--force", help="overwrite files that already exist")] = False,
+    service: Annotated[str | None, typer.Option(help="service name (default: the folder's name)")] = None,
 ) -> None:
     """Scaffold a project: app.py, tests, .env.example, Dockerfile, compose, terraform/."""
     with _common.friendly_errors():
@@ -108,12 +104,11 @@ def init(
     )
     for f in files:
         _common.out.print(f"  {f.target}", highlight=False)
-    where = "" if directory.resolve() == Path.cwd() else f"cd {directory}\n  "
-    _common.out.print(
-        "\nnext:\n"
-        f"  {where}cp .env.example .env      # set the signing secrets\n"
-        "  pip install -r requirements-dev.txt\n"
-        "  pytest                        # the app's tests\n"
-        "  solo-os run app.py            # http://127.0.0.1:8000/webhooks/billing",
-        highlight=False,
-    )
+    steps = [] if directory.resolve() == Path.cwd() else [f"cd {directory}"]
+    steps += [
+        "cp .env.example .env                 # then set the signing secrets",
+        "pip install -r requirements-dev.txt",
+        "pytest                               # the app's tests",
+        "solo-os run app.py                   # http://127.0.0.1:8000/webhooks/billing",
+    ]
+    _common.out.print("\nnext:\n" + "\n".join(f"  {s}" for s in steps), highlight=False)

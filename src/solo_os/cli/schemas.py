@@ -51,8 +51,7 @@ def schemas_export(
         except OSError as exc:
             raise errors.ConfigError(f"--out: cannot write {str(out)!r}: {exc.strerror}") from None
         _common.err.print(
-            f"wrote {len(document['handlers'])} handler schema(s) of {application.service!r} "
-            f"to {out}",
+            f"wrote {len(document['handlers'])} handler schema(s) of {application.service!r} to {out}",
             highlight=False,
         )
 

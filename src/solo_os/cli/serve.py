@@ -59,9 +59,17 @@ def run(
     app: AppArg = None,
     host: Host = "127.0.0.1",
     port: Port = 8000,
+    reload: Annotated[
+        bool, typer.Option("--reload", help="restart on code changes (development); queued work is kept")
+    ] = False,
 ) -> None:
     """Ingress, worker and scheduler in one process; brings the schema up to date first."""
-    _serve(app, host, port, ("serve", "worker"), migrate=True)
+    if reload:
+        from solo_os.cli import dev  # the file watcher is loaded only for development
+
+        dev.run_with_reload(app, host, port)
+        return
+    _serve(app, host, port, ("serve", "worker", "scheduler"), migrate=True)
 
 
 def serve(

@@ -8,16 +8,30 @@ raw bytes and compares in constant time.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
+import orjson
+
 from solo_os import errors
+from solo_os import secrets as secrets_mod
 
 MAX_HEADER_CHARS = 8192  # a signature header longer than this is an attack, not a signature
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_TOLERANCE = 300  # seconds a signed timestamp may be off (Stripe, Slack, Standard Webhooks)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+# Unix seconds: ASCII digits only (``\d`` would admit other scripts' digits) and few enough of
+# them that no conversion can overflow; 15 digits is ~30 million years.
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+# What a database column or a log line should never hold: C0 controls, DEL, lone surrogates.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class Headers(Protocol):
@@ -66,6 +80,124 @@ def optional_header(headers: Headers, name: str) -> str | None:
     return value
 
 
+def header_value(headers: Headers, name: str) -> str | None:
+    """The single value of a header that types or keys a delivery (not a signature).
+
+    Missing, repeated or oversized: None, so the delivery is rejected or keyed by its body;
+    never an exception, because this runs after verification succeeded.
+    """
+    values = headers.getlist(name)
+    if len(values) != 1 or not values[0] or len(values[0]) > MAX_HEADER_CHARS:
+        return None
+    return values[0]
+
+
+def wire_bytes(text: str) -> bytes:
+    """A header value's bytes as sent: ASGI servers decode headers as latin-1."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:  # not from the wire (tests, DictHeaders): any total encoding
+        return text.encode("utf-8", "surrogatepass")
+
+
+def parse_timestamp(value: str) -> int:
+    """Unix seconds from a signature header; anything but plain digits fails verification."""
+    if not _TIMESTAMP.fullmatch(value):
+        raise errors.SignatureError("malformed_timestamp")
+    return int(value)
+
+
+def check_age(timestamp: int, now: float, tolerance: int, *, future: bool) -> None:
+    """Reject a signed timestamp older than ``tolerance`` (and, if ``future``, as far ahead)."""
+    if now - timestamp > tolerance:
+        raise errors.SignatureError("timestamp_too_old")
+    if future and timestamp - now > tolerance:
+        raise errors.SignatureError("timestamp_too_new")
+
+
+def hex_digest(value: str) -> bytes | None:
+    """A SHA-256 digest written as 64 hex digits, or None (no whitespace, no other length)."""
+    return bytes.fromhex(value) if _HEX_DIGEST.fullmatch(value) else None
+
+
+def base64_digest(value: str) -> bytes | None:
+    """A SHA-256 digest in standard base64, or None where it is not exactly that."""
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    return raw if len(raw) == 32 else None
+
+
+def key_text(value: Any) -> str | None:
+    """An idempotency key taken from a document: a non-empty string or an integer, else None.
+
+    A key with characters no database column should hold (NUL, controls, lone surrogates) is
+    replaced by its digest: still deterministic, so redeliveries still collide.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    if not text:
+        return None
+    if _UNPRINTABLE.search(text):
+        return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return text
+
+
+def type_text(value: Any, where: str) -> str | None:
+    """An event type: a non-empty printable string, None when absent or not a string."""
+    if not isinstance(value, str) or not value:
+        return None
+    if _UNPRINTABLE.search(value):
+        raise errors.PayloadError(
+            [{"loc": ["type"], "msg": f"the event type in {where} holds control characters",
+              "type": "value_error"}]
+        )
+    return value
+
+
+def positive_seconds(value: Any, what: str) -> int:
+    """A configured tolerance: a positive whole number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise errors.ConfigError(
+            f"{what} must be a positive whole number of seconds, not {value!r}"
+        )
+    return value
+
+
+def valid_path(path: str) -> bool:
+    """Whether ``path`` is a field name or a dotted path (``data.object``)."""
+    return bool(_PATH.fullmatch(path))
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def with_field(document: Any, path: str, value: Any) -> dict[str, Any]:
+    """A copy of the JSON object ``document`` with ``path`` (dotted) set to ``value``."""
+    if not isinstance(document, dict):
+        raise errors.ConfigError(f"the data must be a JSON object to carry {path!r}")
+    head, _, rest = path.partition(".")
+    copy = dict(document)
+    copy[head] = with_field(copy.get(head) or {}, rest, value) if rest else value
+    return copy
+
+
+def new_id(prefix: str = "") -> str:
+    """A fresh, unguessable delivery id for ``solo-os send`` (``evt_...``, ``msg_...``)."""
+    return prefix + uuid.uuid4().hex
+
+
+def json_body(document: Any) -> bytes:
+    """The compact JSON a provider would send."""
+    try:
+        return orjson.dumps(document)
+    except TypeError as exc:  # orjson's JSONEncodeError: e.g. an integer beyond 64 bits
+        raise errors.ConfigError(f"the data cannot be sent as JSON: {exc}") from None
+
+
 def digest_key(body: bytes) -> str:
     """The idempotency key of a delivery that carries none: an identical body is a duplicate."""
     return "sha256:" + hashlib.sha256(body).hexdigest()
@@ -94,12 +226,19 @@ def parse_secrets(raw: str) -> tuple[str, ...]:
 
 
 class Source:
-    """Base of every provider source. Subclasses set ``kind`` and implement ``verify``."""
+    """Base of every provider source.
+
+    Subclasses set ``kind`` and ``secret_headers`` and implement ``verify``, ``event_type``,
+    ``idempotency_key``, ``sign`` and ``compose``; they may override ``check_secrets`` (the
+    secrets' form) and ``challenge``. ``verify`` raises ``SignatureError`` and nothing else;
+    ``event_type`` and ``idempotency_key`` run on a verified document and raise nothing but
+    ``PayloadError``.
+    """
 
     kind: ClassVar[str] = "source"
     #: Headers that carry signatures or credentials: never stored, logged or exported.
-    secret_headers: ClassVar[frozenset[str]] = frozenset()
-    #: Headers worth keeping with the event (besides all non-secret ``x-``/provider headers).
+    secret_headers: frozenset[str] = frozenset()
+    #: Credentials no source keeps, whatever its scheme.
     _always_dropped: ClassVar[frozenset[str]] = frozenset(
         {"authorization", "cookie", "proxy-authorization", "x-api-key"}
     )
@@ -110,14 +249,27 @@ class Source:
         secret_env: str | None,
         verify: bool = True,
         max_body_bytes: int | None = None,
+        payload: str | None = None,
     ) -> None:
-        if secret_env is not None and not _NAME.match(secret_env):
-            raise errors.ConfigError(f"secret_env {secret_env!r} is not an environment variable name")
-        if max_body_bytes is not None and max_body_bytes < 1:
+        if secret_env is not None and not _NAME.fullmatch(secret_env):
+            raise errors.ConfigError(
+                f"secret_env {secret_env!r} is not an environment variable name"
+            )
+        if max_body_bytes is not None and (
+            isinstance(max_body_bytes, bool)
+            or not isinstance(max_body_bytes, int)
+            or max_body_bytes < 1
+        ):
             raise errors.ConfigError("max_body_bytes must be a positive number of bytes")
+        if payload is not None and not valid_path(payload):
+            raise errors.ConfigError(
+                f"payload={payload!r}: give a dotted path into the JSON document,"
+                " like 'data.object'"
+            )
         self.secret_env = secret_env
         self.verify_signatures = verify
         self.max_body_bytes = max_body_bytes
+        self.payload_path = payload
         self.name = ""
         self._secrets: tuple[str, ...] = ()
 
@@ -127,19 +279,31 @@ class Source:
     # --- configuration -------------------------------------------------------------------
 
     def bind(self, name: str, env: Mapping[str, str]) -> list[str]:
-        """Resolve the secrets for source ``name``; return the problems (fail closed)."""
+        """Resolve the secrets for source ``name``; return the problems (fail closed).
+
+        A problem names the variable, never a secret's value.
+        """
         self.name = name
+        self._secrets = ()
+        self._resolver: secrets_mod.Refreshing | None = None
         if not self.verify_signatures:
             return []
         if not self.secret_env:
-            return [f"source {name!r}: no secret_env given (pass verify=False only for local experiments)"]
-        secrets = parse_secrets(env.get(self.secret_env, ""))
-        if not secrets:
-            return [f"{self.secret_env}: not set; source {name!r} refuses to start without its secret"]
-        problem = self.check_secrets(secrets)
-        if problem:
-            return [f"{self.secret_env}: {problem}"]
-        self._secrets = secrets
+            return [
+                f"source {name!r}: no secret_env given"
+                " (pass verify=False only for local experiments)"
+            ]
+        if not parse_secrets(env.get(self.secret_env, "")) and not env.get(
+            f"{self.secret_env}_FILE", ""
+        ).strip():
+            return [
+                f"{self.secret_env}: not set; source {name!r} refuses to start without its secret"
+            ]
+        try:  # a value, {secret_env}_FILE, or references (file:, aws-sm:, doppler:, op://)
+            self._resolver = secrets_mod.Refreshing(self.secret_env, env, check=self.check_secrets)
+        except errors.ConfigError as exc:
+            return exc.problems
+        self._secrets = self._resolver.current()
         return []
 
     def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
@@ -148,6 +312,9 @@ class Source:
 
     @property
     def secrets(self) -> tuple[str, ...]:
+        resolver = getattr(self, "_resolver", None)  # set by bind(); re-resolves after a TTL
+        if resolver is not None:
+            self._secrets = resolver.current()
         return self._secrets
 
     # --- per delivery --------------------------------------------------------------------
@@ -169,21 +336,58 @@ class Source:
         raise NotImplementedError
 
     def payload(self, document: Any) -> Any:
-        """The part of the JSON document handed to the handler's schema."""
-        return document
+        """The part of the JSON document handed to the handler's schema (``payload=`` path)."""
+        return document if self.payload_path is None else field(document, self.payload_path)
 
     def challenge(self, headers: Headers, document: Any) -> dict[str, Any] | None:
         """An immediate reply that is not an event (e.g. Slack's url_verification), or None."""
         return None
 
     def stored_headers(self, headers: Any) -> dict[str, str]:
-        """The headers kept with the event: all but signatures and credentials."""
-        drop = self.secret_headers | self._always_dropped
-        return {k: v for k, v in headers.items() if k.lower() not in drop}
+        """The headers kept with the event: all but signatures and credentials.
 
-    def sign(self, body: bytes, now: float) -> dict[str, str]:
-        """Headers that make ``body`` a correctly signed delivery (``solo-os send``, tests)."""
+        A value with a NUL byte is dropped too: no database text column can hold it.
+        """
+        drop = self.secret_headers | self._always_dropped
+        return {k: v for k, v in headers.items() if k.lower() not in drop and "\x00" not in v}
+
+    # --- building deliveries (``solo-os send``, tests) ---------------------------------
+
+    def sign(
+        self, body: bytes, now: float, headers: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Headers that make ``body`` a correctly signed delivery, with the first secret.
+
+        ``headers`` are the delivery's other headers, for schemes that sign one of them (the
+        Standard Webhooks message id).
+        """
         raise NotImplementedError
+
+    def compose(self, event_type: str, data: Any, now: float) -> tuple[bytes, dict[str, str]]:
+        """The body and unsigned headers of a ``event_type`` delivery carrying ``data``."""
+        raise NotImplementedError
+
+    def build_delivery(
+        self, event_type: str, data: Any, now: float
+    ) -> tuple[bytes, dict[str, str]]:
+        """A delivery as the provider would send it, signed with the first configured secret.
+
+        This source's ``verify`` accepts it, ``event_type`` reads ``event_type`` back from it,
+        and ``payload`` hands ``data`` to the schema (Stripe under ``payload="data.object"``).
+        """
+        body, headers = self.compose(event_type, data, now)
+        if self.verify_signatures:
+            headers.update(self.sign(body, now, headers))
+        return body, headers
+
+    def signing_secret(self) -> str:
+        """The secret new signatures are made with: the first of the list."""
+        current = self.secrets
+        if not current:
+            raise errors.ConfigError(
+                f"source {self.name or '?'!r} has no secret to sign with; set {self.secret_env}"
+            )
+        return current[0]
 
 
 def field(document: Any, path: str) -> Any:

@@ -29,18 +29,33 @@ ev = _schema.events
 ex = _schema.executions
 at = _schema.attempts
 st = _schema.steps
+sf = _schema.schedule_fires
 
 Cursor = tuple[datetime, UUID]
 ExecutionOrder = Literal["created", "updated"]
 _FAILED_OUTCOMES = ("failed", "timed_out", "lost")
 
 _EVENT_COLUMNS = (
-    ev.c.id, ev.c.source, ev.c.idempotency_key, ev.c.type, ev.c.status,
-    ev.c.correlation_id, ev.c.received_at,
+    ev.c.id,
+    ev.c.source,
+    ev.c.idempotency_key,
+    ev.c.type,
+    ev.c.status,
+    ev.c.correlation_id,
+    ev.c.received_at,
 )
 _EXECUTION_COLUMNS = (
-    ex.c.id, ex.c.event_id, ex.c.handler, ex.c.status, ex.c.attempts, ex.c.max_attempts,
-    ex.c.last_error, ex.c.correlation_id, ex.c.created_at, ex.c.updated_at, ex.c.run_after,
+    ex.c.id,
+    ex.c.event_id,
+    ex.c.handler,
+    ex.c.status,
+    ex.c.attempts,
+    ex.c.max_attempts,
+    ex.c.last_error,
+    ex.c.correlation_id,
+    ex.c.created_at,
+    ex.c.updated_at,
+    ex.c.run_after,
 )
 
 
@@ -67,6 +82,20 @@ class Failure:
     event_id: UUID | None
     source: str | None
     event_type: str | None
+
+
+@dataclass(frozen=True)
+class FireRow:
+    """One fire of a schedule, with its execution's status now."""
+
+    fire_at: datetime
+    kind: str  # scheduled | catchup | manual | backfill
+    status: str  # fired | skipped | queued | missed
+    execution_id: UUID | None
+    execution_status: str | None
+    attempts: int | None
+    last_error: str | None
+    missed_count: int | None
 
 
 @dataclass(frozen=True)
@@ -125,9 +154,7 @@ class AdminQueries:
 
     # --- pages -------------------------------------------------------------------------
 
-    async def page_events(
-        self, f: Filters, after: Cursor | None = None
-    ) -> list[records.Event]:
+    async def page_events(self, f: Filters, after: Cursor | None = None) -> list[records.Event]:
         """Up to ``f.limit`` events older than ``after`` (newest first) matching ``f``."""
         q = sa.select(*_EVENT_COLUMNS).order_by(ev.c.received_at.desc(), ev.c.id.desc())
         q = _event_filters(q, f)
@@ -168,9 +195,18 @@ class AdminQueries:
         if f.limit:
             q = q.limit(f.limit)
         async with self._read() as conn:
-            return [
-                (records.Event.from_row(_mapping(r)), r.body) for r in await conn.execute(q)
-            ]
+            return [(records.Event.from_row(_mapping(r)), r.body) for r in await conn.execute(q)]
+
+    async def event_ids(self, f: Filters, ids: Sequence[UUID] | None = None) -> list[UUID]:
+        """Ids of the events matching ``f`` (and among ``ids``, if given), oldest first."""
+        q = sa.select(ev.c.id).order_by(ev.c.received_at, ev.c.id)
+        q = _event_filters(q, f)
+        if ids is not None:
+            q = q.where(ev.c.id.in_(list(ids)))
+        if f.limit:
+            q = q.limit(f.limit)
+        async with self._read() as conn:
+            return [r[0] for r in await conn.execute(q)]
 
     async def execution_statuses(self, ids: Sequence[UUID]) -> dict[UUID, str]:
         """The status of each of ``ids`` that exists."""
@@ -192,9 +228,41 @@ class AdminQueries:
             .order_by(st.c.created_at, st.c.name)
         )
         async with self._read() as conn:
-            return [
-                Step(r.name, r.result, r.attempt, r.created_at) for r in await conn.execute(q)
-            ]
+            return [Step(r.name, r.result, r.attempt, r.created_at) for r in await conn.execute(q)]
+
+    async def recent_fires(self, schedule: str, limit: int = 50) -> list[FireRow]:
+        """The newest fires of ``schedule`` first, each with its execution's current state."""
+        q = (
+            sa.select(
+                sf.c.fire_at,
+                sf.c.kind,
+                sf.c.status,
+                sf.c.execution_id,
+                sf.c.missed_count,
+                ex.c.status.label("x_status"),
+                ex.c.attempts,
+                ex.c.last_error,
+            )
+            .select_from(sf.outerjoin(ex, ex.c.id == sf.c.execution_id))
+            .where(sf.c.schedule == schedule)
+            .order_by(sf.c.fire_at.desc())
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(q)).all()
+        return [
+            FireRow(
+                fire_at=r.fire_at,
+                kind=r.kind,
+                status=r.status,
+                execution_id=r.execution_id,
+                execution_status=r.x_status,
+                attempts=r.attempts,
+                last_error=r.last_error,
+                missed_count=r.missed_count,
+            )
+            for r in rows
+        ]
 
     # --- overview -------------------------------------------------------------------------
 
@@ -202,13 +270,19 @@ class AdminQueries:
         """The newest failed attempts (failed, timed out or lost), newest first."""
         q = (
             sa.select(
-                at.c.execution_id, at.c.attempt, at.c.outcome, at.c.error_type,
-                at.c.error_message, at.c.ended_at, ex.c.handler, ex.c.status, ex.c.event_id,
-                ev.c.source, ev.c.type,
+                at.c.execution_id,
+                at.c.attempt,
+                at.c.outcome,
+                at.c.error_type,
+                at.c.error_message,
+                at.c.ended_at,
+                ex.c.handler,
+                ex.c.status,
+                ex.c.event_id,
+                ev.c.source,
+                ev.c.type,
             )
-            .select_from(
-                at.join(ex, ex.c.id == at.c.execution_id).outerjoin(ev, ev.c.id == ex.c.event_id)
-            )
+            .select_from(at.join(ex, ex.c.id == at.c.execution_id).outerjoin(ev, ev.c.id == ex.c.event_id))
             .where(at.c.outcome.in_(_FAILED_OUTCOMES))
             .order_by(at.c.ended_at.desc(), at.c.id.desc())
             .limit(limit)
@@ -217,9 +291,17 @@ class AdminQueries:
             rows = (await conn.execute(q)).all()
         return [
             Failure(
-                execution_id=r.execution_id, attempt=r.attempt, handler=r.handler, status=r.status,
-                outcome=r.outcome, error_type=r.error_type, error_message=r.error_message,
-                ended_at=r.ended_at, event_id=r.event_id, source=r.source, event_type=r.type,
+                execution_id=r.execution_id,
+                attempt=r.attempt,
+                handler=r.handler,
+                status=r.status,
+                outcome=r.outcome,
+                error_type=r.error_type,
+                error_message=r.error_message,
+                ended_at=r.ended_at,
+                event_id=r.event_id,
+                source=r.source,
+                event_type=r.type,
             )
             for r in rows
         ]
@@ -300,26 +382,20 @@ class AdminQueries:
         async with self._read() as conn:
             for b, n, rejected in await conn.execute(ev_q):
                 if b is not None and 0 <= int(b) < n_buckets:
-                    series.setdefault(int(b), {}).update(
-                        deliveries=int(n), rejected=int(rejected or 0)
-                    )
+                    series.setdefault(int(b), {}).update(deliveries=int(n), rejected=int(rejected or 0))
             for b, ok, bad, avg in await conn.execute(at_q):
                 if b is not None and 0 <= int(b) < n_buckets:
                     series.setdefault(int(b), {}).update(
-                        succeeded=int(ok or 0), failed=int(bad or 0),
+                        succeeded=int(ok or 0),
+                        failed=int(bad or 0),
                         latency_ms_avg=_round(avg),
                     )
             count, avg, top = (await conn.execute(totals_q)).one()
             count = int(count or 0)
             pcts: dict[str, float | None] = {}
             for name, p in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
-                pcts[name] = (
-                    await self._percentile(conn, dur, in_at, count, p) if count else None
-                )
-        buckets = [
-            Bucket(start=_from_epoch(since, i * size), **series.get(i, {}))
-            for i in range(n_buckets)
-        ]
+                pcts[name] = await self._percentile(conn, dur, in_at, count, p) if count else None
+        buckets = [Bucket(start=_from_epoch(since, i * size), **series.get(i, {})) for i in range(n_buckets)]
         deliveries = sum(b.deliveries for b in buckets)
         rejected = sum(b.rejected for b in buckets)
         return Stats(
@@ -333,8 +409,12 @@ class AdminQueries:
             succeeded=sum(b.succeeded for b in buckets),
             failed=sum(b.failed for b in buckets),
             latency_ms=Latency(
-                count=count, avg=_round(avg), max=_round(top),
-                p50=pcts["p50"], p95=pcts["p95"], p99=pcts["p99"],
+                count=count,
+                avg=_round(avg),
+                max=_round(top),
+                p50=pcts["p50"],
+                p95=pcts["p95"],
+                p99=pcts["p99"],
             ),
             series=buckets,
         )
@@ -344,21 +424,18 @@ class AdminQueries:
     ) -> float | None:
         """The exact nearest-rank percentile: one row at its offset in duration order."""
         offset = min(count - 1, max(0, int(-(-p * count // 1)) - 1))
-        q = (
-            sa.select(dur.label("d"))
-            .where(where)
-            .order_by(sa.literal_column("d"))
-            .offset(offset)
-            .limit(1)
-        )
+        q = sa.select(dur.label("d")).where(where).order_by(sa.literal_column("d")).offset(offset).limit(1)
         return _round((await conn.execute(q)).scalar())
 
     # --- dialect-specific time arithmetic ---------------------------------------------------
 
     def _epoch_seconds(self, col: Any) -> Any:
         if self.dialect == "sqlite":
-            # the SQLite column holds naive UTC text; julianday() reads it, day 2440587.5 is 1970
-            return (sa.func.julianday(col) - 2440587.5) * 86400.0
+            # The column holds naive UTC text, "YYYY-MM-DD HH:MM:SS.ffffff". Whole seconds and
+            # the fraction are read apart: julianday() keeps only milliseconds, and in floating
+            # point days not even those.
+            whole = sa.cast(sa.func.strftime("%s", col), sa.Integer)
+            return whole + sa.cast(sa.func.substr(col, 20), sa.Float)
         return sa.extract("epoch", col)
 
     def _duration_ms(self, start: Any, end: Any) -> Any:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from solo_os import errors, records
-from solo_os.store import _admin, _schema
+from solo_os.store import _admin, _ratelimit, _retention, _schedules, _schema
 
 ev = _schema.events
 ex = _schema.executions
@@ -83,7 +83,9 @@ def _translate(exc: BaseException) -> errors.StoreError:
     return errors.StoreError(f"store error: {name}: {exc}")
 
 
-class Store(_admin.AdminQueries):
+class Store(
+    _admin.AdminQueries, _retention.Retention, _ratelimit.RateLimitQueries, _schedules.ScheduleQueries
+):
     """Async access to events, executions, attempts and steps."""
 
     dialect: str = ""

@@ -121,3 +121,114 @@ steps = sa.Table(
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("paused_until", UTCDateTime, nullable=True),
+)
+
+# --- schedules and alerts (migration 0002) ---------------------------------------------------
+
+_OPEN_FIRE = "status = 'queued' OR (status = 'fired' AND result IS NULL)"
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("paused_at", UTCDateTime, nullable=True),
+    sa.Column("active_since", UTCDateTime, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("alerted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+schedule_fires = sa.Table(
+    "schedule_fires",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("schedule", sa.String(255), nullable=False),
+    sa.Column("fire_at", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("execution_id", sa.Uuid, nullable=True),
+    sa.Column("result", sa.String(16), nullable=True),
+    sa.Column("missed_from", UTCDateTime, nullable=True),
+    sa.Column("missed_count", sa.Integer, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("schedule", "fire_at", name="uq_schedule_fires_schedule_fire_at"),
+    sa.Index("ix_schedule_fires_execution", "execution_id"),
+    sa.Index(
+        "ix_schedule_fires_open",
+        "schedule",
+        "fire_at",
+        postgresql_where=sa.text(_OPEN_FIRE),
+        sqlite_where=sa.text(_OPEN_FIRE),
+    ),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("open_key", sa.String(255), nullable=True),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("first_at", UTCDateTime, nullable=False),
+    sa.Column("last_at", UTCDateTime, nullable=False),
+    sa.Column("not_before", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime, nullable=True),
+    sa.Column("samples", JSON, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("open_key", name="uq_alerts_open_key"),
+    sa.Index("ix_alerts_key_closed", "key", "closed_at"),
+    sa.Index("ix_alerts_created", "created_at"),
+)
+
+alert_occurrences = sa.Table(
+    "alert_occurrences",
+    metadata,
+    sa.Column("id", BIGID, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(255), nullable=False),
+    sa.Column("alert_id", sa.Uuid, sa.ForeignKey("alerts.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("details", JSON, nullable=True),
+    sa.UniqueConstraint("source", name="uq_alert_occurrences_source"),
+    sa.Index("ix_alert_occurrences_alert", "alert_id"),
+    sa.Index("ix_alert_occurrences_at", "at"),
+)
+
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    sa.Column(
+        "alert_id", sa.Uuid, sa.ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("channel", sa.String(100), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_expires_at", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_alert_deliveries_status_due", "status", "next_attempt_at"),
+)
+
+alert_state = sa.Table(
+    "alert_state",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("cursor_at", UTCDateTime, nullable=False),
+    sa.Column("cursor_id", sa.Uuid, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

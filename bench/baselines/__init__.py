@@ -1,0 +1,1 @@
+"""The alternatives solo-os is measured against (apps only; ``bench/alternatives.py`` runs them)."""

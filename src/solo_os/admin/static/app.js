@@ -1,0 +1,699 @@
+"use strict";
+// The solo-os dashboard: a small single-page app over the admin API (/api).
+// No framework and no build step. Every value from the server is put into the page with
+// textContent or attributes, never as HTML. The current view refreshes itself every few
+// seconds while the tab is visible.
+
+(function () {
+  const REFRESH_MS = 5000;
+  const view = document.getElementById("view");
+  const toastBox = document.getElementById("toast");
+  const live = document.getElementById("live");
+  let csrfToken = null;
+  let current = null; // { key, state, load, draw }
+  let refreshing = false;
+
+  // --- DOM helpers ----------------------------------------------------------------------
+
+  function h(tag, props, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") el.className = v;
+      else if (k === "text") el.textContent = v;
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (k in el && typeof v !== "string") el[k] = v;
+      else el.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat(Infinity)) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+
+  const SVG = "http://www.w3.org/2000/svg";
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+    for (const c of children) if (c) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    return el;
+  }
+
+  function toast(message, kind) {
+    toastBox.textContent = message;
+    toastBox.className = kind || "info";
+    toastBox.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => { toastBox.hidden = true; }, 5000);
+  }
+
+  function ago(iso) {
+    if (!iso) return "";
+    const secs = (Date.now() - Date.parse(iso)) / 1000;
+    if (secs < 0) return "in " + span(-secs);
+    return span(secs) + " ago";
+  }
+  function span(secs) {
+    if (secs < 60) return Math.floor(secs) + "s";
+    if (secs < 3600) return Math.floor(secs / 60) + "m";
+    if (secs < 86400) return Math.floor(secs / 3600) + "h";
+    return Math.floor(secs / 86400) + "d";
+  }
+  function when(iso) {
+    return iso ? h("time", { datetime: iso, title: new Date(iso).toLocaleString() }, ago(iso)) : "";
+  }
+  function exact(iso) {
+    return iso ? h("time", { datetime: iso }, new Date(iso).toLocaleString()) : "—";
+  }
+  function short(id) { return id ? id.slice(0, 8) + "…" + id.slice(-4) : ""; }
+  function badge(status) { return h("span", { class: "badge " + status }, status); }
+  function ms(v) {
+    if (v === null || v === undefined) return "—";
+    return v >= 1000 ? (v / 1000).toFixed(2) + " s" : v.toFixed(v < 10 ? 2 : 0) + " ms";
+  }
+  function num(v) { return (v || 0).toLocaleString(); }
+  function clip(text, n) {
+    if (!text) return "";
+    return text.length > n ? text.slice(0, n) + "…" : text;
+  }
+
+  // --- the API --------------------------------------------------------------------------
+
+  async function api(path, options) {
+    const opts = Object.assign({ method: "GET" }, options || {});
+    const headers = { Accept: "application/json" };
+    if (opts.method !== "GET") {
+      headers["Content-Type"] = "application/json";
+      headers["X-CSRF-Token"] = csrfToken || "";
+    }
+    const r = await fetch("/api" + path, {
+      method: opts.method,
+      credentials: "same-origin",
+      headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    });
+    if (r.status === 401) {
+      window.location.assign("/dashboard/login");
+      throw new Error("signed out");
+    }
+    const data = r.headers.get("content-type") === "application/json" ? await r.json() : null;
+    if (!r.ok) {
+      const message = data && (data.message || data.error || JSON.stringify(data.detail));
+      throw new Error(message || "request failed (" + r.status + ")");
+    }
+    return data;
+  }
+
+  function query(params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== "" && v !== null && v !== undefined) q.set(k, v);
+    const text = q.toString();
+    return text ? "?" + text : "";
+  }
+
+  // --- routing --------------------------------------------------------------------------
+
+  function parseHash() {
+    const raw = window.location.hash.replace(/^#/, "") || "/";
+    const [path, qs] = raw.split("?");
+    const parts = path.split("/").filter(Boolean);
+    return { parts, params: Object.fromEntries(new URLSearchParams(qs || "")) };
+  }
+
+  const routes = {
+    "": overview,
+    events: (r) => (r.parts[1] ? eventDetail(r.parts[1]) : eventList(r.params)),
+    executions: (r) => (r.parts[1] ? executionDetail(r.parts[1]) : executionList(r.params)),
+    dead: (r) => deadLetters(r.params),
+    schedules: (r) => (r.parts[1] ? scheduleDetail(decodeURIComponent(r.parts[1])) : schedulesView()),
+    sources: sourcesView,
+  };
+
+  async function route() {
+    const r = parseHash();
+    const name = r.parts[0] || "";
+    const make = routes[name];
+    for (const a of document.querySelectorAll("nav a")) {
+      a.classList.toggle("active", a.dataset.nav === (name || "overview"));
+    }
+    if (!make) {
+      view.replaceChildren(h("p", { class: "empty" }, "No such page."));
+      return;
+    }
+    current = make(r);
+    toastBox.hidden = true;
+    view.replaceChildren(h("p", { class: "loading" }, "Loading…"));
+    await refresh(true);
+  }
+
+  let seq = 0;
+  async function refresh(first) {
+    if (!current) return;
+    // Background refreshes never overlap or override what the user is looking at; a user's
+    // action (first) always runs, and only the newest load is drawn.
+    if (!first && (refreshing || current.state.paused)) return;
+    const page = current;
+    const mine = ++seq;
+    refreshing = true;
+    try {
+      await page.load(page.state);
+      if (page !== current || mine !== seq) return; // navigated or reloaded meanwhile
+      const scroll = window.scrollY;
+      view.replaceChildren(page.draw(page.state));
+      if (!first) window.scrollTo(0, scroll);
+      live.classList.remove("stale");
+    } catch (err) {
+      live.classList.add("stale");
+      if (first && mine === seq) view.replaceChildren(h("p", { class: "error" }, "Could not load: " + err.message));
+    } finally {
+      if (mine === seq) refreshing = false;
+    }
+    if (mine === seq) updateDeadCount();
+  }
+
+  async function updateDeadCount() {
+    try {
+      const stats = await api("/stats?window=1h");
+      const pill = document.getElementById("dead-count");
+      pill.textContent = num(stats.queue.dead);
+      pill.hidden = !stats.queue.dead;
+    } catch (err) { /* the view shows errors */ }
+  }
+
+  function page(key, state, load, draw) {
+    return { key, state: Object.assign({ paused: false }, state), load, draw };
+  }
+
+  // A table: columns are [title, cell(row)] pairs.
+  function table(rows, columns, empty) {
+    if (!rows.length) return h("p", { class: "empty" }, empty || "Nothing here yet.");
+    return h("table", { class: "grid" },
+      h("thead", {}, h("tr", {}, columns.map(([title]) => h("th", {}, title)))),
+      h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([, cell]) => h("td", {}, cell(row)))))));
+  }
+
+  function filterBar(fields, values, onApply) {
+    const inputs = {};
+    const form = h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); onApply(read()); } });
+    function read() {
+      const out = {};
+      for (const [k, el] of Object.entries(inputs)) out[k] = el.value.trim();
+      return out;
+    }
+    for (const f of fields) {
+      let el;
+      if (f.options) {
+        el = h("select", { name: f.name, "aria-label": f.label },
+          h("option", { value: "" }, "any " + f.label.toLowerCase()),
+          f.options.map((o) => h("option", { value: o, selected: values[f.name] === o }, o)));
+      } else {
+        el = h("input", { name: f.name, placeholder: f.label, "aria-label": f.label, value: values[f.name] || "" });
+      }
+      inputs[f.name] = el;
+      form.append(el);
+    }
+    form.append(h("button", { type: "submit" }, "Filter"));
+    return form;
+  }
+
+  function navigate(path, params) {
+    window.location.hash = "#/" + path + query(params || {});
+  }
+
+  async function sourceNames() {
+    const sources = await api("/sources");
+    return {
+      sources: sources.map((x) => x.name),
+      handlers: [...new Set(sources.flatMap((x) => x.handlers))].sort(),
+    };
+  }
+
+  // --- overview -------------------------------------------------------------------------
+
+  function overview() {
+    return page("overview", { window: "24h" }, async (st) => {
+      const [stats, failures] = await Promise.all([
+        api("/stats?window=" + st.window), api("/failures?limit=8"),
+      ]);
+      st.stats = stats;
+      st.failures = failures;
+    }, (st) => {
+      const x = st.stats;
+      const windowSecs = (Date.parse(x.until) - Date.parse(x.since)) / 1000;
+      const finished = x.succeeded + x.failed;
+      const rate = finished ? (100 * x.succeeded / finished).toFixed(1) + "%" : "—";
+      const hourly = windowSecs >= 86400;
+      const rateValue = x.deliveries / (windowSecs / (hourly ? 3600 : 60));
+      const rateText = rateValue.toFixed(rateValue < 10 ? 2 : 0) + (hourly ? " / hour" : " / min");
+      return h("section", { class: "overview" },
+        h("div", { class: "head" },
+          h("h1", {}, "Overview"),
+          h("div", { class: "segmented", role: "group", "aria-label": "time window" },
+            ["1h", "6h", "24h", "7d", "30d"].map((w) => h("button", {
+              type: "button", class: w === st.window ? "on" : "",
+              onclick: () => { st.window = w; refresh(true); },
+            }, w)))),
+        h("div", { class: "cards" },
+          card("Deliveries", num(x.deliveries), rateText + " · " + num(x.rejected) + " rejected"),
+          card("Success rate", rate, num(x.succeeded) + " ok · " + num(x.failed) + " failed attempts"),
+          card("Queue depth", num(x.queue.pending + x.queue.running), num(x.queue.pending) + " pending · " + num(x.queue.running) + " running"),
+          card("Dead letters", num(x.queue.dead), x.queue.dead ? h("a", { href: "#/dead" }, "review and replay →") : "none", x.queue.dead ? "alert" : ""),
+          card("Latency p95", ms(x.latency_ms.p95), "p50 " + ms(x.latency_ms.p50) + " · max " + ms(x.latency_ms.max))),
+        h("div", { class: "panel" },
+          h("h2", {}, "Activity, last " + st.window),
+          chart(x.series, x.bucket_seconds)),
+        h("div", { class: "panel" },
+          h("h2", {}, "Latest failures"),
+          table(st.failures, [
+            ["When", (f) => when(f.ended_at)],
+            ["Handler", (f) => h("a", { href: "#/executions/" + f.execution_id }, f.handler)],
+            ["Event", (f) => (f.source ? f.source + " · " + f.event_type : "—")],
+            ["Attempt", (f) => "#" + f.attempt + " " + f.outcome.replace("_", " ")],
+            ["Error", (f) => h("span", { class: "err", title: f.error_message || "" }, (f.error_type ? f.error_type + ": " : "") + clip(f.error_message, 90))],
+            ["Now", (f) => badge(f.status)],
+          ], "No failures. 🎉")));
+    });
+  }
+
+  function card(title, value, sub, cls) {
+    return h("div", { class: "card " + (cls || "") },
+      h("div", { class: "card-title" }, title),
+      h("div", { class: "card-value" }, value),
+      h("div", { class: "card-sub" }, sub));
+  }
+
+  function chart(series, bucketSeconds) {
+    const W = 960, H = 220, L = 40, R = 10, T = 10, B = 28;
+    const n = series.length;
+    const max = Math.max(1, ...series.map((b) => Math.max(b.deliveries, b.succeeded, b.failed)));
+    const bw = (W - L - R) / n;
+    const y = (v) => T + (H - T - B) * (1 - v / max);
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": "deliveries, successes and failures over time" });
+    for (const frac of [0, 0.5, 1]) {
+      const v = Math.round(max * frac);
+      svg.append(s("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "gridline" }));
+      svg.append(s("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, v));
+    }
+    series.forEach((b, i) => {
+      const x = L + i * bw;
+      const bar = s("rect", { x: x + bw * 0.12, width: Math.max(1, bw * 0.76), y: y(b.deliveries), height: H - B - y(b.deliveries), class: "bar" });
+      bar.append(s("title", {}, `${new Date(b.start).toLocaleString()}\n${b.deliveries} deliveries (${b.rejected} rejected)\n${b.succeeded} succeeded, ${b.failed} failed` + (b.latency_ms_avg !== null ? `\navg ${ms(b.latency_ms_avg)}` : "")));
+      svg.append(bar);
+    });
+    for (const [key, cls] of [["succeeded", "ok"], ["failed", "bad"]]) {
+      const pts = series.map((b, i) => `${(L + (i + 0.5) * bw).toFixed(1)},${y(b[key]).toFixed(1)}`).join(" ");
+      svg.append(s("polyline", { points: pts, class: "line " + cls }));
+    }
+    const labels = [[0, "start"], [Math.floor(n / 2), "middle"], [n - 1, "end"]];
+    for (const [i, anchor] of labels) {
+      const d = new Date(series[i].start);
+      const text = bucketSeconds >= 7200 ? d.toLocaleDateString() : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      const x = anchor === "start" ? L : anchor === "end" ? W - R : L + (i + 0.5) * bw;
+      svg.append(s("text", { x, y: H - 8, class: "axis", "text-anchor": anchor }, text));
+    }
+    const legend = h("div", { class: "legend" },
+      h("span", { class: "key bar" }, "deliveries"), h("span", { class: "key ok" }, "succeeded"), h("span", { class: "key bad" }, "failed"));
+    return h("div", {}, svg, legend);
+  }
+
+  // --- events ---------------------------------------------------------------------------
+
+  function eventList(params) {
+    return page("events", { params, items: [], next: null, extra: [] }, async (st) => {
+      const [data, names] = await Promise.all([
+        api("/events" + query(Object.assign({ limit: 50 }, st.params))), st.names || sourceNames(),
+      ]);
+      st.names = names;
+      st.items = data.items;
+      st.next = data.next_cursor;
+      st.extra = [];
+    }, (st) => {
+      const rows = st.items.concat(st.extra);
+      const more = h("button", { type: "button", onclick: async () => {
+        const data = await api("/events" + query(Object.assign({ limit: 50, cursor: st.next }, st.params)));
+        st.extra = st.extra.concat(data.items);
+        st.next = data.next_cursor;
+        st.paused = true; // keep the older pages on screen instead of refreshing them away
+        view.replaceChildren(current.draw(st));
+      } }, "Load more");
+      return h("section", {},
+        h("div", { class: "head" }, h("h1", {}, "Events"), st.paused ? pausedNote(st) : null),
+        filterBar([
+          { name: "status", label: "Status", options: ["accepted", "rejected"] },
+          { name: "source", label: "Source", options: st.names.sources },
+          { name: "type", label: "Type" },
+        ], st.params, (values) => navigate("events", values)),
+        st.params.status === "rejected" ? revalidatePanel(st.params) : null,
+        h("div", { class: "panel" }, table(rows, [
+          ["Received", (e) => when(e.received_at)],
+          ["Source", (e) => e.source],
+          ["Type", (e) => h("a", { href: "#/events/" + e.id }, e.type || "(none)")],
+          ["Status", (e) => badge(e.status)],
+          ["Idempotency key", (e) => h("code", {}, clip(e.idempotency_key, 40))],
+          ["Id", (e) => h("a", { href: "#/events/" + e.id, class: "mono" }, short(e.id))],
+        ], "No events match."), st.next ? more : null));
+    });
+  }
+
+  function pausedNote(st) {
+    return h("span", { class: "note" }, "auto-refresh paused while older pages are shown · ",
+      h("a", { href: "#", onclick: (e) => { e.preventDefault(); st.paused = false; refresh(true); } }, "resume"));
+  }
+
+  function revalidatePanel(params) {
+    const box = h("div", { class: "panel actions" });
+    const filter = { source: params.source || null, type: params.type || null };
+    const start = h("button", { type: "button", onclick: async () => {
+      start.disabled = true;
+      try {
+        const dry = await api("/events/revalidate", { method: "POST", body: Object.assign({ dry_run: true }, filter) });
+        box.replaceChildren(
+          h("span", {}, `${dry.matched} rejected event(s): ${dry.accepted} would now be accepted, ${dry.rejected} still fail.`),
+          h("button", { type: "button", class: "primary", disabled: !dry.accepted, onclick: async () => {
+            const done = await api("/events/revalidate", { method: "POST", body: Object.assign({ dry_run: false }, filter) });
+            toast(`Revalidated: ${done.accepted} accepted, ${done.rejected} still rejected.`, "ok");
+            refresh(true);
+          } }, "Revalidate now"),
+          h("button", { type: "button", class: "ghost", onclick: () => refresh(true) }, "Cancel"));
+      } catch (err) { toast(err.message, "bad"); start.disabled = false; }
+    } }, "Revalidate rejected events with the current schemas…");
+    box.append(start);
+    return box;
+  }
+
+  function eventDetail(id) {
+    return page("event", { id, open: {} }, async (st) => {
+      st.event = await api("/events/" + encodeURIComponent(id));
+    }, (st) => {
+      const e = st.event;
+      const payload = e.payload !== null && e.payload !== undefined ? JSON.stringify(e.payload, null, 2) : null;
+      return h("section", {},
+        h("div", { class: "head" },
+          h("h1", {}, "Event ", h("span", { class: "mono" }, short(e.id))), badge(e.status),
+          e.status === "rejected" ? h("button", { type: "button", class: "primary", onclick: async () => {
+            try {
+              const r = await api("/events/" + e.id + "/revalidate", { method: "POST", body: { dry_run: false } });
+              toast(r.outcome === "accepted" ? `Accepted: ${r.executions} execution(s) started.` : "Still rejected: see the errors.", r.outcome === "accepted" ? "ok" : "bad");
+              refresh(true);
+            } catch (err) { toast(err.message, "bad"); }
+          } }, "Revalidate") : null),
+        h("div", { class: "panel" }, facts([
+          ["Id", h("code", {}, e.id)], ["Source", e.source], ["Type", e.type],
+          ["Idempotency key", h("code", {}, e.idempotency_key)], ["Correlation id", h("code", {}, e.correlation_id)],
+          ["Received", exact(e.received_at)],
+        ])),
+        e.errors ? h("div", { class: "panel" }, h("h2", {}, "Validation errors"), table(e.errors, [
+          ["Schema", (x) => x.schema || ""], ["Field", (x) => h("code", {}, (x.loc || []).join("."))],
+          ["Problem", (x) => x.msg], ["Kind", (x) => x.type],
+        ])) : null,
+        h("div", { class: "panel" }, h("h2", {}, "Executions"), executionTable(e.executions, "No handler ran for this event.")),
+        h("div", { class: "panel" }, h("h2", {}, "Payload"),
+          payload !== null ? h("pre", { class: "json" }, payload) : h("p", { class: "muted" }, "The body is not JSON; see the raw body.")),
+        keep(st, "headers", h("details", { class: "panel" }, h("summary", {}, "Headers (signatures removed)"),
+          table(Object.entries(e.headers), [["Name", ([k]) => h("code", {}, k)], ["Value", ([, v]) => v]], "No headers kept."))),
+        keep(st, "body", h("details", { class: "panel" }, h("summary", {}, "Raw body (" + e.body_encoding + ")"),
+          h("pre", { class: "raw" }, e.body))));
+    });
+  }
+
+  // Remember which <details> are open across refreshes.
+  function keep(st, key, details) {
+    details.open = !!st.open[key];
+    details.addEventListener("toggle", () => { st.open[key] = details.open; });
+    return details;
+  }
+
+  function facts(pairs) {
+    return h("dl", { class: "facts" }, pairs.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v === null || v === undefined || v === "" ? "—" : v)]));
+  }
+
+  // --- executions -----------------------------------------------------------------------
+
+  function executionTable(rows, empty) {
+    return table(rows, [
+      ["Created", (x) => when(x.created_at)],
+      ["Handler", (x) => h("a", { href: "#/executions/" + x.id }, x.handler)],
+      ["Status", (x) => badge(x.status)],
+      ["Attempts", (x) => x.attempts + " / " + x.max_attempts],
+      ["Last error", (x) => h("span", { class: "err", title: x.last_error || "" }, clip(x.last_error, 80))],
+      ["Updated", (x) => when(x.updated_at)],
+    ], empty);
+  }
+
+  function executionList(params) {
+    return page("executions", { params, items: [], next: null, extra: [] }, async (st) => {
+      const [data, names] = await Promise.all([
+        api("/executions" + query(Object.assign({ limit: 50 }, st.params))), st.names || sourceNames(),
+      ]);
+      st.names = names;
+      st.items = data.items;
+      st.next = data.next_cursor;
+      st.extra = [];
+    }, (st) => {
+      const more = h("button", { type: "button", onclick: async () => {
+        const data = await api("/executions" + query(Object.assign({ limit: 50, cursor: st.next }, st.params)));
+        st.extra = st.extra.concat(data.items);
+        st.next = data.next_cursor;
+        st.paused = true;
+        view.replaceChildren(current.draw(st));
+      } }, "Load more");
+      return h("section", {},
+        h("div", { class: "head" }, h("h1", {}, "Executions"), st.paused ? pausedNote(st) : null),
+        filterBar([
+          { name: "status", label: "Status", options: ["pending", "running", "succeeded", "dead", "cancelled"] },
+          { name: "handler", label: "Handler", options: st.names.handlers },
+          { name: "source", label: "Source", options: st.names.sources },
+          { name: "error", label: "Error contains" },
+        ], st.params, (values) => navigate("executions", values)),
+        h("div", { class: "panel" }, executionTable(st.items.concat(st.extra), "No executions match."), st.next ? more : null));
+    });
+  }
+
+  function executionDetail(id) {
+    return page("execution", { id, open: {} }, async (st) => {
+      st.x = await api("/executions/" + encodeURIComponent(id));
+    }, (st) => {
+      const x = st.x;
+      return h("section", {},
+        h("div", { class: "head" },
+          h("h1", {}, x.handler, " ", h("span", { class: "mono muted" }, short(x.id))), badge(x.status),
+          x.status === "dead" ? h("button", { type: "button", class: "primary", onclick: async () => {
+            try {
+              await api("/dead-letters/" + x.id + "/replay", { method: "POST", body: {} });
+              toast("Replayed: the execution is pending again.", "ok");
+              refresh(true);
+            } catch (err) { toast(err.message, "bad"); }
+          } }, "Replay") : null),
+        h("div", { class: "panel" }, facts([
+          ["Id", h("code", {}, x.id)],
+          ["Event", x.event ? h("a", { href: "#/events/" + x.event.id }, x.event.source + " · " + x.event.type) : "— (a scheduled run)"],
+          ["Attempts", x.attempts + " of " + x.max_attempts],
+          ["Correlation id", h("code", {}, x.correlation_id)],
+          ["Created", exact(x.created_at)], ["Updated", exact(x.updated_at)],
+          ["Next run", x.status === "pending" ? exact(x.run_after) : "—"],
+          ["Last error", x.last_error ? h("span", { class: "err" }, x.last_error) : "—"],
+        ])),
+        h("div", { class: "panel" }, h("h2", {}, "Timeline"), timeline(st, x)));
+    });
+  }
+
+  function timeline(st, x) {
+    const items = [];
+    items.push({ at: x.created_at, kind: "created", node: h("span", {}, "created") });
+    for (const a of x.attempt_history) {
+      items.push({
+        at: a.started_at, kind: a.outcome, node: h("div", {},
+          h("div", {}, h("strong", {}, "Attempt " + a.attempt), " ", badge(a.outcome), " ",
+            h("span", { class: "muted" }, ms(a.duration_ms) + " on " + a.worker_id)),
+          a.error_type || a.error_message ? h("div", { class: "err" }, (a.error_type ? a.error_type + ": " : "") + (a.error_message || "")) : null,
+          a.traceback ? keep(st, "tb" + a.attempt, h("details", {}, h("summary", {}, "traceback"), h("pre", { class: "raw" }, a.traceback))) : null),
+      });
+    }
+    for (const step of x.steps) {
+      items.push({
+        at: step.created_at, kind: "step", node: h("div", {},
+          h("div", {}, h("strong", {}, "Step "), h("code", {}, step.name), h("span", { class: "muted" }, " done in attempt " + step.attempt)),
+          keep(st, "step:" + step.name, h("details", {}, h("summary", {}, "result"), h("pre", { class: "json" }, JSON.stringify(step.result, null, 2))))),
+      });
+    }
+    if (x.status === "pending" && x.attempts > 0) {
+      items.push({ at: x.run_after, kind: "pending", node: h("span", {}, "next attempt scheduled") });
+    }
+    items.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+    return h("ol", { class: "timeline" }, items.map((it) => h("li", { class: "tl " + it.kind },
+      h("span", { class: "tl-time" }, exact(it.at)), it.node)));
+  }
+
+  // --- dead letters ---------------------------------------------------------------------
+
+  function deadLetters(params) {
+    return page("dead", { params, items: [], next: null, extra: [], selected: new Set(), confirm: null }, async (st) => {
+      const [data, names] = await Promise.all([
+        api("/dead-letters" + query(Object.assign({ limit: 100 }, st.params))), st.names || sourceNames(),
+      ]);
+      st.names = names;
+      st.items = data.items;
+      st.next = data.next_cursor;
+      st.extra = [];
+      const present = new Set(st.items.map((x) => x.id));
+      for (const id of [...st.selected]) if (!present.has(id)) st.selected.delete(id);
+    }, (st) => {
+      const rows = st.items.concat(st.extra);
+      const redraw = () => view.replaceChildren(current.draw(st));
+      const all = h("input", {
+        type: "checkbox", "aria-label": "select all",
+        checked: rows.length > 0 && rows.every((x) => st.selected.has(x.id)),
+        onchange: (e) => { for (const x of rows) e.target.checked ? st.selected.add(x.id) : st.selected.delete(x.id); redraw(); },
+      });
+      const filter = {
+        source: st.params.source || null, handler: st.params.handler || null, error: st.params.error || null,
+      };
+      async function replay(body, label) {
+        try {
+          const r = await api("/dead-letters/replay", { method: "POST", body });
+          st.selected.clear();
+          st.confirm = null;
+          toast(`Replayed ${r.replayed} ${label}.`, "ok");
+          refresh(true);
+        } catch (err) { toast(err.message, "bad"); }
+      }
+      const bar = h("div", { class: "panel actions" },
+        h("button", { type: "button", class: "primary", disabled: !st.selected.size,
+          onclick: () => replay({ ids: [...st.selected] }, "selected execution(s)") },
+        "Replay selected (" + st.selected.size + ")"),
+        h("button", { type: "button", onclick: async () => {
+          try {
+            const dry = await api("/dead-letters/replay", { method: "POST", body: Object.assign({ dry_run: true }, filter) });
+            st.confirm = dry.matched;
+            redraw();
+          } catch (err) { toast(err.message, "bad"); }
+        } }, "Replay all matching…"),
+        st.confirm !== null ? h("span", { class: "confirm" },
+          `Replay ${st.confirm} dead execution(s)? `,
+          h("button", { type: "button", class: "primary", disabled: !st.confirm, onclick: () => replay(Object.assign({ dry_run: false }, filter), "execution(s)") }, "Yes, replay"),
+          h("button", { type: "button", class: "ghost", onclick: () => { st.confirm = null; redraw(); } }, "Cancel")) : null);
+      return h("section", {},
+        h("div", { class: "head" }, h("h1", {}, "Dead letters"),
+          h("span", { class: "muted" }, "Executions that ran out of attempts. Replaying gives them a fresh budget; their history stays.")),
+        filterBar([
+          { name: "source", label: "Source", options: st.names.sources },
+          { name: "handler", label: "Handler", options: st.names.handlers },
+          { name: "error", label: "Error contains" },
+        ], st.params, (values) => navigate("dead", values)),
+        bar,
+        h("div", { class: "panel" }, rows.length ? table(rows, [
+          [all, (x) => h("input", { type: "checkbox", "aria-label": "select " + x.id, checked: st.selected.has(x.id),
+            onchange: (e) => { e.target.checked ? st.selected.add(x.id) : st.selected.delete(x.id); redraw(); } })],
+          ["Died", (x) => when(x.updated_at)],
+          ["Handler", (x) => h("a", { href: "#/executions/" + x.id }, x.handler)],
+          ["Attempts", (x) => String(x.attempts)],
+          ["Last error", (x) => h("span", { class: "err", title: x.last_error || "" }, clip(x.last_error, 100))],
+          ["Event", (x) => (x.event_id ? h("a", { href: "#/events/" + x.event_id, class: "mono" }, short(x.event_id)) : "—")],
+        ]) : h("p", { class: "empty" }, "No dead letters. Nothing needs replaying."),
+        st.next ? h("p", { class: "muted" }, "Showing the 100 most recent; narrow the filters or use “Replay all matching”.") : null));
+    });
+  }
+
+  // --- schedules ------------------------------------------------------------------------
+
+  function scheduleActions(x) {
+    const path = "/schedules/" + encodeURIComponent(x.name);
+    async function act(suffix, message) {
+      try {
+        const r = await api(path + suffix, { method: "POST", body: {} });
+        toast(typeof message === "function" ? message(r) : message, "ok");
+        refresh(true);
+      } catch (err) { toast(err.message, "bad"); }
+    }
+    return h("span", { class: "row-actions" },
+      h("button", { type: "button", onclick: () => act("/trigger", (r) => `Started ${x.name}: execution ${short(r.execution_id)}.`) }, "Run now"),
+      x.paused
+        ? h("button", { type: "button", onclick: () => act("/resume", `Resumed ${x.name}.`) }, "Resume")
+        : h("button", { type: "button", class: "ghost", onclick: () => act("/pause", `Paused ${x.name}.`) }, "Pause"));
+  }
+
+  function lastResult(x) {
+    if (!x.last_result) return h("span", { class: "muted" }, "never fired");
+    const b = badge(x.last_result);
+    return x.last_execution_id ? h("a", { href: "#/executions/" + x.last_execution_id }, b) : b;
+  }
+
+  function schedulesView() {
+    return page("schedules", {}, async (st) => {
+      st.schedules = await api("/schedules");
+    }, (st) => h("section", {},
+      h("div", { class: "head" }, h("h1", {}, "Schedules"),
+        h("span", { class: "muted" }, "@app.cron jobs; each fire runs once across every scheduler.")),
+      h("div", { class: "panel" }, table(st.schedules, [
+        ["Name", (x) => h("a", { href: "#/schedules/" + encodeURIComponent(x.name) }, x.name)],
+        ["When", (x) => [h("code", {}, x.expression), h("span", { class: "muted" }, " " + x.timezone)]],
+        ["Next fire", (x) => (x.paused ? badge("paused") : when(x.next_fire))],
+        ["Last fire", (x) => (x.last_fire_at ? when(x.last_fire_at) : "—")],
+        ["Result", lastResult],
+        ["Failures in a row", (x) => (x.failures ? h("span", { class: "err" }, String(x.failures)) : "0")],
+        ["", scheduleActions],
+      ], "This app declares no schedules (@app.cron)."))));
+  }
+
+  function scheduleDetail(name) {
+    return page("schedule", { name }, async (st) => {
+      st.x = await api("/schedules/" + encodeURIComponent(name));
+    }, (st) => {
+      const x = st.x;
+      return h("section", {},
+        h("div", { class: "head" }, h("h1", {}, x.name), x.paused ? badge("paused") : null, scheduleActions(x)),
+        h("div", { class: "panel" }, facts([
+          ["Expression", h("code", {}, x.expression)], ["Time zone", x.timezone],
+          ["Next fire", x.paused ? "paused" : exact(x.next_fire)],
+          ["Overlap", x.overlap], ["Catch-up", x.catchup],
+          ["Failures in a row", String(x.failures)], ["Queued fires", String(x.queued)],
+        ])),
+        h("div", { class: "panel" }, h("h2", {}, "History"), table(x.fires, [
+          ["Fire time", (f) => exact(f.fire_at)],
+          ["Kind", (f) => f.kind],
+          ["Fire", (f) => f.status + (f.missed_count ? " (" + f.missed_count + ")" : "")],
+          ["Execution", (f) => (f.execution_id ? h("a", { href: "#/executions/" + f.execution_id }, badge(f.execution_status || "purged")) : "—")],
+          ["Attempts", (f) => (f.attempts === null ? "—" : String(f.attempts))],
+          ["Error", (f) => h("span", { class: "err", title: f.last_error || "" }, clip(f.last_error, 90))],
+        ], "No fires yet.")));
+    });
+  }
+
+  // --- sources --------------------------------------------------------------------------
+
+  function sourcesView() {
+    return page("sources", {}, async (st) => {
+      st.sources = await api("/sources");
+    }, (st) => h("section", {},
+      h("div", { class: "head" }, h("h1", {}, "Sources")),
+      h("div", { class: "panel" }, table(st.sources, [
+        ["Name", (x) => h("a", { href: "#/events?source=" + encodeURIComponent(x.name) }, x.name)],
+        ["Provider", (x) => x.kind || h("span", { class: "muted" }, "no longer declared")],
+        ["Verified", (x) => (x.verify === null ? "—" : x.verify ? "yes" : h("span", { class: "err" }, "NO"))],
+        ["Handlers", (x) => x.handlers.join(", ") || "—"],
+        ["Accepted", (x) => num(x.events.accepted)],
+        ["Rejected", (x) => (x.events.rejected ? h("a", { href: "#/events?status=rejected&source=" + encodeURIComponent(x.name) }, num(x.events.rejected)) : "0")],
+        ["Pending", (x) => num(x.executions.pending + x.executions.running)],
+        ["Dead", (x) => (x.executions.dead ? h("a", { href: "#/dead?source=" + encodeURIComponent(x.name) }, num(x.executions.dead)) : "0")],
+        ["Last delivery", (x) => when(x.last_received_at) || "never"],
+      ], "No sources declared."))));
+  }
+
+  // --- start ----------------------------------------------------------------------------
+
+  document.getElementById("logout").addEventListener("click", async () => {
+    await fetch("/dashboard/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrfToken || "" } });
+    window.location.assign("/dashboard/login");
+  });
+
+  async function start() {
+    const session = await api("/session");
+    csrfToken = session.csrf_token;
+    window.addEventListener("hashchange", route);
+    await route();
+    setInterval(() => { if (document.visibilityState === "visible") refresh(false); }, REFRESH_MS);
+  }
+
+  start().catch((err) => view.replaceChildren(h("p", { class: "error" }, "Could not start: " + err.message)));
+})();

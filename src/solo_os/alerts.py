@@ -1,0 +1,549 @@
+"""Alerts: channels (Slack, a JSON webhook, email), the messages, and the delivery loop.
+
+Declare them once::
+
+    from solo_os import alerts
+    app.alerts(alerts.slack(url_env="SLACK_WEBHOOK_URL"), alerts.email(to=["me@example.com"]))
+
+What raises an alert is recorded durably in the store's outbox (``store/_alerts.py``): an
+execution that went dead (found by a scan of the executions table, so a crash right after the
+death cannot lose it), a schedule failing ``alert_after_failures`` times in a row, a schedule
+that missed its fires, and its recovery. The ``Alerter`` (in every worker and scheduler
+process) closes alerts whose gathering time is over and delivers them, one claim per delivery
+(``FOR UPDATE SKIP LOCKED``), retrying with exponential backoff for up to three days.
+
+Secrets: a channel's URL and password are read from environment variables by name and are
+never logged, stored or put into a message; error texts pass through the log redactor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import random
+import re
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any, ClassVar, Literal
+
+import httpx
+import structlog
+
+from solo_os import app as app_mod
+from solo_os import errors
+from solo_os import logging as slog
+from solo_os import store as store_mod
+from solo_os.store import _alerts as outbox
+
+log = structlog.get_logger("solo_os.alerts")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """One alert as every channel renders it."""
+
+    service: str
+    kind: str
+    key: str
+    subject: str
+    count: int
+    first_at: datetime
+    last_at: datetime
+    title: str
+    text: str
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "kind": self.kind,
+            "key": self.key,
+            "subject": self.subject,
+            "count": self.count,
+            "first_at": self.first_at.isoformat(),
+            "last_at": self.last_at.isoformat(),
+            "title": self.title,
+            "text": self.text,
+            "samples": self.samples,
+            "commands": self.commands,
+        }
+
+
+def _clean(value: Any) -> Any:
+    """Known secrets out of a value headed for a channel (the log redactor's rules)."""
+    return slog.redactor(None, "", {"value": value})["value"]
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    if seconds < 48 * 3600:
+        return f"{round(seconds / 3600)} h"
+    return f"{round(seconds / 86400)} days"
+
+
+def render(alert: outbox.Alert, service: str) -> Message:
+    """The message for a closed alert (pure)."""
+    samples = [_clean(dict(s)) for s in (alert.samples or [])]
+    latest = samples[0] if samples else {}
+    n = alert.total
+    subject = alert.subject
+    lines: list[str] = []
+    commands: list[str] = []
+    xid = latest.get("execution_id")
+    if alert.kind == "dead":
+        span = _span(max(1.0, ((alert.closed_at or alert.last_at) - alert.first_at).total_seconds()))
+        title = (
+            f"{n} executions of {subject} went dead" if n > 1 else f"An execution of {subject} went dead"
+        )
+        lines.append(f"{title} in the last {span}." if n > 1 else f"{title}.")
+        for s in samples:
+            lines.append(
+                f"- execution {s.get('execution_id')} (correlation id {s.get('correlation_id')}, "
+                f"{s.get('attempts')} attempt(s)): {s.get('error') or 'no error recorded'}"
+            )
+        if n > len(samples):
+            lines.append(f"- ... and {n - len(samples)} more")
+        if xid:
+            commands.append(f"solo-os executions show {xid}")
+        commands.append(f"solo-os dlq list --handler {subject}")
+        commands.append(f"solo-os dlq replay --all --handler {subject}")
+    elif alert.kind == "schedule_failing":
+        title = f"Schedule {subject} failed {latest.get('failures', n)} times in a row"
+        lines.append(f"{title}; the last run (fire time {latest.get('fire_at')}) went dead.")
+        lines.append(
+            f"- execution {xid} (correlation id {latest.get('correlation_id')}): "
+            f"{latest.get('error') or 'no error recorded'}"
+        )
+        if xid:
+            commands.append(f"solo-os executions show {xid}")
+        commands.append("solo-os schedules list")
+    elif alert.kind == "schedule_recovered":
+        title = f"Schedule {subject} recovered"
+        lines.append(
+            f"{title}: the run for {latest.get('fire_at')} succeeded after "
+            f"{latest.get('after_failures')} failure(s) in a row "
+            f"(execution {xid}, correlation id {latest.get('correlation_id')})."
+        )
+        if xid:
+            commands.append(f"solo-os executions show {xid}")
+    elif alert.kind == "schedule_missed":
+        missed = sum(int(s.get("missed", 0)) for s in samples) if n <= len(samples) else None
+        count = f"{missed} fire(s)" if missed is not None else "fires"
+        first = min((s.get("from", "") for s in samples), default="?")
+        last = max((s.get("to", "") for s in samples), default="?")
+        title = f"Schedule {subject} missed {count}"
+        lines.append(
+            f"{title} between {first} and {last}: no scheduler was running "
+            f"(catchup={latest.get('catchup')})."
+        )
+        commands.append(f"solo-os schedules backfill {subject} --from {first} --to {last}")
+    else:
+        title = f"{alert.kind}: {subject}"
+        lines.append(f"{n} occurrence(s).")
+    if commands:
+        lines.append("Inspect:")
+        lines.extend(f"  {c}" for c in commands)
+    return Message(
+        service=service, kind=alert.kind, key=alert.key, subject=subject, count=n,
+        first_at=alert.first_at, last_at=alert.last_at, title=f"[{service}] {title}",
+        text="\n".join(lines), samples=samples, commands=commands,
+    )
+
+
+# --- channels ---------------------------------------------------------------------------------
+
+
+class DeliveryError(errors.SoloOSError):
+    """A channel did not take an alert; the outbox retries it later."""
+
+
+class Channel:
+    """Base of the alert channels: a name, secrets resolved from the environment, ``send``."""
+
+    kind: ClassVar[str] = "channel"
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not _CHANNEL_NAME.match(name):
+            raise errors.ConfigError(
+                f"alert channel name {name!r}: use letters, digits, '-', '_' or '.'"
+            )
+        self.name = name
+        self._secrets: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # never the URL or password
+        return f"<alerts.{self.kind} {self.name!r}>"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
+
+    def bind(self, env: Mapping[str, str]) -> list[str]:
+        """Resolve secrets from ``env``; the problems, each naming a variable, never a value."""
+        return []
+
+    async def send(self, message: Message, client: httpx.AsyncClient) -> None:
+        raise NotImplementedError
+
+
+def _env_name(value: str | None, what: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not _ENV_NAME.match(value)):
+        raise errors.ConfigError(f"{what}={value!r} is not an environment variable name")
+    return value
+
+
+def _url_env(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ENV_NAME.match(value):
+        raise errors.ConfigError(f"{what}={value!r} is not an environment variable name")
+    return value
+
+
+def _require(env: Mapping[str, str], name: str, channel: str) -> tuple[str | None, list[str]]:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return None, [f"alert channel {channel!r}: environment variable {name} is not set"]
+    return value, []
+
+
+async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> None:
+    try:
+        response = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{type(exc).__name__}") from None
+    if response.status_code >= 300:
+        raise DeliveryError(f"HTTP {response.status_code}")
+
+
+class Slack(Channel):
+    """A Slack incoming webhook (``https://hooks.slack.com/services/...``, a secret)."""
+
+    kind = "slack"
+
+    def __init__(self, url_env: str, name: str) -> None:
+        super().__init__(name)
+        self.url_env = _url_env(url_env, "alerts.slack: url_env")
+        self._url: str | None = None
+
+    def bind(self, env: Mapping[str, str]) -> list[str]:
+        self._url, problems = _require(env, self.url_env, self.name)
+        if self._url and not self._url.startswith(("https://", "http://")):
+            return [f"alert channel {self.name!r}: {self.url_env} is not an http(s) URL"]
+        self._secrets = (self._url,) if self._url else ()
+        return problems
+
+    async def send(self, message: Message, client: httpx.AsyncClient) -> None:
+        if self._url is None:
+            raise DeliveryError(f"{self.url_env} is not set")
+        body = {
+            "text": f"{message.title}\n{message.text}",
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": message.title[:150]}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": message.text[:2900]}},
+            ],
+        }
+        await _post(client, self._url, json.dumps(body).encode(), {"content-type": "application/json"})
+
+
+class Webhook(Channel):
+    """A generic JSON webhook: ``POST`` of ``Message.as_json()``; optionally HMAC-signed."""
+
+    kind = "webhook"
+    SIGNATURE_HEADER = "x-solo-os-signature"
+
+    def __init__(self, url_env: str, secret_env: str | None, name: str) -> None:
+        super().__init__(name)
+        self.url_env = _url_env(url_env, "alerts.webhook: url_env")
+        self.secret_env = _env_name(secret_env, "alerts.webhook: secret_env")
+        self._url: str | None = None
+        self._secret: str | None = None
+
+    def bind(self, env: Mapping[str, str]) -> list[str]:
+        self._url, problems = _require(env, self.url_env, self.name)
+        if self._url and not self._url.startswith(("https://", "http://")):
+            problems.append(f"alert channel {self.name!r}: {self.url_env} is not an http(s) URL")
+        if self.secret_env:
+            self._secret, more = _require(env, self.secret_env, self.name)
+            problems.extend(more)
+        self._secrets = tuple(s for s in (self._url, self._secret) if s)
+        return problems
+
+    async def send(self, message: Message, client: httpx.AsyncClient) -> None:
+        if self._url is None:
+            raise DeliveryError(f"{self.url_env} is not set")
+        body = json.dumps(message.as_json()).encode()
+        headers = {"content-type": "application/json", "user-agent": "solo-os-alerts"}
+        if self._secret:
+            ts = str(int(time.time()))
+            mac = hmac.new(self._secret.encode(), f"{ts}.".encode() + body, hashlib.sha256)
+            headers[self.SIGNATURE_HEADER] = f"t={ts},v1={mac.hexdigest()}"
+        await _post(client, self._url, body, headers)
+
+
+Security = Literal["starttls", "ssl", "none"]
+
+
+class Email(Channel):
+    """Email over SMTP (the standard library's ``smtplib``, run in a thread)."""
+
+    kind = "email"
+
+    def __init__(
+        self,
+        *,
+        to: Sequence[str],
+        sender: str,
+        host: str,
+        port: int | None,
+        username_env: str | None,
+        password_env: str | None,
+        security: Security,
+        timeout: float,
+        name: str,
+    ) -> None:
+        super().__init__(name)
+        recipients = [to] if isinstance(to, str) else list(to)
+        if not recipients or not all(isinstance(r, str) and _EMAIL.match(r) for r in recipients):
+            raise errors.ConfigError(f"alerts.email: to= needs email addresses, got {to!r}")
+        if not isinstance(sender, str) or not _EMAIL.match(sender):
+            raise errors.ConfigError(f"alerts.email: sender= {sender!r} is not an email address")
+        if security not in ("starttls", "ssl", "none"):
+            raise errors.ConfigError("alerts.email: security= must be 'starttls', 'ssl' or 'none'")
+        if not isinstance(host, str) or not host:
+            raise errors.ConfigError("alerts.email: host= is required")
+        if not timeout > 0:
+            raise errors.ConfigError("alerts.email: timeout= must be positive")
+        self.to = recipients
+        self.sender = sender
+        self.host = host
+        self.port = port if port is not None else {"ssl": 465, "starttls": 587, "none": 25}[security]
+        self.security = security
+        self.timeout = float(timeout)
+        self.username_env = _env_name(username_env, "alerts.email: username_env")
+        self.password_env = _env_name(password_env, "alerts.email: password_env")
+        if (self.username_env is None) != (self.password_env is None):
+            raise errors.ConfigError("alerts.email: give both username_env and password_env, or neither")
+        self._login: tuple[str, str] | None = None
+
+    def bind(self, env: Mapping[str, str]) -> list[str]:
+        if self.username_env is None or self.password_env is None:
+            return []
+        user, problems = _require(env, self.username_env, self.name)
+        password, more = _require(env, self.password_env, self.name)
+        problems.extend(more)
+        self._login = (user, password) if user and password else None
+        self._secrets = (password,) if password else ()
+        return problems
+
+    async def send(self, message: Message, client: httpx.AsyncClient) -> None:
+        mail = EmailMessage()
+        mail["Subject"] = message.title.replace("\n", " ")[:200]
+        mail["From"] = self.sender
+        mail["To"] = ", ".join(self.to)
+        mail["X-Solo-OS-Alert"] = message.key
+        mail.set_content(message.text + "\n")
+        try:
+            await asyncio.to_thread(self._send_sync, mail)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(_smtp_error(exc)) from None
+
+    def _send_sync(self, mail: EmailMessage) -> None:
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if self.security == "ssl":
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with smtp:
+            if self.security == "starttls":
+                smtp.starttls(context=context)
+            if self._login is not None:
+                smtp.login(*self._login)
+            smtp.send_message(mail)
+
+
+def _smtp_error(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{type(exc).__name__}: {exc.smtp_code}"
+    return type(exc).__name__
+
+
+def slack(url_env: str = "SLACK_WEBHOOK_URL", *, name: str = "slack") -> Slack:
+    """A Slack incoming webhook; its URL (a secret) is read from ``url_env``."""
+    return Slack(url_env, name)
+
+
+def webhook(
+    url_env: str = "ALERT_WEBHOOK_URL", *, secret_env: str | None = None, name: str = "webhook"
+) -> Webhook:
+    """A JSON ``POST`` to the URL in ``url_env``. With ``secret_env`` each request carries
+    ``X-Solo-OS-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "{t}.{body}")>``."""
+    return Webhook(url_env, secret_env, name)
+
+
+def email(
+    *,
+    to: Sequence[str] | str,
+    sender: str = "solo-os@localhost",
+    host: str = "localhost",
+    port: int | None = None,
+    username_env: str | None = None,
+    password_env: str | None = None,
+    security: Security = "starttls",
+    timeout: float = 30.0,
+    name: str = "email",
+) -> Email:
+    """Email through an SMTP server (``security``: ``starttls``, ``ssl`` or ``none``)."""
+    return Email(
+        to=[to] if isinstance(to, str) else to, sender=sender, host=host, port=port,
+        username_env=username_env, password_env=password_env, security=security,
+        timeout=timeout, name=name,
+    )
+
+
+# --- the delivery loop -------------------------------------------------------------------------
+
+
+class Alerter:
+    """Finds dead executions, closes gathered alerts and delivers them, until stopped."""
+
+    def __init__(
+        self,
+        application: app_mod.App,
+        store: store_mod.Store,
+        *,
+        clock: Callable[[], datetime] = store_mod.utcnow,
+        interval: float = 1.0,
+        base_delay: float = 2.0,
+        max_delay: float = 600.0,
+        give_up_after: timedelta = timedelta(days=3),
+        lease: timedelta = timedelta(seconds=60),
+        dead_lag: timedelta = timedelta(seconds=60),
+        retention: timedelta = timedelta(days=30),
+        client: httpx.AsyncClient | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if application.alerting is None:
+            raise errors.ConfigError("the alerter needs app.alerts(...)")
+        self.app = application
+        self.store = store
+        self.alerting = application.alerting
+        self.channels: dict[str, Channel] = {c.name: c for c in self.alerting.channels}  # type: ignore[misc]
+        self.clock = clock
+        self.interval = interval
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.give_up_after = give_up_after
+        self.lease = lease
+        self.dead_lag = dead_lag
+        self.retention = retention
+        self._client = client
+        self._rng = rng or random.Random()
+        self._pruned_at: datetime | None = None
+        for channel in self.channels.values():
+            slog.redactor.add(*channel.secrets)
+
+    @property
+    def policy(self) -> outbox.AlertPolicy:
+        return outbox.AlertPolicy(self.alerting.window, self.alerting.group_wait)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._client is None:
+                self._client = await stack.enter_async_context(httpx.AsyncClient(timeout=15.0))
+            log.info("alerter.started", channels=sorted(self.channels))
+            failures = 0
+            while not stop.is_set():
+                try:
+                    await self.run_once()
+                    failures = 0
+                    delay = self.interval * self._rng.uniform(0.8, 1.2)
+                except errors.StoreError as exc:
+                    failures += 1
+                    delay = min(30.0, self.interval * 2**failures)
+                    log.warning("alerter.failed", error=str(exc), retry_in=round(delay, 2))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def run_once(self) -> int:
+        """One pass: scan, close, deliver. Returns how many deliveries were sent."""
+        now = self.clock()
+        await self.store.scan_dead(now, self.policy, lag=self.dead_lag)
+        await self.store.close_alerts(now, sorted(self.channels))
+        sent = await self.deliver(now)
+        if self._pruned_at is None or now - self._pruned_at > timedelta(hours=1):
+            self._pruned_at = now
+            await self.store.prune_alerts(now - self.retention)
+        return sent
+
+    async def deliver(self, now: datetime) -> int:
+        claimed = await self.store.claim_deliveries(now, 50, self.lease)
+        if not claimed:
+            return 0
+        client = self._client or httpx.AsyncClient(timeout=15.0)
+        try:
+            results = await asyncio.gather(*(self._send(d, client) for d in claimed))
+        finally:
+            if client is not self._client:
+                await client.aclose()
+        return sum(results)
+
+    async def _send(self, d: outbox.Delivery, client: httpx.AsyncClient) -> bool:
+        message = render(d.alert, self.app.service)
+        channel = self.channels.get(d.channel)
+        error: str | None = None
+        try:
+            if channel is None:
+                raise DeliveryError(f"no channel named {d.channel!r} in this app")
+            await asyncio.wait_for(channel.send(message, client), 60.0)
+        except (DeliveryError, TimeoutError) as exc:
+            error = str(exc) or type(exc).__name__
+        except Exception as exc:  # a bug in a channel must not stop the others
+            error = f"{type(exc).__name__}: {exc}"
+        error = _clean(error) if error else None
+        now = self.clock()
+        fields = {"alert_id": str(d.alert.id), "channel": d.channel, "key": d.alert.key, "attempt": d.attempt}
+        if error is None:
+            await self.store.finish_delivery(d.alert.id, d.channel, d.attempt, now)
+            log.info("alert.sent", **fields, count=d.alert.total)
+            return True
+        deadline = d.created_at + self.give_up_after
+        if now >= deadline:
+            await self.store.finish_delivery(d.alert.id, d.channel, d.attempt, now, error=error)
+            log.error("alert.failed", **fields, error=error)
+            return False
+        delay = min(self.max_delay, self.base_delay * 2 ** min(d.attempt - 1, 30))
+        delay = self._rng.uniform(delay / 2, delay)
+        retry_at = min(now + timedelta(seconds=delay), deadline)  # one last try at the deadline
+        await self.store.finish_delivery(
+            d.alert.id, d.channel, d.attempt, now, error=error, retry_at=retry_at
+        )
+        log.warning("alert.retrying", **fields, error=error, retry_in=round(delay, 2))
+        return False
+
+
+async def record(
+    application: app_mod.App, store: store_mod.Store, occurrences: Sequence[outbox.Occurrence]
+) -> int:
+    """Record occurrences into the outbox (nothing when the app has no ``app.alerts``)."""
+    if application.alerting is None:
+        return 0
+    policy = outbox.AlertPolicy(application.alerting.window, application.alerting.group_wait)
+    return await store.record_occurrences(occurrences, store_mod.utcnow(), policy)

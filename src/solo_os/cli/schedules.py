@@ -1,0 +1,214 @@
+"""``scheduler`` and ``schedules list|trigger|backfill|pause|resume``."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import structlog
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from solo_os import app as app_mod
+from solo_os import errors
+from solo_os import runtime as runtime_mod
+from solo_os import scheduler as scheduler_mod
+from solo_os import store as store_mod
+from solo_os.cli import _common
+
+schedules = typer.Typer(help="Cron schedules: list, run now, backfill, pause.", no_args_is_help=True)
+
+AppArg = Annotated[str | None, typer.Argument(envvar="SOLO_OS_APP", help=_common.APP_HELP)]
+AppOpt = Annotated[str | None, typer.Option("--app", envvar="SOLO_OS_APP", help=_common.APP_HELP)]
+Name = Annotated[str, typer.Argument(help="the schedule's name")]
+Json = Annotated[bool, typer.Option("--json", help="JSON for scripts")]
+LIST_COLUMNS = (
+    "name", "expression", "timezone", "next_fire", "last_fire", "last_result", "failures", "paused",
+)
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def scheduler(app: AppArg = None) -> None:
+    """Only the scheduler: fires the app's schedules (exactly once across replicas)."""
+    with _common.friendly_errors():
+        application = _common.load_app(app)
+        _common.setup_logging(application.settings, application.service)
+        if not application.schedules:
+            structlog.get_logger("solo_os.scheduler").warning(
+                "scheduler.no_schedules", message="this app declares no @app.cron schedule"
+            )
+        rt = runtime_mod.Runtime(application, roles=("scheduler",))
+        rt.prepare()
+        asyncio.run(rt.run_worker())
+
+
+def _app(target: str | None) -> app_mod.App:
+    if not target:
+        raise errors.ConfigError("--app: give path/to/app.py or module:attribute, or set SOLO_OS_APP")
+    return _common.load_app(target)
+
+
+@schedules.command("list")
+def schedules_list(app: AppOpt = None, as_json: Json = False) -> None:
+    """Every schedule: expression, zone, next fire, last fire and its result, failures, paused."""
+    with _common.friendly_errors():
+        application = _app(app)
+        names = sorted(application.schedules)
+        infos = _common.with_store(lambda s: s.schedule_info(names))
+        now = datetime.now(UTC)
+        rows = []
+        for name in names:
+            sched = application.schedules[name]
+            info = infos[name]
+            rows.append(
+                {
+                    "name": name,
+                    "expression": sched.expression,
+                    "timezone": sched.timezone,
+                    "overlap": sched.overlap,
+                    "catchup": sched.catchup,
+                    "next_fire": sched.cron.next_after(now),
+                    "last_fire": info.last_fire_at,
+                    "last_kind": info.last_kind,
+                    "last_result": _result(info),
+                    "last_execution_id": info.last_execution_id,
+                    "failures": info.failures,
+                    "queued": info.queued,
+                    "paused": info.paused,
+                    "paused_at": info.paused_at,
+                }
+            )
+        if as_json:
+            _common.emit_json(rows)
+        else:
+            _common.table(rows, LIST_COLUMNS, f"schedules ({len(rows)})")
+
+
+def _result(info: Any) -> str | None:
+    if info.last_status is None:
+        return None
+    if info.last_status != "fired":
+        return str(info.last_status)  # skipped, queued, missed
+    return str(info.last_result or "purged")
+
+
+@schedules.command("trigger")
+def schedules_trigger(name: Name, app: AppOpt = None, as_json: Json = False) -> None:
+    """Run a schedule now (a fire at the current time, marked manual; runs even when paused)."""
+    with _common.friendly_errors():
+        application = _app(app)
+        scheduler_mod.lookup(application, name)
+
+        async def go(store: store_mod.Store) -> Any:
+            return await scheduler_mod.trigger(application, store, name, store_mod.utcnow())
+
+        xid = _common.with_store(go)
+        if as_json:
+            _common.emit_json({"schedule": name, "execution_id": str(xid)})
+        else:
+            _common.out.print(f"triggered {name}: execution {xid}")
+            _common.out.print(f"follow it: solo-os executions show {xid}", highlight=False)
+
+
+def _pause(name: str, app: str | None, paused: bool) -> None:
+    with _common.friendly_errors():
+        application = _app(app)
+        scheduler_mod.lookup(application, name)
+        changed = _common.with_store(lambda s: s.set_paused(name, paused, store_mod.utcnow()))
+        word = "paused" if paused else "resumed"
+        _common.out.print(f"{word} {name}" if changed else f"{name} was already {word}")
+
+
+@schedules.command("pause")
+def schedules_pause(name: Name, app: AppOpt = None) -> None:
+    """Stop firing a schedule, on every scheduler (kept in the database)."""
+    _pause(name, app, True)
+
+
+@schedules.command("resume")
+def schedules_resume(name: Name, app: AppOpt = None) -> None:
+    """Fire a paused schedule again, from now on (the paused time is not caught up)."""
+    _pause(name, app, False)
+
+
+def parse_time(value: str, what: str, zone: Any) -> datetime:
+    """``2d`` (ago), or ISO 8601; an ISO time without an offset is in the schedule's zone."""
+    m = _RELATIVE.match(value.strip())
+    if m:
+        return datetime.now(UTC) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise errors.ConfigError(f"{what}: {value!r} is neither like 2h/7d nor an ISO time") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)).astimezone(UTC)
+
+
+@schedules.command("backfill")
+def schedules_backfill(
+    name: Name,
+    from_: Annotated[
+        str, typer.Option("--from", help="ISO time (in the schedule's zone unless it has an offset) or 7d")
+    ],
+    to: Annotated[str, typer.Option("--to", help="ISO time or 1h (ago); at the latest now")],
+    app: AppOpt = None,
+    parallel: Annotated[
+        bool, typer.Option("--parallel", help="start every fire at once instead of one after another")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the fire times, record nothing")] = False,
+    as_json: Json = False,
+) -> None:
+    """Run the fires of a past window on purpose (fires already recorded are not repeated).
+
+    Fires run one after another (the scheduler starts the next when the previous finished)
+    unless the schedule's overlap is "allow" or --parallel is given.
+    """
+    with _common.friendly_errors():
+        application = _app(app)
+        sched = scheduler_mod.lookup(application, name)
+        start = parse_time(from_, "--from", sched.cron.zone)
+        end = parse_time(to, "--to", sched.cron.zone)
+        now = store_mod.utcnow()
+        if end < start:
+            raise errors.ConfigError("--to is before --from")
+        if end > now:
+            raise errors.ConfigError("--to is in the future: backfill runs past windows only")
+        times = scheduler_mod.backfill_times(sched, start, end)
+        if dry_run:
+            data = {"schedule": name, "dry_run": True, "fires": [t.isoformat() for t in times]}
+            if as_json:
+                _common.emit_json(data)
+            else:
+                _common.out.print(f"dry run: {len(times)} fire(s) of {name} between {start} and {end}")
+            return
+        queue = not parallel and sched.overlap != "allow"
+
+        async def go(store: store_mod.Store) -> scheduler_mod.Backfilled:
+            with Progress(
+                TextColumn(f"backfilling {name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=_common.err, transient=False, disable=as_json or not times,
+            ) as progress:
+                task = progress.add_task("backfill", total=len(times))
+                return await scheduler_mod.backfill(
+                    application, store, name, times, now=now, queue=queue,
+                    progress=lambda n: progress.advance(task, n),
+                )
+
+        result = _common.with_store(go)
+        data = {
+            "schedule": name,
+            "fires": result.fires,
+            "created": result.created,
+            "already_recorded": result.existing,
+            "started": len(result.executions),
+            "queued": result.created - len(result.executions),
+        }
+        if as_json:
+            _common.emit_json(data)
+        else:
+            _common.out.print(
+                f"backfilled {name}: {result.created} new fire(s) of {result.fires} "
+                f"({result.existing} already recorded); {data['started']} started, {data['queued']} queued"
+            )

@@ -1,0 +1,254 @@
+"""Retention: prune finished executions and old events in small batches; table sizes.
+
+A mixin of ``Store``. What goes:
+
+- executions that finished (``succeeded``, ``cancelled``; ``dead`` only when asked) and last
+  changed before the cut-off, with their attempts and steps (foreign-key cascade);
+- events received before ``max(retention, 7 days)`` none of whose executions stay. An event
+  is its idempotency key, so keeping it at least a week keeps a provider's late redelivery a
+  duplicate; an event with a pending, running or dead execution is never deleted.
+
+Deletes run in batches of ``batch_size`` rows, one short transaction each, so ingest and
+workers keep writing in between. ``Pruner`` runs it once a day inside the worker role; on
+PostgreSQL a session advisory lock lets one process prune at a time (SQLite's single writer
+serializes the batches anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from solo_os import errors
+from solo_os.store import _schema
+
+log = structlog.get_logger("solo_os.retention")
+
+ev = _schema.events
+ex = _schema.executions
+
+IDEMPOTENCY_FLOOR = timedelta(days=7)
+FINISHED = ("succeeded", "cancelled")
+BATCH_SIZE = 500
+PRUNE_LOCK = 0x501006  # pg_try_advisory_lock key: one pruning process at a time
+DAY = 86_400.0
+FIRST_RUN_DELAY = 300.0  # seconds after start (jittered) before the first automatic prune
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    executions: int
+    events: int
+    execution_cutoff: datetime
+    event_cutoff: datetime
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class TableSize:
+    name: str
+    rows: int
+    bytes: int | None  # None where the database cannot tell (SQLite without dbstat)
+
+
+@dataclass(frozen=True)
+class DatabaseStats:
+    dialect: str
+    tables: list[TableSize]
+    total_bytes: int | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Retention:
+    """Pruning and table statistics. Mixed into ``Store``."""
+
+    dialect: str
+
+    if TYPE_CHECKING:
+
+        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+        def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+    # --- pruning ---------------------------------------------------------------------------
+
+    async def prune(
+        self,
+        older_than: timedelta,
+        *,
+        include_dead: bool = False,
+        dry_run: bool = False,
+        now: datetime | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> PruneResult:
+        """Delete what finished before ``now - older_than`` (see the module's rules)."""
+        if older_than < timedelta(0):
+            raise errors.ConfigError("retention: the age to prune at cannot be negative")
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        now = now or _now()
+        ex_cutoff = now - older_than
+        ev_cutoff = now - max(older_than, IDEMPOTENCY_FLOOR)
+        statuses = (*FINISHED, "dead") if include_dead else FINISHED
+        prunable_ex = sa.and_(ex.c.status.in_(statuses), ex.c.updated_at < ex_cutoff)
+        # An event goes only when every execution it has would go too.
+        staying = sa.exists().where(ex.c.event_id == ev.c.id, sa.not_(prunable_ex))
+        prunable_ev = sa.and_(ev.c.received_at < ev_cutoff, sa.not_(staying))
+        if dry_run:
+            async with self._read() as conn:
+                n_ex = await conn.scalar(sa.select(sa.func.count()).select_from(ex).where(prunable_ex))
+                n_ev = await conn.scalar(sa.select(sa.func.count()).select_from(ev).where(prunable_ev))
+            return PruneResult(int(n_ex or 0), int(n_ev or 0), ex_cutoff, ev_cutoff, dry_run=True)
+        n_ex = await self._delete_batches(ex, ex.c.id, prunable_ex, batch_size)
+        n_ev = await self._delete_batches(ev, ev.c.id, prunable_ev, batch_size)
+        return PruneResult(n_ex, n_ev, ex_cutoff, ev_cutoff)
+
+    async def _delete_batches(self, table: sa.Table, key: Any, condition: Any, batch_size: int) -> int:
+        deleted = 0
+        while True:
+            batch = sa.select(key).where(condition).limit(batch_size).scalar_subquery()
+            async with self._write() as conn:
+                result = await conn.execute(sa.delete(table).where(key.in_(batch), condition))
+            n = int(result.rowcount or 0)
+            deleted += n
+            if n < batch_size:
+                return deleted
+            await asyncio.sleep(0)  # let waiting writers (ingest, workers) in between batches
+
+    async def prune_exclusive(
+        self, older_than: timedelta, *, include_dead: bool = False
+    ) -> PruneResult | None:
+        """``prune`` unless another process is pruning this database now (then None)."""
+        if self.dialect != "postgresql":
+            return await self.prune(older_than, include_dead=include_dead)
+        async with self._read() as lock_conn:
+            got = await lock_conn.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": PRUNE_LOCK})
+            await lock_conn.commit()  # the session lock outlives this transaction
+            if not got:
+                return None
+            try:
+                return await self.prune(older_than, include_dead=include_dead)
+            finally:
+                try:
+                    await lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": PRUNE_LOCK})
+                    await lock_conn.commit()
+                except Exception:
+                    # Never hand a connection that may still hold the lock back to the pool.
+                    await lock_conn.invalidate()
+                    raise
+
+    def pruner(self, retention_days: int, **options: Any) -> Pruner:
+        """The daily background prune for this store (started by the runtime's worker role)."""
+        return Pruner(self, timedelta(days=retention_days), **options)
+
+    # --- statistics --------------------------------------------------------------------------
+
+    async def table_stats(self) -> DatabaseStats:
+        """Rows and bytes (with indexes) of every table, and the database's total size."""
+        async with self._read() as conn:
+            names: list[str] = await conn.run_sync(lambda c: sorted(sa.inspect(c).get_table_names()))
+            rows: dict[str, int] = {}
+            for name in names:
+                rows[name] = int(
+                    await conn.scalar(sa.select(sa.func.count()).select_from(sa.table(name))) or 0
+                )
+            if self.dialect == "postgresql":
+                sizes, total = await _postgres_sizes(conn, names)
+            else:
+                sizes, total = await _sqlite_sizes(conn)
+        tables = [TableSize(n, rows[n], sizes.get(n)) for n in names]
+        return DatabaseStats(self.dialect, tables, total)
+
+
+async def _postgres_sizes(
+    conn: AsyncConnection, names: Sequence[str]
+) -> tuple[dict[str, int | None], int | None]:
+    sizes: dict[str, int | None] = {}
+    for name in names:
+        sizes[name] = await conn.scalar(
+            sa.text("SELECT pg_total_relation_size(to_regclass(:n))"), {"n": f'"{name}"'}
+        )
+    total = await conn.scalar(sa.text("SELECT pg_database_size(current_database())"))
+    return sizes, int(total) if total is not None else None
+
+
+async def _sqlite_sizes(conn: AsyncConnection) -> tuple[dict[str, int | None], int | None]:
+    page_size = int(await conn.scalar(sa.text("PRAGMA page_size")) or 0)
+    page_count = int(await conn.scalar(sa.text("PRAGMA page_count")) or 0)
+    sizes: dict[str, int | None] = {}
+    try:
+        rows = await conn.execute(
+            sa.text(
+                "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat AS d "
+                "JOIN sqlite_master AS m ON m.name = d.name GROUP BY m.tbl_name"
+            )
+        )
+        sizes = {r[0]: int(r[1]) for r in rows}
+    except sa.exc.OperationalError:  # built without the dbstat table
+        sizes = {}
+    return sizes, page_size * page_count
+
+
+# --- the daily run ----------------------------------------------------------------------------
+
+
+class Pruner:
+    """Prunes once a day in the background of a worker process (``SOLO_OS_RETENTION_DAYS``)."""
+
+    def __init__(
+        self,
+        store: Retention,
+        retention: timedelta,
+        *,
+        interval: float = DAY,
+        first_delay: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.retention = retention
+        self.interval = interval
+        self._rng = rng or random.Random()
+        base = FIRST_RUN_DELAY if first_delay is None else first_delay
+        # Jitter: replicas started together do not all reach for the lock at once.
+        self.first_delay = base * (0.5 + self._rng.random())
+        self.runs = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = self.first_delay
+        while not await _stopped(stop, delay):
+            delay = self.interval
+            try:
+                result = await self.store.prune_exclusive(self.retention)
+            except errors.StoreError as exc:
+                log.warning("retention.failed", error=str(exc))
+                delay = min(self.interval, 600.0)  # try again soon, not tomorrow
+                continue
+            self.runs += 1
+            if result is None:
+                log.info("retention.skipped", reason="another process is pruning")
+            else:
+                log.info(
+                    "retention.pruned",
+                    executions=result.executions,
+                    events=result.events,
+                    older_than_days=round(self.retention.total_seconds() / DAY, 3),
+                )
+
+
+async def _stopped(stop: asyncio.Event, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds; True when ``stop`` was set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout)
+    return stop.is_set()

@@ -1,0 +1,1 @@
+"""Files that ``solo-os init`` copies into a new project (``project/``)."""
