@@ -7,6 +7,7 @@ transaction that holds the event and its executions has committed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
@@ -221,6 +222,11 @@ def build_event(
             problems.extend(exc.details)
         if not event_type and not problems:
             problems.append({"loc": ["type"], "msg": "the delivery names no event type", "type": "missing"})
+    else:
+        # Not JSON: a key carried in a header still identifies the delivery, so its redelivery
+        # meets the stored rejected event instead of a second one.
+        with contextlib.suppress(errors.PayloadError):
+            raw_key = source.idempotency_key(headers, None)
     if key is None:
         key = storable_key(raw_key) if raw_key else sources_base.digest_key(body)
     handlers: tuple[app_mod.Handler, ...] = ()

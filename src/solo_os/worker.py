@@ -64,6 +64,8 @@ class Worker:
         self.poll_interval = poll_interval or s.poll_interval
         self.shutdown_grace = s.shutdown_grace_seconds if shutdown_grace is None else shutdown_grace
         self.clock = clock
+        self._sync_running: set[UUID] = set()
+        self.abandoned_threads = False
         self._inflight: dict[UUID, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self._finisher: _batch.GroupCommit[records.Finished, bool] = _batch.GroupCommit(
@@ -146,6 +148,9 @@ class Worker:
             _, pending = await asyncio.wait(list(self._inflight.values()), timeout=self.shutdown_grace)
             if pending:
                 ids = [i for i, t in self._inflight.items() if t in pending]
+                # A plain ``def`` handler's thread cannot be cancelled; it runs on after its
+                # lease is released. The CLI exits without waiting for such threads.
+                self.abandoned_threads = any(i in self._sync_running for i in ids)
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -238,7 +243,11 @@ class Worker:
                     if handler.is_async:
                         await handler.fn(*args)
                     else:
-                        await asyncio.to_thread(handler.fn, *args)
+                        self._sync_running.add(c.id)
+                        try:
+                            await asyncio.to_thread(handler.fn, *args)
+                        finally:
+                            self._sync_running.discard(c.id)
         except TimeoutError as exc:
             outcome, error = "timed_out", exc
         except asyncio.CancelledError:

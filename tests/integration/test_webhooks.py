@@ -118,6 +118,7 @@ async def test_not_json_is_rejected_and_kept(database_url: str) -> None:
         assert [e.status for e in events] == ["rejected"]
         found = await h.store.get_event(events[0].id)
         assert found is not None and found[1] == b"{not json"
+        assert events[0].idempotency_key == "nj"  # the header's key, even without a JSON body
 
 
 async def test_missing_event_type_is_rejected(database_url: str) -> None:

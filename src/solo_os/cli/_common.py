@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -75,8 +76,22 @@ def run_async(main: Awaitable[T]) -> T:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    with asyncio.Runner(loop_factory=factory) as runner:
+    runner = asyncio.Runner(loop_factory=factory)
+    try:
         return runner.run(main)  # type: ignore[arg-type]
+    finally:
+        if abandoned_threads:
+            # Plain ``def`` handlers still running in threads after a clean shutdown: their
+            # leases are released (the executions are pending again). Closing the loop would
+            # join those threads, keeping a stopped process alive as long as the slowest one.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        runner.close()
+
+
+#: Set by the worker role when shutdown left plain-``def`` handler threads running.
+abandoned_threads = False
 
 
 def with_store(fn: Callable[[store_mod.Store], Awaitable[T]]) -> T:

@@ -53,6 +53,7 @@ async def _serve_async(rt: runtime_mod.Runtime, host: str, port: int) -> None:
         await server.serve(sockets=sockets)
     finally:
         await rt.stop()
+        _common.abandoned_threads = bool(rt.worker and rt.worker.abandoned_threads)
 
 
 def run(
@@ -107,4 +108,11 @@ def worker(
         options = {"concurrency": concurrency} if concurrency else {}
         rt = runtime_mod.Runtime(application, roles=("worker",), worker_options=options)
         rt.prepare()
-        _common.run_async(rt.run_worker())
+        _common.run_async(_work(rt))
+
+
+async def _work(rt: runtime_mod.Runtime) -> None:
+    try:
+        await rt.run_worker()
+    finally:
+        _common.abandoned_threads = bool(rt.worker and rt.worker.abandoned_threads)

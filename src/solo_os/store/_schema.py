@@ -105,6 +105,7 @@ attempts = sa.Table(
     sa.Column("error_message", sa.Text, nullable=True),
     sa.Column("traceback", sa.Text, nullable=True),
     sa.UniqueConstraint("execution_id", "attempt", name="uq_attempts_execution_attempt"),
+    sa.Index("ix_attempts_ended_at", "ended_at"),
 )
 
 steps = sa.Table(

@@ -88,6 +88,7 @@ def upgrade() -> None:
         sa.Column("traceback", sa.Text, nullable=True),
         sa.UniqueConstraint("execution_id", "attempt", name="uq_attempts_execution_attempt"),
     )
+    op.create_index("ix_attempts_ended_at", "attempts", ["ended_at"])  # stats, latest failures
     op.create_table(
         "steps",
         sa.Column(
