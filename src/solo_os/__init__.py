@@ -6,6 +6,7 @@ from solo_os.context import Context
 from solo_os.errors import (
     ConfigError,
     NonRetryable,
+    RateLimited,
     RetryAfter,
     SignatureError,
     SoloOSError,
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "NonRetryable",
+    "RateLimited",
     "Retry",
     "RetryAfter",
     "SignatureError",

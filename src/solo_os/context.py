@@ -110,7 +110,9 @@ class Context:
             text = json.dumps(result)
         except (TypeError, ValueError) as exc:
             raise errors.StepError(f"step {name!r} returned a value that is not JSON: {exc}") from None
-        await self._steps.save_step(self.execution_id, name, text, self.attempt)
+        # Once fn has returned, its effect happened: record it even if this attempt is being
+        # cancelled (graceful shutdown), or the next attempt would run fn a second time.
+        await asyncio.shield(self._steps.save_step(self.execution_id, name, text, self.attempt))
         self.log.debug("step.completed", step=name)
         stored = json.loads(text)
         self._done[name] = stored

@@ -129,9 +129,15 @@ class Ingress:
         bound = log.bind(source=name, event_type=event.type, correlation_id=event.correlation_id)
         try:
             result = await self.submit(event)
-        except errors.StoreError as exc:
+        except Exception as exc:
+            # Whatever went wrong while storing, the event is not known to be stored: the
+            # provider must deliver it again, so the answer is 503, never a 2xx (nor a 500
+            # that some providers treat as final).
             metrics.deliveries.labels(name, "unavailable").inc()
-            bound.error("webhook.unavailable", error=str(exc))
+            if isinstance(exc, errors.StoreError):
+                bound.error("webhook.unavailable", error=str(exc))
+            else:
+                bound.exception("webhook.unavailable", error=f"{type(exc).__name__}: {exc}")
             return _json(503, {"error": "unavailable"}, {"Retry-After": RETRY_AFTER_SECONDS})
         metrics.deliveries.labels(name, result.outcome).inc()
         event_id = str(result.event_id)

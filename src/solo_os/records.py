@@ -10,7 +10,7 @@ from uuid import UUID
 
 EventStatus = Literal["accepted", "rejected"]
 ExecutionStatus = Literal["pending", "running", "succeeded", "dead", "cancelled"]
-AttemptOutcome = Literal["succeeded", "failed", "timed_out", "lost"]
+AttemptOutcome = Literal["succeeded", "failed", "timed_out", "lost", "interrupted"]
 IngestOutcome = Literal["accepted", "duplicate", "rejected"]
 
 EXECUTION_STATUSES: tuple[str, ...] = ("pending", "running", "succeeded", "dead", "cancelled")

@@ -294,7 +294,10 @@ async def test_graceful_shutdown_releases_leases_without_spending_an_attempt(
         stop.set()
         await asyncio.wait_for(task, 10)
         x = await h.store.get_execution(xid)
-    assert x is not None and x.status == "pending" and x.attempts == 0
+        attempts = await h.store.list_attempts(xid)
+    # the interrupted attempt is on record, and its budget was given back
+    assert x is not None and x.status == "pending" and x.attempts == 1 and x.max_attempts == 4
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "interrupted")]
 
 
 async def test_a_handler_that_no_longer_exists_is_retried_then_dead(database_url: str) -> None:

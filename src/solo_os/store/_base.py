@@ -511,27 +511,61 @@ class Store(
         return int(res.rowcount or 0)
 
     async def release(self, worker_id: str, ids: Iterable[UUID] | None = None) -> int:
-        """Give back leased executions at once (graceful shutdown): the attempt is not spent."""
+        """Give back leased executions at once (graceful shutdown).
+
+        The interrupted attempt is recorded (outcome ``interrupted``: the handler may have done
+        part of its work) and its budget is given back (``max_attempts`` grows by one), so a
+        deploy never pushes an execution toward the dead-letter queue.
+        """
         cond = [ex.c.worker_id == worker_id, ex.c.status == "running"]
         if ids is not None:
             cond.append(ex.c.id.in_(list(ids)))
         now = utcnow()
+        message = "interrupted: the worker shut down before the attempt finished"
         async with self._write() as conn:
-            res = await conn.execute(
-                sa.update(ex)
-                .where(*cond)
-                .values(
-                    status="pending",
-                    attempts=ex.c.attempts - 1,
-                    worker_id=None,
-                    lease_expires_at=None,
-                    started_at=None,
-                    run_after=now,
-                    updated_at=now,
+            began = {
+                r.id: r.started_at
+                for r in await conn.execute(sa.select(ex.c.id, ex.c.started_at).where(*cond))
+            }
+            rows = (
+                await conn.execute(
+                    sa.update(ex)
+                    .where(*cond)
+                    .values(
+                        status="pending",
+                        max_attempts=ex.c.max_attempts + 1,
+                        worker_id=None,
+                        lease_expires_at=None,
+                        started_at=None,
+                        run_after=now,
+                        updated_at=now,
+                    )
+                    .returning(ex.c.id, ex.c.attempts)
                 )
-            )
-            await self._notify(conn)
-        return int(res.rowcount or 0)
+            ).all()
+            if rows:
+                started = {r.id: r for r in rows}
+                await conn.execute(
+                    self._insert(at).on_conflict_do_nothing(
+                        index_elements=["execution_id", "attempt"]
+                    ),
+                    [
+                        {
+                            "execution_id": xid,
+                            "attempt": r.attempts,
+                            "worker_id": worker_id,
+                            "started_at": began.get(xid) or now,
+                            "ended_at": now,
+                            "outcome": "interrupted",
+                            "error_type": "WorkerShutdown",
+                            "error_message": message,
+                            "traceback": None,
+                        }
+                        for xid, r in started.items()
+                    ],
+                )
+                await self._notify(conn)
+        return len(rows)
 
     async def reap(self, now: datetime, limit: int = 500) -> list[Reaped]:
         """Take back executions whose lease expired (their worker died): the attempt is lost."""

@@ -191,7 +191,9 @@ class PostgresStore(_base.Store):
         except errors.SoloOSError:
             raise
         except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+                asyncpg.InternalClientError, asyncpg.OperatorInterventionError,
+                asyncpg.TooManyConnectionsError) as exc:
+            # Lost connections, a server shutting down or starting up, a full server: all pass.
             raise errors.StoreUnavailable(f"store unavailable: {type(exc).__name__}") from exc
         except asyncpg.PostgresError as exc:
             raise errors.StoreError(f"store error: {type(exc).__name__}: {exc}") from exc
