@@ -71,7 +71,7 @@ async def _ingest(database_url: str, count: int) -> None:
 async def _holding_work(conn: asyncpg.Connection) -> set[int]:
     """Pids of workers that hold running executions now (worker ids are host:pid:random)."""
     rows = await conn.fetch("SELECT DISTINCT worker_id FROM executions WHERE status = 'running'")
-    return {int(r["worker_id"].split(":")[1]) for r in rows if r["worker_id"]}
+    return {int(r["worker_id"].rsplit(":", 2)[1]) for r in rows if r["worker_id"]}
 
 
 async def _pending(conn: asyncpg.Connection) -> int:
@@ -157,6 +157,8 @@ async def test_kill_9_of_workers_at_random_loses_nothing_and_repeats_no_saved_st
                 charge_token = saved[(xid, "charge")][1].strip('"')
                 assert {r["token"] for r in done} == {charge_token}, (xid, [dict(x) for x in done])
         assert sum(len(v) for v in runs.values()) == 2 * EVENTS + repeated
+        print(f"kills {kills}, lost attempts {len(lost)}, step functions run again in the "
+              f"window between effect and save: {repeated}")
         # The window between an effect and its save is a few milliseconds: a handful at most.
         assert repeated <= kills * 2, (repeated, kills)
     finally:

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from solo_os.cli import cli as solo_os_cli
+
 APP = textwrap.dedent(
     """
     from solo_os import App, Context
