@@ -23,14 +23,21 @@ from tests import helpers
 from tests.apps.billing import Effects, make_app
 
 _EXPORTER = InMemorySpanExporter()
+_ATTACHED: list[object] = []
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def spans() -> InMemorySpanExporter:
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+    """Spans of the process-wide SDK provider (set here, or by an earlier test)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
         trace.set_tracer_provider(provider)
+        provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    if provider not in _ATTACHED:
+        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        _ATTACHED.append(provider)
     return _EXPORTER
 
 
