@@ -5,8 +5,8 @@ while it drains, and prints the functions that take the most time (self and incl
 
 py-spy is not a project dependency: install it anywhere (``python3 -m venv /tmp/pyspy &&
 /tmp/pyspy/bin/pip install py-spy``) and pass its path (default: ``py-spy`` on PATH, then
-``/tmp/pyspy/bin/py-spy``). Collapsed stacks go to ``bench/results/profile-<what>-<db>.txt``
-(open them with speedscope or flamegraph.pl); the summary is printed and written as JSON.
+``/tmp/pyspy/bin/py-spy``). Collapsed stacks go to ``bench/results/profile-<what>-<db>.txt.gz``
+(gunzip, then open them with speedscope or flamegraph.pl); the summary is printed and written as JSON.
 """
 
 from __future__ import annotations
@@ -34,14 +34,27 @@ def _pyspy(given: str | None) -> str:
     raise SystemExit("py-spy not found: pip install py-spy into a scratch venv, pass --py-spy")
 
 
+def _records(text: str) -> list[str]:
+    """One ``stack count`` record per sample line; a frame name may hold a newline (code made
+    by ``exec``), so lines are joined until one ends in a count."""
+    out: list[str] = []
+    buf = ""
+    for line in text.splitlines():
+        buf = f"{buf} {line}" if buf else line
+        if buf.rpartition(" ")[2].isdigit():
+            out.append(buf)
+            buf = ""
+    return out
+
+
 def summarize(collapsed: Path, top: int = 25) -> dict[str, Any]:
     """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
     self_n: collections.Counter[str] = collections.Counter()
     incl_n: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed.read_text().splitlines():
+    for line in _records(collapsed.read_text()):
         stack, _, count = line.rpartition(" ")
-        if not stack:
+        if not stack or not count.isdigit():
             continue
         n = int(count)
         total += n
@@ -108,7 +121,13 @@ def main(argv: list[str]) -> int:
         c.db_upgrade(db)
         (profile_ingest if args.what == "ingest" else profile_drain)(db, pyspy, args.seconds, out)
     summary = summarize(out)
-    c.write_result(f"profile-{args.what}-{args.db}", {"collapsed": str(out.relative_to(c.ROOT)), **summary})
+    import gzip
+
+    packed = out.with_suffix(".txt.gz")
+    packed.write_bytes(gzip.compress(out.read_bytes()))
+    out.unlink()
+    c.write_result(f"profile-{args.what}-{args.db}",
+                   {"collapsed": str(packed.relative_to(c.ROOT)), **summary})
     return 0
 
 

@@ -78,7 +78,7 @@ class Ingress:
         self.store = store
         self.clock = clock  # received_at and signature ages; tests pass a controllable one
         self.default_limit = application.settings.max_body_bytes
-        self._counts_cache: tuple[float, dict[str, int]] = (0.0, {})
+        self._counts_cache: tuple[float, dict[str, int], dict[str, int]] = (0.0, {}, {})
 
     async def webhook(self, request: Request) -> Response:
         return await self.deliver(request, request.path_params["source"])
@@ -170,15 +170,18 @@ class Ingress:
 
     async def metrics(self, _request: Request) -> Response:
         now = time.monotonic()
-        at, counts = self._counts_cache
-        if now - at > 2.0:
+        at, counts, outbox = self._counts_cache
+        if now - at > 2.0:  # global figures come from the store: right with many processes
             try:
                 counts = await self.store().counts()
-                self._counts_cache = (now, counts)
+                outbox = await self.store().outbox_counts()
+                self._counts_cache = (now, counts, outbox)
             except errors.StoreError:
-                counts = {}
+                counts, outbox = {}, {}
         for status, n in counts.items():
             metrics.queue_depth.labels(status).set(n)
+        for status, n in outbox.items():
+            metrics.alert_outbox.labels(status).set(n)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def routes(self) -> list[Route]:

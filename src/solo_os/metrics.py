@@ -30,6 +30,19 @@ receive_to_start = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=registry,
 )
+cron_lag = Histogram(
+    "solo_os_cron_lag_seconds",
+    "From a fire's scheduled time to its execution being created",
+    ["schedule"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=registry,
+)
+alert_outbox = Gauge(
+    "solo_os_alert_outbox",
+    "Alert deliveries not sent yet, by status (from the store)",
+    ["status"],
+    registry=registry,
+)
 queue_depth = Gauge(
     "solo_os_queue_depth", "Executions by status (from the store)", ["status"], registry=registry
 )

@@ -130,6 +130,8 @@ class Runtime:
             try:
                 for status, n in (await self._current_store().counts()).items():
                     metrics.queue_depth.labels(status).set(n)
+                for status, n in (await self._current_store().outbox_counts()).items():
+                    metrics.alert_outbox.labels(status).set(n)
             except errors.StoreError:
                 pass
             with contextlib.suppress(TimeoutError):

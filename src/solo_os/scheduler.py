@@ -34,7 +34,7 @@ from uuid import UUID
 import structlog
 
 from solo_os import app as app_mod
-from solo_os import errors
+from solo_os import errors, metrics
 from solo_os import store as store_mod
 from solo_os.store import _schedules as fires_mod
 
@@ -284,6 +284,9 @@ class Scheduler:
                 self._next[name] = now + timedelta(seconds=self._rng.uniform(0.02, 0.1))
                 continue
             done[name] = advanced
+            for f in advanced.inserted:
+                if f.status == "fired":
+                    metrics.cron_lag.labels(name).observe(max(0.0, (now - f.fire_at).total_seconds()))
             self._report(name, advanced)
             self._next[name] = self._next_due(schedule, advanced, now)
         await self._prune(now)

@@ -143,6 +143,7 @@ async def test_metrics_count_every_outcome_and_read_queue_depth_from_the_store(
         )
         assert delta == 1.0, outcome
     assert value(after, "solo_os_queue_depth", status="pending") == 2.0  # fulfil + audit
+    assert 'solo_os_alert_outbox{status="pending"} 0.0' in after
     assert "solo_os_receive_to_start_seconds_bucket" in after
 
 

@@ -337,8 +337,12 @@ async def test_failure_streak_alerts_once_then_recovery(database_url: str, store
 
 async def test_the_running_scheduler_fires_every_second_into_the_worker(database_url: str) -> None:
     """Real time: a per-second schedule in ``run``'s roles; each second runs once, promptly."""
+    from solo_os import metrics
+
     ran: list[tuple[datetime, datetime, str]] = []
     app = App(service="cron-live")
+    lag = ("solo_os_cron_lag_seconds_count", {"schedule": "tick"})
+    lag_before = metrics.registry.get_sample_value(*lag) or 0
 
     @app.cron("* * * * * *", name="tick", retry=Retry(max_attempts=1))
     async def tick(ctx: Context) -> None:
@@ -356,6 +360,8 @@ async def test_the_running_scheduler_fires_every_second_into_the_worker(database
     delays = [(started - s).total_seconds() for s, started, _ in ran]
     assert max(delays) < 0.75, delays  # notified, not polled
     assert elapsed < 10
+    lag_after = metrics.registry.get_sample_value(*lag)
+    assert lag_after is not None and lag_after - lag_before >= 4  # cron lag is measured per fire
 
 
 async def _at_least(items: list[Any], n: int) -> bool:

@@ -394,6 +394,17 @@ class AlertQueries:
             q = sa.select(sa.literal(1)).select_from(table).where(condition).limit(1)
             return (await conn.execute(q)).first() is not None
 
+    async def outbox_counts(self) -> dict[str, int]:
+        """Alert deliveries not sent yet: ``pending`` (waiting or retrying), ``sending``."""
+        q = (
+            sa.select(ad.c.status, sa.func.count())
+            .where(ad.c.status.in_(("pending", "sending")))
+            .group_by(ad.c.status)
+        )
+        async with self._read() as conn:
+            found = {row[0]: int(row[1]) for row in await conn.execute(q)}
+        return {s: found.get(s, 0) for s in ("pending", "sending")}
+
     async def list_alerts(self, limit: int = 50) -> list[Alert]:
         """Newest first, with each channel's delivery status."""
         q = sa.select(al).order_by(al.c.created_at.desc(), al.c.id.desc())
