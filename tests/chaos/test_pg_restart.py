@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,7 +32,6 @@ import asyncpg
 import httpx
 import pytest
 
-from tests import helpers
 from tests.chaos import _cluster, _support
 
 APP = str(_support.APPS / "ledger.py")
@@ -80,7 +80,7 @@ async def test_postgres_restart_during_ingest_loses_no_acknowledged_delivery(
     env = _support.env_for(url, CHAOS_LEDGER_DSN=url, CHAOS_SLEEP_MS="0", SOLO_OS_POLL_INTERVAL="0.2",
                            SOLO_OS_LEASE_SECONDS="5")
     upgrade = await asyncio.to_thread(
-        __import__("subprocess").run, [_support.SOLO_OS, "db", "upgrade"], env=env,
+        subprocess.run, [_support.SOLO_OS, "db", "upgrade"], env=env,
         capture_output=True, text=True, timeout=60,
     )
     assert upgrade.returncode == 0, upgrade.stderr
@@ -168,4 +168,3 @@ async def test_postgres_restart_during_ingest_loses_no_acknowledged_delivery(
     assert any(a[2] > restarted_at[0] for a in answers if a[1] == 200), "no 200 after the restart"
     assert dict(statuses) == {"succeeded": 2 * len(stored)}, dict(statuses)
     assert late > 0, "the worker should have run events that arrived after the restart"
-    _ = helpers  # the deliveries are signed with tests.helpers' secret (via _support.post)

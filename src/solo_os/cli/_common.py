@@ -43,7 +43,7 @@ def friendly_errors() -> Iterator[None]:
             err.print(f"[red]config error:[/red] {problem}", highlight=False, markup=True)
         raise typer.Exit(2) from None
     except errors.StoreError as exc:
-        err.print(f"[red]store error:[/red] {exc}", highlight=False)
+        err.print(f"[red]{exc}[/red]", highlight=False)  # it says "store error: ..." itself
         raise typer.Exit(1) from None
 
 

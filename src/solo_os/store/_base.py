@@ -72,8 +72,14 @@ class Reaped:
 def _translate(exc: BaseException) -> errors.StoreError:
     """A driver error as ``StoreUnavailable`` (try later) or ``StoreError``."""
     if isinstance(exc, sa.exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-            return errors.StoreUnavailable(f"store unavailable: {type(exc.orig).__name__}")
+        state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+        if (
+            exc.connection_invalidated
+            or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+            # connection exceptions, too many connections, server shutting down or starting up
+            or state.startswith(("08", "57P", "53300"))
+        ):
+            return errors.StoreUnavailable(f"store unavailable: {type(exc.orig).__name__} {state}".strip())
         return errors.StoreError(f"store error: {type(exc.orig).__name__}: {exc.orig}")
     if isinstance(exc, OSError | TimeoutError | sa.exc.TimeoutError):
         return errors.StoreUnavailable(f"store unavailable: {type(exc).__name__}")
@@ -255,10 +261,21 @@ class Store(
     async def _existing(
         self, conn: AsyncConnection, items: Sequence[records.NewEvent]
     ) -> dict[tuple[str, str], tuple[UUID, str]]:
-        keys = [(e.source, e.idempotency_key) for e in items]
+        by_source: dict[str, list[str]] = {}
+        for e in items:
+            by_source.setdefault(e.source, []).append(e.idempotency_key)
+        # "source = ? AND key IN (...)" per source, not a row-value IN: SQLite plans the latter
+        # as a scan of the whole table (15x slower ingest at 5 million rows).
         stmt = (
             sa.select(ev.c.id, ev.c.source, ev.c.idempotency_key, ev.c.status)
-            .where(sa.tuple_(ev.c.source, ev.c.idempotency_key).in_(keys))
+            .where(
+                sa.or_(
+                    *(
+                        sa.and_(ev.c.source == source, ev.c.idempotency_key.in_(keys))
+                        for source, keys in by_source.items()
+                    )
+                )
+            )
             .order_by(ev.c.source, ev.c.idempotency_key)
             .with_for_update()
         )
