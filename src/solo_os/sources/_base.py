@@ -121,12 +121,19 @@ def hex_digest(value: str) -> bytes | None:
 
 
 def base64_digest(value: str) -> bytes | None:
-    """A SHA-256 digest in standard base64, or None where it is not exactly that."""
+    """A SHA-256 digest in standard, canonical base64, or None where it is not exactly that.
+
+    Canonical: the last character's unused low bits must be zero. Base64 decoders ignore them,
+    so without this check a signature with one character changed (``...1=`` for ``...0=``)
+    would still verify; the providers' own libraries compare the encoded text and refuse it.
+    """
     try:
         raw = base64.b64decode(value.encode("ascii"), validate=True)
     except (ValueError, binascii.Error):
         return None
-    return raw if len(raw) == 32 else None
+    if len(raw) != 32 or base64.b64encode(raw).decode("ascii") != value:
+        return None
+    return raw
 
 
 def key_text(value: Any) -> str | None:
