@@ -37,3 +37,14 @@ async def test_quickstart_app_runs(tmp_path: Path, sqlite_url: str) -> None:
         [x] = await h.store.list_executions(store_mod.Filters())
         steps = await h.store.load_steps(x.id)
     assert list(steps) == ["send-receipt"]
+
+
+def test_readme_example_is_a_valid_app(tmp_path: Path) -> None:
+    readme = (DOCS.parent / "README.md").read_text()
+    m = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert m, "the README shows an app"
+    (tmp_path / "readme_app.py").write_text(m.group(1))
+    app = _loader.load_app(str(tmp_path / "readme_app.py"))
+    app.prepare({"STRIPE_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+    assert set(app.handlers) == {"fulfil", "daily-reconciliation"}
+    assert set(app.schedules) == {"daily-reconciliation"}
