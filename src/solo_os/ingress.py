@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from solo_os import _ids, errors, metrics, records, tracing
+from solo_os import _json as json_codec
 from solo_os import app as app_mod
 from solo_os import store as store_mod
 from solo_os.sources import _base as sources_base
@@ -216,8 +217,8 @@ def build_event(
     problems: list[dict[str, Any]] = []
     document: Any = None
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        document = json_codec.loads(body)
+    except json_codec.JSONDecodeError as exc:
         problems.append({"loc": ["body"], "msg": f"not JSON: {exc}", "type": "json_invalid"})
     if not problems and (reply := source.challenge(headers, document)) is not None:
         return reply

@@ -73,6 +73,7 @@ executions = sa.Table(
     sa.Column("trace_parent", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("losses", sa.Integer, nullable=False, server_default="0"),  # migration 0004
     sa.Index(
         "ix_executions_due",
         "run_after",
@@ -130,6 +131,17 @@ rate_limits = sa.Table(
     sa.Column("tokens", sa.Float, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("paused_until", UTCDateTime, nullable=True),
+)
+
+# Failed admin sign-ins per client, shared by every process (migration 0004).
+signin_throttle = sa.Table(
+    "signin_throttle",
+    metadata,
+    sa.Column("client", sa.String(255), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_signin_throttle_updated", "updated_at"),
 )
 
 # --- schedules and alerts (migration 0002) ---------------------------------------------------
