@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from solo_os import errors
@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     poll_interval: float = Field(1.0, gt=0, le=60, alias="SOLO_OS_POLL_INTERVAL")
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, alias="SOLO_OS_SHUTDOWN_GRACE")
     metrics_port: int | None = Field(None, ge=1, le=65535, alias="SOLO_OS_METRICS_PORT")
+    metrics_host: str = Field("0.0.0.0", min_length=1, alias="SOLO_OS_METRICS_HOST")  # noqa: S104
+    # "token": /metrics wants Authorization: Bearer <SOLO_OS_ADMIN_TOKEN>, wherever it is served.
+    metrics_auth: Literal["none", "token"] = Field("none", alias="SOLO_OS_METRICS_AUTH")
+    metrics_refresh_seconds: float = Field(5.0, gt=0, le=3600, alias="SOLO_OS_METRICS_REFRESH_SECONDS")
     # Finished executions older than this are pruned daily (events: at least 7 days); 0 = never.
     retention_days: int = Field(30, ge=0, le=36_500, alias="SOLO_OS_RETENTION_DAYS")
 
@@ -57,6 +61,13 @@ class Settings(BaseSettings):
     def _token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (it guards the admin API)")
+        return value
+
+    @field_validator("metrics_auth")
+    @classmethod
+    def _metrics_auth(cls, value: str, info: ValidationInfo) -> str:
+        if value == "token" and info.data.get("admin_token") is None:
+            raise ValueError("'token' needs SOLO_OS_ADMIN_TOKEN to be set")
         return value
 
     @property

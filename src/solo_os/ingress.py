@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -19,7 +18,6 @@ from typing import Any
 import orjson
 import structlog
 from opentelemetry import trace
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -73,13 +71,23 @@ class Ingress:
         submit: Callable[[records.NewEvent], Awaitable[records.IngestResult]],
         store: Callable[[], store_mod.Store],
         clock: Callable[[], datetime] = store_mod.utcnow,
+        *,
+        gauges: metrics.StoreGauges | None = None,
+        serve_metrics: bool = True,
     ) -> None:
         self.app = application
         self.submit = submit
         self.store = store
         self.clock = clock  # received_at and signature ages; tests pass a controllable one
         self.default_limit = application.settings.max_body_bytes
-        self._counts_cache: tuple[float, dict[str, int], dict[str, int]] = (0.0, {}, {})
+        settings = application.settings
+        # The store-backed gauges, cached: a scrape reads the store at most once per interval.
+        self.gauges = gauges or metrics.StoreGauges(settings.metrics_refresh_seconds, clock)
+        self.serve_metrics = serve_metrics  # False when SOLO_OS_METRICS_PORT serves them instead
+        token = settings.admin_token
+        self._metrics_token = (
+            token.get_secret_value() if token is not None and settings.metrics_auth == "token" else None
+        )
 
     async def webhook(self, request: Request) -> Response:
         return await self.deliver(request, request.path_params["source"])
@@ -169,28 +177,18 @@ class Ingress:
             return _json(503, {"status": "unavailable", "migrations": {"current": current, "head": head}})
         return _json(200, {"status": "ready", "migrations": {"current": current, "head": head}})
 
-    async def metrics(self, _request: Request) -> Response:
-        now = time.monotonic()
-        at, counts, outbox = self._counts_cache
-        if now - at > 2.0:  # global figures come from the store: right with many processes
-            try:
-                counts = await self.store().counts()
-                outbox = await self.store().outbox_counts()
-                self._counts_cache = (now, counts, outbox)
-            except errors.StoreError:
-                counts, outbox = {}, {}
-        for status, n in counts.items():
-            metrics.queue_depth.labels(status).set(n)
-        for status, n in outbox.items():
-            metrics.alert_outbox.labels(status).set(n)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(self, request: Request) -> Response:
+        status, body, headers = await metrics.scrape(
+            self.gauges, self.store, request.headers, self._metrics_token
+        )
+        return Response(body, status, headers=headers)
 
     def routes(self) -> list[Route]:
         return [
             Route("/webhooks/{source}", self.webhook, methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
+            *([Route("/metrics", self.metrics, methods=["GET"])] if self.serve_metrics else []),
         ]
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-import prometheus_client
 import structlog
 
 from solo_os import _batch, config, errors, ingress, metrics, records
@@ -54,6 +55,8 @@ class Runtime:
         self._worker_task: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
         self._metrics_server: Any = None
+        self._metrics_task: asyncio.Task[None] | None = None
+        self._gauges: metrics.StoreGauges | None = None
 
     @property
     def settings(self) -> config.Settings:
@@ -102,12 +105,8 @@ class Runtime:
         if self.app.alerting is not None and self.roles & {"worker", "scheduler"}:
             alerter = alerts_mod.Alerter(self.app, self.store, clock=self.clock)
             self._background.append(asyncio.create_task(alerter.run(self._stop), name="solo-os-alerts"))
-        if "serve" not in self.roles and self.settings.metrics_port:
-            # Roles without the HTTP ingress expose their own counters on a port of their own.
-            self._metrics_server, _ = prometheus_client.start_http_server(
-                self.settings.metrics_port, "0.0.0.0", registry=metrics.registry  # noqa: S104
-            )
-            self._background.append(asyncio.create_task(self._refresh_queue_depth()))
+        if self.settings.metrics_port:
+            await self._serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
         log.info(
             "runtime.started",
             roles=sorted(self.roles),
@@ -125,17 +124,47 @@ class Runtime:
                 "run 'solo-os db upgrade' first"
             )
 
-    async def _refresh_queue_depth(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for status, n in (await self._current_store().counts()).items():
-                    metrics.queue_depth.labels(status).set(n)
-                for status, n in (await self._current_store().outbox_counts()).items():
-                    metrics.alert_outbox.labels(status).set(n)
-            except errors.StoreError:
-                pass
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), 5.0)
+    @property
+    def gauges(self) -> metrics.StoreGauges:
+        """The store-backed gauges of this process, shared by wherever /metrics is served."""
+        if self._gauges is None:
+            self._gauges = metrics.StoreGauges(self.settings.metrics_refresh_seconds, self.clock)
+        return self._gauges
+
+    def _metrics_token(self) -> str | None:
+        token = self.settings.admin_token
+        if token is None or self.settings.metrics_auth != "token":
+            return None
+        return token.get_secret_value()
+
+    async def _serve_metrics(self, host: str, port: int) -> None:
+        """``GET /metrics`` on a port of its own (``SOLO_OS_METRICS_PORT``), in this loop."""
+        import uvicorn  # only processes that serve metrics on their own port need it here
+
+        class _Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Any:  # the process's main loop owns the signals
+                yield
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if os.environ.get("SOLO_OS_REUSE_PORT"):  # `serve --workers N`: every child binds it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise errors.ConfigError(
+                f"SOLO_OS_METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror or exc})"
+            ) from None
+        app = metrics.asgi_app(self.gauges, self._current_store, self._metrics_token())
+        server = _Server(
+            uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, server_header=False)
+        )
+        self._metrics_server = server
+        sock.listen(128)  # scrapes that come before the server's task starts wait in the backlog
+        self._metrics_task = asyncio.create_task(server.serve(sockets=[sock]), name="solo-os-metrics")
 
     async def stop(self) -> None:
         self._stop.set()
@@ -143,10 +172,10 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
-        if self._metrics_server is not None:
-            await asyncio.to_thread(self._metrics_server.shutdown)
-            self._metrics_server.server_close()
-            self._metrics_server = None
+        if self._metrics_server is not None and self._metrics_task is not None:
+            self._metrics_server.should_exit = True
+            await asyncio.gather(self._metrics_task, return_exceptions=True)
+            self._metrics_server = self._metrics_task = None
         if self._worker_task is not None:
             await self._worker_task
             self._worker_task = None
@@ -180,7 +209,10 @@ class Runtime:
 
             extra = admin.routes(self.app, self._current_store)
         return ingress.asgi(
-            ingress.Ingress(self.app, self.submit, self._current_store, self.clock),
+            ingress.Ingress(
+                self.app, self.submit, self._current_store, self.clock,
+                gauges=self.gauges, serve_metrics=not self.settings.metrics_port,
+            ),
             span if lifespan else None,
             extra,
         )

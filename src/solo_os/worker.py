@@ -383,20 +383,20 @@ class Worker:
         metrics.attempt_seconds.labels(name).observe(duration)
         ms = round(duration * 1000, 2)
         if error is None:
-            metrics.executions.labels(name, "succeeded").inc()
+            metrics.attempt_finished(name, "succeeded", "succeeded")
             hlog.info("execution.succeeded", duration_ms=ms)
             return
         if f.next_status == "dead":
-            metrics.executions.labels(name, "dead").inc()
+            metrics.attempt_finished(name, f.outcome, "dead")
             hlog.error(
                 "execution.dead", duration_ms=ms, error_type=f.error_type, error=f.error_message,
                 reason=f.extra.get("reason"),
             )
         elif isinstance(error, errors.RetryAfter):
-            metrics.executions.labels(name, "deferred").inc()
+            metrics.attempt_finished(name, "deferred", None)
             hlog.info("execution.deferred", duration_ms=ms, retry_in=f.extra.get("delay"))
         else:
-            metrics.executions.labels(name, f.outcome).inc()
+            metrics.attempt_finished(name, f.outcome, None)
             hlog.warning(
                 "execution.failed", duration_ms=ms, error_type=f.error_type, error=f.error_message,
                 retry_in=round(float(f.extra.get("delay", 0.0)), 3),

@@ -127,7 +127,8 @@ async def test_metrics_count_every_outcome_and_read_queue_depth_from_the_store(
         return 0.0
 
     async with helpers.running(
-        make_app(Effects()), database_url, roles=("serve",), settings={"SOLO_OS_MAX_BODY_BYTES": 2000}
+        make_app(Effects()), database_url, roles=("serve",),
+        settings={"SOLO_OS_MAX_BODY_BYTES": 2000, "SOLO_OS_METRICS_REFRESH_SECONDS": 0.2},
     ) as h:
         before = (await h.client.get("/metrics")).text
         await h.post("billing", helpers.invoice(), key="m1")
@@ -135,7 +136,7 @@ async def test_metrics_count_every_outcome_and_read_queue_depth_from_the_store(
         await h.post("billing", helpers.invoice(amount_cents=-1), key="m2")
         await h.post("billing", helpers.invoice(), key="m3", secret="wrong")
         await h.post("billing", helpers.invoice(metadata={"pad": "x" * 3000}), key="m4")
-        await asyncio.sleep(2.1)  # the queue-depth cache lives 2 s
+        await asyncio.sleep(0.25)  # the store-backed gauges are cached for 0.2 s here
         after = (await h.client.get("/metrics")).text
     for outcome in ("accepted", "duplicate", "rejected", "invalid_signature", "too_large"):
         delta = value(after, "solo_os_deliveries_total", outcome=outcome, source="billing") - value(
@@ -195,13 +196,14 @@ async def test_a_worker_alone_serves_its_own_metrics(database_url: str) -> None:
     async with helpers.running(make_app(Effects()), database_url, roles=("serve",)) as ingest:
         await ingest.post("billing", helpers.invoice(), key="w1")
     async with helpers.running(
-        make_app(Effects()), database_url, roles=("worker",), settings={"SOLO_OS_METRICS_PORT": port}
+        make_app(Effects()), database_url, roles=("worker",),
+        settings={"SOLO_OS_METRICS_PORT": port, "SOLO_OS_METRICS_REFRESH_SECONDS": 0.2},
     ) as h:
         async def scraped() -> bool:
             async with httpx.AsyncClient() as c:
                 text = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
-            return 'solo_os_executions_total{handler="fulfil",outcome="succeeded"}' in text and \
-                'solo_os_queue_depth{status="succeeded"}' in text
+            return 'solo_os_executions_finished_total{handler="fulfil",status="succeeded"}' in text and \
+                'solo_os_queue_depth{status="pending"} 0.0' in text
 
         await helpers.eventually(scraped, timeout=15, interval=0.3)
         assert h.runtime.worker is not None
