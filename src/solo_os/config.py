@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     # "token": /metrics wants Authorization: Bearer <SOLO_OS_ADMIN_TOKEN>, wherever it is served.
     metrics_auth: Literal["none", "token"] = Field("none", alias="SOLO_OS_METRICS_AUTH")
     metrics_refresh_seconds: float = Field(5.0, gt=0, le=3600, alias="SOLO_OS_METRICS_REFRESH_SECONDS")
+    # An execution whose attempts are lost with their process this many times is dead (poison).
+    max_losses: int = Field(3, ge=1, le=100, alias="SOLO_OS_MAX_LOSSES")
+    # Slow clients: the whole request head must arrive within header_timeout, the body within
+    # body_timeout of the head; at most max_connections are open (more are refused).
+    header_timeout: float = Field(10.0, gt=0, le=3600, alias="SOLO_OS_HEADER_TIMEOUT")
+    body_timeout: float = Field(30.0, gt=0, le=3600, alias="SOLO_OS_BODY_TIMEOUT")
+    max_connections: int = Field(2048, ge=1, le=1_000_000, alias="SOLO_OS_MAX_CONNECTIONS")
     # Finished executions older than this are pruned daily (events: at least 7 days); 0 = never.
     retention_days: int = Field(30, ge=0, le=36_500, alias="SOLO_OS_RETENTION_DAYS")
 

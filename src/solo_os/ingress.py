@@ -74,8 +74,10 @@ class Ingress:
         *,
         gauges: metrics.StoreGauges | None = None,
         serve_metrics: bool = True,
+        unready: Callable[[], str | None] | None = None,
     ) -> None:
         self.app = application
+        self.unready = unready  # why this process cannot do its work now (no worker loop), or None
         self.submit = submit
         self.store = store
         self.clock = clock  # received_at and signature ages; tests pass a controllable one
@@ -175,6 +177,8 @@ class Ingress:
         head = self.store().head_revision()
         if current != head:
             return _json(503, {"status": "unavailable", "migrations": {"current": current, "head": head}})
+        if self.unready is not None and (reason := self.unready()) is not None:
+            return _json(503, {"status": "unavailable", "worker": reason})
         return _json(200, {"status": "ready", "migrations": {"current": current, "head": head}})
 
     async def metrics(self, request: Request) -> Response:

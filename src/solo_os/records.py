@@ -117,6 +117,8 @@ class Claimed:
     document: Any  # the parsed JSON body
     scheduled_at: datetime | None = None  # the fire time of a cron execution
     trace_parent: str | None = None
+    input_error: str | None = None  # the stored event could not be read back (fails this execution)
+    losses: int = 0  # earlier attempts lost with their process (such an execution runs alone)
 
 
 @dataclass(frozen=True)

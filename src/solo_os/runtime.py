@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import os
 import signal
 import socket
@@ -91,10 +92,8 @@ class Runtime:
             )
             self._committer.start()
         if "worker" in self.roles:
-            self.worker = worker_mod.Worker(
-                self.app, self.store, **{"clock": self.clock, **self._worker_options}
-            )
-            self._worker_task = asyncio.create_task(self.worker.run(self._stop), name="solo-os-worker")
+            self.worker = self._new_worker()
+            self._worker_task = asyncio.create_task(self._keep_working(), name="solo-os-worker")
             if self.settings.retention_days:  # the daily prune (store/_retention.py)
                 pruner = self.store.pruner(self.settings.retention_days)
                 task = asyncio.create_task(pruner.run(self._stop), name="solo-os-retention")
@@ -113,6 +112,38 @@ class Runtime:
             dialect=self.store.dialect,
             service=self.app.service,
         )
+
+    def _new_worker(self) -> worker_mod.Worker:
+        assert self.store is not None
+        return worker_mod.Worker(self.app, self.store, **{"clock": self.clock, **self._worker_options})
+
+    async def _keep_working(self) -> None:
+        """Run the worker until stop; should it ever end before that, say so and start another."""
+        delay = 0.5
+        worker = self.worker
+        while worker is not None:
+            try:
+                await worker.run(self._stop)
+            except Exception:
+                log.exception("worker.crashed", worker_id=worker.worker_id, restart_in=delay)
+            else:
+                if self._stop.is_set():
+                    return
+                log.error("worker.ended", worker_id=worker.worker_id, restart_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            if self._stop.is_set():
+                return
+            delay = min(delay * 2, 30.0)
+            self.worker = worker = self._new_worker()
+
+    def unready(self) -> str | None:
+        """Why this process cannot do all its work now (for ``/readyz``), or None."""
+        if "worker" not in self.roles or self._stop.is_set():
+            return None
+        if self.worker is None or not self.worker.looping:
+            return "not running"
+        return None
 
     async def _require_current_schema(self) -> None:
         assert self.store is not None
@@ -212,6 +243,7 @@ class Runtime:
             ingress.Ingress(
                 self.app, self.submit, self._current_store, self.clock,
                 gauges=self.gauges, serve_metrics=not self.settings.metrics_port,
+                unready=self.unready,
             ),
             span if lifespan else None,
             extra,
@@ -222,13 +254,33 @@ class Runtime:
             raise errors.StoreUnavailable("store not started")
         return self.store
 
+    def request_stop(self) -> None:
+        """A stop signal arrived: stop claiming and start draining now, and make sure the process
+        ends within ``SOLO_OS_SHUTDOWN_GRACE`` whatever its threads do (``hard_exit_after``)."""
+        if not self._stop.is_set():
+            log.info("runtime.stopping", grace_seconds=self.settings.shutdown_grace_seconds)
+            hard_exit_after(self.settings.shutdown_grace_seconds)
+        self._stop.set()
+
     async def run_worker(self) -> None:
         """Run the worker role until SIGTERM or SIGINT."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self.request_stop)
         await self.start()
         try:
             await self._stop.wait()
         finally:
             await self.stop()
+
+
+def hard_exit_after(seconds: float) -> None:
+    """End the process ``seconds`` from now if it has not ended by itself (CLI processes only).
+
+    The worker drains for most of the grace period, records what is still running as
+    interrupted and exits; this is the backstop for when it cannot, e.g. a plain ``def`` handler
+    spinning in a C extension that never releases the GIL. faulthandler's watchdog is a C
+    thread that needs no GIL: it writes every thread's stack to stderr (where the process was
+    stuck) and exits with status 1.
+    """
+    faulthandler.dump_traceback_later(max(0.1, seconds), exit=True)

@@ -3,17 +3,26 @@
 Claims are leased: a heartbeat renews the lease of everything this worker runs, and any worker
 takes back executions whose lease expired (their worker died). Outcomes are written through a
 group commit, so a burst of finished executions costs one transaction.
+
+Nothing an execution holds stops the worker: input that cannot be read back, and anything a
+handler raises (``SystemExit``, ``KeyboardInterrupt`` included), fails that execution only.
+An execution whose attempt was lost with its process runs alone next time (``claim(lost=True)``
+once nothing else runs), so a poison that kills the process takes no neighbours down again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import dataclasses
+import functools
 import inspect
 import os
 import random
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -64,6 +73,18 @@ class Worker:
         self.poll_interval = poll_interval or s.poll_interval
         self.shutdown_grace = s.shutdown_grace_seconds if shutdown_grace is None else shutdown_grace
         self.clock = clock
+        self.max_losses = s.max_losses
+        self.looping = False  # the claim loop runs (readiness)
+        self._alone: UUID | None = None  # an execution lost before, running alone
+        self._draining_for_lost = False
+        self._next_lost_check = 0.0
+        # Plain ``def`` handlers run here, not in asyncio's small default pool: a handler that
+        # hangs keeps its thread, and must not starve the others of threads.
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.concurrency + 32, thread_name_prefix="solo-os-handler"
+        )
+        self._threads_busy = 0  # handler calls running in self._threads (timed-out ones too)
+        self._threads_lock = threading.Lock()
         self._sync_running: set[UUID] = set()
         self.abandoned_threads = False
         self._inflight: dict[UUID, asyncio.Task[None]] = {}
@@ -101,19 +122,22 @@ class Worker:
                     await task
             await self._finisher.close()
             await self.http.aclose()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            if self._threads_busy:
+                # Handler threads still run (hung, spinning, or past their timeout): nothing
+                # can stop a thread, so the CLI exits without joining them.
+                self.abandoned_threads = True
             log.info("worker.stopped", worker_id=self.worker_id, executed=self.executed)
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        """Claim and start executions until ``stop``. No exception ends it: a store failure is
+        retried with backoff, anything else is logged as an error and retried the same way."""
         failures = 0
-        min_free = max(1, self.concurrency // 4)
-        while not stop.is_set():
-            free = self.concurrency - len(self._inflight)
-            if free >= min_free or not self._inflight:
-                limit = min(free, CLAIM_BATCH)
+        self.looping = True
+        try:
+            while not stop.is_set():
                 try:
-                    claimed = await self.store.claim(
-                        self.worker_id, limit, self.clock(), self.lease_seconds
-                    )
+                    more = await self._claim_some()
                     failures = 0
                 except errors.StoreError as exc:
                     failures += 1
@@ -121,11 +145,51 @@ class Worker:
                     log.warning("worker.claim_failed", error=str(exc), retry_in=round(delay, 2))
                     await _wait_any(stop, timeout=delay)
                     continue
-                for c in claimed:
-                    self._inflight[c.id] = asyncio.create_task(self._execute(c))
-                if len(claimed) == limit:
-                    continue  # more may be due right now
-            await self._idle(stop)
+                except Exception:
+                    failures += 1
+                    delay = min(10.0, 0.2 * 2**failures)
+                    log.exception("worker.loop_failed", retry_in=round(delay, 2))
+                    await _wait_any(stop, timeout=delay)
+                    continue
+                if not more:
+                    await self._idle(stop)
+        finally:
+            self.looping = False
+
+    async def _claim_some(self) -> bool:
+        """Claim what fits and start it; True when more may be due right now."""
+        if self._alone is not None:
+            return False  # an execution lost before runs alone: wait for it
+        now = self.clock()
+        if not self._inflight:
+            self._draining_for_lost = False
+            lost = await self.store.claim(self.worker_id, 1, now, self.lease_seconds, lost=True)
+            if lost:
+                c = lost[0]
+                log.warning(
+                    "execution.isolated", execution_id=str(c.id), handler=c.handler,
+                    losses=c.losses, attempt=c.attempt,
+                )
+                self._alone = c.id
+                self._inflight[c.id] = asyncio.create_task(self._execute(c))
+                return False
+        elif self._draining_for_lost:
+            return False  # finish what runs, then take the lost one alone
+        elif time.monotonic() >= self._next_lost_check:
+            # Under steady load this worker is never empty: look for lost executions now and
+            # then, and stop claiming until what runs has finished if there are any.
+            self._next_lost_check = time.monotonic() + min(5.0, self.lease_seconds)
+            if await self.store.lost_due(now):
+                self._draining_for_lost = True
+                return False
+        free = self.concurrency - len(self._inflight)
+        if free < max(1, self.concurrency // 4) and self._inflight:
+            return False
+        limit = min(free, CLAIM_BATCH)
+        claimed = await self.store.claim(self.worker_id, limit, now, self.lease_seconds, lost=False)
+        for c in claimed:
+            self._inflight[c.id] = asyncio.create_task(self._execute(c))
+        return len(claimed) == limit
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Sleep until work may be due, a slot frees up (when full), stop, or the poll interval."""
@@ -133,7 +197,11 @@ class Worker:
         waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self.store.wait_for_work(self.poll_interval))
         ]
-        if len(self._inflight) >= self.concurrency:
+        if (
+            len(self._inflight) >= self.concurrency
+            or self._alone is not None
+            or self._draining_for_lost
+        ):
             waiters.append(asyncio.ensure_future(self._slot_freed.wait()))
         waiters.append(asyncio.ensure_future(stop.wait()))
         try:
@@ -144,8 +212,11 @@ class Worker:
 
     async def _shutdown(self) -> None:
         if self._inflight:
+            # Most of the grace period: what is still running then is released (recorded as
+            # interrupted) in the rest, and the process ends within the grace period.
+            drain = max(0.0, self.shutdown_grace - min(2.0, self.shutdown_grace / 4))
             log.info("worker.draining", running=len(self._inflight), grace_seconds=self.shutdown_grace)
-            _, pending = await asyncio.wait(list(self._inflight.values()), timeout=self.shutdown_grace)
+            _, pending = await asyncio.wait(list(self._inflight.values()), timeout=drain)
             if pending:
                 ids = [i for i, t in self._inflight.items() if t in pending]
                 # A plain ``def`` handler's thread cannot be cancelled; it runs on after its
@@ -169,11 +240,13 @@ class Worker:
                     await self.store.renew(self.worker_id, self.clock(), self.lease_seconds)
                 except errors.StoreError as exc:
                     log.warning("worker.renew_failed", error=str(exc))
+                except Exception:
+                    log.exception("worker.renew_failed")
 
     async def _reaper(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                for r in await self.store.reap(self.clock()):
+                for r in await self.store.reap(self.clock(), max_losses=self.max_losses):
                     log.warning(
                         "execution.lost", execution_id=str(r.execution_id), attempt=r.attempt,
                         worker=r.worker_id, status=r.status, handler=r.handler,
@@ -185,11 +258,13 @@ class Worker:
                                 execution_id=r.execution_id, handler=r.handler,
                                 event_id=r.event_id, correlation_id=r.correlation_id,
                                 attempts=r.attempt, error_type="LeaseExpired",
-                                error="the worker running the last attempt was lost",
+                                error=store_mod.lost_error(r.losses),
                             )
                         )
             except errors.StoreError as exc:
                 log.warning("worker.reap_failed", error=str(exc))
+            except Exception:
+                log.exception("worker.reap_failed")
             await _wait_any(stop, timeout=self.lease_seconds / 2 * (0.5 + self._rng.random()))
 
     # --- one execution ----------------------------------------------------------------------
@@ -217,6 +292,9 @@ class Worker:
         try:
             if handler is None:
                 raise UnknownHandler(f"no handler named {c.handler!r} in this app")
+            if c.input_error is not None:
+                # Decoding is deterministic: retrying cannot make the stored event readable.
+                raise errors.NonRetryable(f"cannot read the stored event: {c.input_error}")
             ctx = context.Context(
                 execution_id=c.id,
                 attempt=c.attempt,
@@ -245,16 +323,27 @@ class Worker:
                     else:
                         self._sync_running.add(c.id)
                         try:
-                            await asyncio.to_thread(handler.fn, *args)
+                            call = functools.partial(
+                                contextvars.copy_context().run, self._in_thread, handler.fn, *args
+                            )
+                            await asyncio.get_running_loop().run_in_executor(self._threads, call)
                         finally:
                             self._sync_running.discard(c.id)
         except TimeoutError as exc:
             outcome, error = "timed_out", exc
-        except asyncio.CancelledError:
-            raise  # shutdown: the lease is released by _shutdown
+        except asyncio.CancelledError as exc:
+            if _cancelling():
+                raise  # shutdown: the lease is released by _shutdown
+            outcome, error = "failed", exc  # raised by the handler itself
         except Exception as exc:
             outcome, error = "failed", exc
+        except BaseException as exc:
+            # SystemExit, KeyboardInterrupt, GeneratorExit raised by handler code: a failed
+            # attempt of this execution, never the end of the worker. Real signals do not
+            # arrive this way (the runtime handles SIGTERM/SIGINT on the event loop).
+            outcome, error = "failed", exc
         duration = time.perf_counter() - t0
+        await context.flush_logs(self.store, c.id, c.attempt)  # ctx.log's lines, per attempt
         finished = self._finished(c, handler, started, outcome, error)
         try:
             if finished.extra.get("reason") == "rate_limited":
@@ -278,8 +367,19 @@ class Worker:
             hlog.error("execution.unrecorded", error=str(exc))
         finally:
             self._inflight.pop(c.id, None)
+            if self._alone == c.id:
+                self._alone = None
             self._slot_freed.set()
             self.executed += 1
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._threads_lock:
+            self._threads_busy += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._threads_lock:
+                self._threads_busy -= 1
 
     @staticmethod
     def _dead_letter(c: records.Claimed, f: records.Finished) -> records.DeadLetter:
@@ -413,11 +513,20 @@ class Worker:
                     await hook(dead)
                 else:
                     await asyncio.to_thread(hook, dead)
-            except Exception as exc:
+            except asyncio.CancelledError:
+                if _cancelling():
+                    raise
+            except BaseException as exc:  # user code: nothing it raises stops the worker
                 log.error(
                     "hook.failed", hook=getattr(hook, "__name__", repr(hook)),
                     execution_id=str(dead.execution_id), error=f"{type(exc).__name__}: {exc}",
                 )
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (by us), not hit by a stray CancelledError."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _wait_any(stop: asyncio.Event, timeout: float) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 
 from solo_os import runtime as runtime_mod
-from solo_os.cli import _common, _supervise
+from solo_os.cli import _common, _server, _supervise
 
 AppArg = Annotated[str | None, typer.Argument(envvar="SOLO_OS_APP", help=_common.APP_HELP)]
 Host = Annotated[str, typer.Option(help="interface to listen on")]
@@ -30,18 +30,16 @@ def _serve(target: str | None, host: str, port: int, roles: tuple[str, ...], mig
 
 async def _serve_async(rt: runtime_mod.Runtime, host: str, port: int) -> None:
     await rt.start()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            rt.asgi(lifespan=False),
-            host=host,
-            port=port,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=10,
-        )
-    )
+    server = uvicorn.Server(_server.uvicorn_config(rt.asgi(lifespan=False), rt.settings, host, port))
+    stop_server = server.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        # The worker starts draining at the signal, beside uvicorn closing its connections,
+        # and the process ends within SOLO_OS_SHUTDOWN_GRACE (runtime.hard_exit_after).
+        rt.request_stop()
+        stop_server(sig, frame)
+
+    server.handle_exit = handle_exit  # type: ignore[method-assign]
     # uvicorn re-raises the signal that stopped it once it returns; with these handlers in
     # place that re-raise is a no-op and the process exits 0 after a clean shutdown.
     for sig in (signal.SIGTERM, signal.SIGINT):

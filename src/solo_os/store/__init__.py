@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from solo_os import config
-from solo_os.store._base import Filters, Reaped, Store, utcnow
+from solo_os.store._base import Filters, Reaped, Store, lost_error, utcnow
 
 
 def connect(database_url: str) -> Store:
@@ -18,4 +18,4 @@ def connect(database_url: str) -> Store:
     return PostgresStore(url)
 
 
-__all__ = ["Filters", "Reaped", "Store", "connect", "utcnow"]
+__all__ = ["Filters", "Reaped", "Store", "connect", "lost_error", "utcnow"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from solo_os import errors, records
+from solo_os import _json, errors, records
 from solo_os.store import _admin, _ratelimit, _retention, _schedules, _schema
 
 ev = _schema.events
@@ -67,6 +66,15 @@ class Reaped:
     handler: str = ""
     event_id: UUID | None = None
     correlation_id: str = ""
+    losses: int = 1  # how many of its attempts have now been lost, this one included
+
+
+def lost_error(losses: int) -> str:
+    """The error of an execution dead because its attempts kept being lost."""
+    return (
+        f"lost {losses} times: the process running this execution died during each of its "
+        "last attempts (a poison that kills its worker, e.g. os._exit or a crash)"
+    )
 
 
 def _translate(exc: BaseException) -> errors.StoreError:
@@ -361,14 +369,29 @@ class Store(
     # --- the worker's side ----------------------------------------------------------------
 
     async def claim(
-        self, worker_id: str, limit: int, now: datetime, lease_seconds: float
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_seconds: float,
+        *,
+        lost: bool | None = None,
     ) -> list[records.Claimed]:
-        """Lease up to ``limit`` due executions to ``worker_id``, oldest due first."""
+        """Lease up to ``limit`` due executions to ``worker_id``, oldest due first.
+
+        ``lost`` narrows the claim: False takes only executions never lost with a process,
+        True only those lost before (the worker runs such a one alone), None any.
+        Each claimed execution's stored input is decoded on its own (``read_input``): one that
+        cannot be read carries ``input_error`` instead of failing the claim.
+        """
         if limit <= 0:
             return []
+        cond = [ex.c.status == "pending", ex.c.run_after <= now]
+        if lost is not None:
+            cond.append(ex.c.losses > 0 if lost else ex.c.losses == 0)
         due = (
             sa.select(ex.c.id)
-            .where(ex.c.status == "pending", ex.c.run_after <= now)
+            .where(*cond)
             .order_by(ex.c.run_after)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -387,7 +410,7 @@ class Store(
             )
             .returning(
                 ex.c.id, ex.c.event_id, ex.c.handler, ex.c.attempts, ex.c.max_attempts,
-                ex.c.correlation_id, ex.c.scheduled_at, ex.c.trace_parent,
+                ex.c.correlation_id, ex.c.scheduled_at, ex.c.trace_parent, ex.c.losses,
             )
         )
         async with self._write() as conn:
@@ -398,7 +421,9 @@ class Store(
                 rows = await conn.execute(
                     sa.select(
                         ev.c.id, ev.c.source, ev.c.type, ev.c.idempotency_key, ev.c.received_at,
-                        ev.c.headers, ev.c.payload,
+                        # As stored text: decoded per execution below, never by the driver.
+                        sa.type_coerce(ev.c.headers, sa.Text).label("headers"),
+                        sa.type_coerce(ev.c.payload, sa.Text).label("payload"),
                         sa.case((ev.c.payload.is_(None), ev.c.body), else_=sa.null()).label("body"),
                     ).where(ev.c.id.in_(event_ids))
                 )
@@ -407,8 +432,10 @@ class Store(
         for r in claimed:
             e = events.get(r.event_id) if r.event_id is not None else None
             document: Any = None
+            headers: dict[str, str] | None = None
+            problem: str | None = None
             if e is not None:
-                document = e.payload if e.body is None else _loads_lenient(e.body)
+                document, headers, problem = read_input(e.payload, e.body, e.headers)
             out.append(
                 records.Claimed(
                     id=r.id,
@@ -421,10 +448,12 @@ class Store(
                     event_type=e.type if e is not None else None,
                     idempotency_key=e.idempotency_key if e is not None else None,
                     received_at=e.received_at if e is not None else None,
-                    headers=e.headers if e is not None else None,
+                    headers=headers,
                     document=document,
                     scheduled_at=r.scheduled_at,
                     trace_parent=r.trace_parent,
+                    input_error=problem,
+                    losses=r.losses,
                 )
             )
         return out
@@ -584,14 +613,31 @@ class Store(
                 await self._notify(conn)
         return len(rows)
 
-    async def reap(self, now: datetime, limit: int = 500) -> list[Reaped]:
-        """Take back executions whose lease expired (their worker died): the attempt is lost."""
+    async def lost_due(self, now: datetime) -> bool:
+        """Whether an execution lost before (``losses > 0``) is due: it waits to run alone."""
+        q = (
+            sa.select(ex.c.id)
+            .where(ex.c.status == "pending", ex.c.run_after <= now, ex.c.losses > 0)
+            .limit(1)
+        )
+        async with self._read() as conn:
+            return (await conn.execute(q)).first() is not None
+
+    async def reap(self, now: datetime, limit: int = 500, max_losses: int = 3) -> list[Reaped]:
+        """Take back executions whose lease expired (their process died): the attempt is lost.
+
+        A lost attempt is recorded (outcome ``lost``) but does not spend the execution's budget
+        (``max_attempts`` grows by one, as for an interrupted attempt): the execution did
+        nothing wrong that we know of, and the next claim runs it alone (``claim(lost=True)``)
+        so its neighbours are not lost with it again. One lost ``max_losses`` times is dead:
+        it takes its process down with it (a poison).
+        """
         async with self._write() as conn:
             rows = (
                 await conn.execute(
                     sa.select(
                         ex.c.id, ex.c.attempts, ex.c.max_attempts, ex.c.worker_id, ex.c.started_at,
-                        ex.c.handler, ex.c.event_id, ex.c.correlation_id,
+                        ex.c.handler, ex.c.event_id, ex.c.correlation_id, ex.c.losses,
                     )
                     .where(ex.c.status == "running", ex.c.lease_expires_at < now)
                     .order_by(ex.c.lease_expires_at)
@@ -603,8 +649,8 @@ class Store(
                 return []
             reaped = [
                 Reaped(
-                    r.id, r.attempts, "dead" if r.attempts >= r.max_attempts else "pending",
-                    r.worker_id or "", r.handler, r.event_id, r.correlation_id,
+                    r.id, r.attempts, "dead" if r.losses + 1 >= max_losses else "pending",
+                    r.worker_id or "", r.handler, r.event_id, r.correlation_id, r.losses + 1,
                 )
                 for r in rows
             ]
@@ -618,14 +664,22 @@ class Store(
                 )
                 .values(
                     status=sa.bindparam("b_status"),
+                    max_attempts=ex.c.max_attempts + 1,
+                    losses=ex.c.losses + 1,
                     worker_id=None,
                     lease_expires_at=None,
                     started_at=None,
                     run_after=now,
-                    last_error=message,
+                    last_error=sa.bindparam("b_error", type_=sa.Text),
                     updated_at=now,
                 ),
-                [{"b_id": x.execution_id, "b_attempt": x.attempt, "b_status": x.status} for x in reaped],
+                [
+                    {
+                        "b_id": x.execution_id, "b_attempt": x.attempt, "b_status": x.status,
+                        "b_error": lost_error(x.losses) if x.status == "dead" else message,
+                    }
+                    for x in reaped
+                ],
             )
             await conn.execute(
                 self._insert(at).on_conflict_do_nothing(index_elements=["execution_id", "attempt"]),
@@ -638,10 +692,10 @@ class Store(
                         "ended_at": now,
                         "outcome": "lost",
                         "error_type": "LeaseExpired",
-                        "error_message": message,
+                        "error_message": lost_error(x.losses) if x.status == "dead" else message,
                         "traceback": None,
                     }
-                    for r in rows
+                    for r, x in zip(rows, reaped, strict=True)
                 ],
             )
             await self._notify(conn)
@@ -834,9 +888,25 @@ def _last_error(r: records.Finished) -> str | None:
     return text[:4000]
 
 
-def _loads_lenient(body: bytes) -> Any:
-    """The document of an event whose payload could not be kept as JSONB (see ingress)."""
+def read_input(
+    payload: str | bytes | None, body: bytes | None, headers: str | bytes | None
+) -> tuple[Any, dict[str, str] | None, str | None]:
+    """One claimed execution's stored input: ``(document, headers, problem)``.
+
+    ``payload`` and ``headers`` are the stored JSON text; ``body`` the raw delivery, read where
+    no payload could be kept (PostgreSQL's jsonb refuses ``\\u0000``, see ingress). Decoded with
+    the decoder ingress used (``solo_os._json``). Anything that goes wrong is returned as
+    ``problem`` for the worker to fail this execution with; it never escapes into the claim.
+    """
     try:
-        return json.loads(body)
-    except ValueError:
-        return None
+        document: Any = None
+        if payload is not None:
+            document = _json.loads(payload)
+        elif body is not None:
+            document = _json.loads(body)
+        decoded: Any = _json.loads(headers) if headers is not None else None
+        if decoded is not None and not isinstance(decoded, dict):
+            raise ValueError("stored headers are not an object")
+    except Exception as exc:  # RecursionError, MemoryError, ...: whatever a stored row holds
+        return None, None, f"{type(exc).__name__}: {str(exc)[:500]}"
+    return document, decoded, None

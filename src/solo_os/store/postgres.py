@@ -70,7 +70,7 @@ FROM ins
 _CLAIM = """
 WITH due AS (
     SELECT id FROM executions
-    WHERE status = 'pending' AND run_after <= $1
+    WHERE status = 'pending' AND run_after <= $1 AND ($5::bool IS NULL OR (losses > 0) = $5)
     ORDER BY run_after
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -80,7 +80,7 @@ WITH due AS (
         lease_expires_at = $4, started_at = $1, updated_at = $1
     FROM due WHERE e.id = due.id
     RETURNING e.id, e.event_id, e.handler, e.attempts, e.max_attempts, e.correlation_id,
-              e.scheduled_at, e.trace_parent
+              e.scheduled_at, e.trace_parent, e.losses
 )
 SELECT upd.*, ev.source, ev.type, ev.idempotency_key, ev.received_at,
        ev.headers::text AS headers, ev.payload::text AS payload,
@@ -243,21 +243,23 @@ class PostgresStore(_base.Store):
         return [results[id(e)] for e in batch]
 
     async def claim(
-        self, worker_id: str, limit: int, now: datetime, lease_seconds: float
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_seconds: float,
+        *,
+        lost: bool | None = None,
     ) -> list[records.Claimed]:
         if limit <= 0:
             return []
         async with self._hot() as conn:
             rows = await conn.fetch(
-                _CLAIM, now, limit, worker_id, now + timedelta(seconds=lease_seconds)
+                _CLAIM, now, limit, worker_id, now + timedelta(seconds=lease_seconds), lost
             )
         out = []
         for r in rows:
-            document: Any = None
-            if r["payload"] is not None:
-                document = orjson.loads(r["payload"])
-            elif r["body"] is not None:
-                document = _base._loads_lenient(r["body"])
+            document, headers, problem = _base.read_input(r["payload"], r["body"], r["headers"])
             out.append(
                 records.Claimed(
                     id=r["id"],
@@ -270,10 +272,12 @@ class PostgresStore(_base.Store):
                     event_type=r["type"],
                     idempotency_key=r["idempotency_key"],
                     received_at=r["received_at"],
-                    headers=orjson.loads(r["headers"]) if r["headers"] is not None else None,
+                    headers=headers,
                     document=document,
                     scheduled_at=r["scheduled_at"],
                     trace_parent=r["trace_parent"],
+                    input_error=problem,
+                    losses=r["losses"],
                 )
             )
         return out
