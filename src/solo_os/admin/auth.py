@@ -1,8 +1,8 @@
 """Who may use the admin API and dashboard: the admin token, sessions and CSRF.
 
 Scripts send ``Authorization: Bearer <SOLO_OS_ADMIN_TOKEN>``. A person signs in to the
-dashboard with that token once and gets a session cookie: signed (HMAC-SHA256 under a key
-derived from the token, so changing the token ends every session), ``HttpOnly``,
+dashboard with that token once and gets a session cookie: signed by ``itsdangerous``
+(HMAC-SHA256 under a key derived from the token, so changing the token ends every session), ``HttpOnly``,
 ``SameSite=Strict``, ``Secure`` over https, and expiring. Each session carries its own CSRF
 token; a state-changing request authenticated by the cookie must repeat it in the
 ``X-CSRF-Token`` header and, when the browser names an ``Origin``, come from this host.
@@ -24,6 +24,7 @@ from http.cookies import SimpleCookie
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import itsdangerous
 import orjson
 import structlog
 
@@ -73,7 +74,10 @@ class Guard:
             raise ValueError("the admin guard needs a token")
         # Compare digests, not the strings: equal lengths, so not even the length leaks.
         self._token_digest = hashlib.sha256(token.encode("utf-8")).digest()
-        self._key = hmac.new(token.encode("utf-8"), b"solo-os admin session v1", hashlib.sha256).digest()
+        # itsdangerous signs and verifies (constant-time); the key is derived from the token.
+        self._signer = itsdangerous.Signer(
+            token, salt="solo-os admin session v1", key_derivation="hmac", digest_method=hashlib.sha256
+        )
         self.session_seconds = session_seconds
 
     # --- the token -------------------------------------------------------------------------
@@ -104,18 +108,18 @@ class Guard:
                 "exp": session.expires_at,
             }
         )
-        payload = _b64(body)
-        return f"{payload}.{self._sign(payload)}", session
+        return self._signer.sign(_b64(body)).decode("ascii"), session
 
     def read_session(self, cookie: str | None, now: float | None = None) -> Session | None:
         """The session in ``cookie`` if its signature is ours and it has not expired."""
-        if not cookie or len(cookie) > 4096 or cookie.count(".") != 1:
-            return None
-        payload, signature = cookie.split(".")
-        if not hmac.compare_digest(self._sign(payload).encode(), signature.encode("ascii", "replace")):
+        if not cookie or len(cookie) > 4096 or not cookie.isascii():
             return None
         try:
-            data = orjson.loads(_unb64(payload))
+            payload = self._signer.unsign(cookie)
+        except itsdangerous.BadSignature:
+            return None
+        try:
+            data = orjson.loads(_unb64(payload.decode("ascii")))
             session = Session(str(data["csrf"]), int(data["iat"]), int(data["exp"]))
             version = data["v"]
         except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
@@ -125,9 +129,6 @@ class Guard:
         if (time.time() if now is None else now) >= session.expires_at:
             return None
         return session
-
-    def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode("ascii", "replace"), hashlib.sha256).digest())
 
     @staticmethod
     def check_csrf(session: Session, given: str | None) -> bool:
