@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from solo_os import errors, tracing
+from solo_os import _capture, errors, tracing
 from solo_os import http as http_mod
 
 
@@ -25,6 +25,9 @@ class EventMeta:
     idempotency_key: str
     received_at: datetime
     headers: dict[str, str]
+
+
+flush_logs = _capture.flush  # the worker calls it when an attempt ends
 
 
 class StepStore(Protocol):
@@ -58,7 +61,7 @@ class Context:
         self.correlation_id = correlation_id
         self.handler = handler
         self.event = event
-        self.log = log
+        self.log = _capture.recording(log)  # also kept per attempt for the dashboard
         self.scheduled_at = scheduled_at
         self._steps = steps
         self._done: dict[str, Any] | None = None

@@ -343,6 +343,7 @@ class Worker:
             # arrive this way (the runtime handles SIGTERM/SIGINT on the event loop).
             outcome, error = "failed", exc
         duration = time.perf_counter() - t0
+        await context.flush_logs(self.store, c.id, c.attempt)  # ctx.log's lines, per attempt
         finished = self._finished(c, handler, started, outcome, error)
         try:
             if finished.extra.get("reason") == "rate_limited":

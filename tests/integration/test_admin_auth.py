@@ -36,6 +36,12 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
     ("POST", "/api/schedules/nightly/trigger", None),
     ("POST", "/api/schedules/nightly/pause", None),
     ("POST", "/api/schedules/nightly/resume", None),
+    ("POST", f"/api/events/{uuid.UUID(int=1)}/resend", None),
+    ("POST", f"/api/executions/{uuid.UUID(int=1)}/rerun", None),
+    ("POST", f"/api/executions/{uuid.UUID(int=1)}/cancel", None),
+    ("POST", "/api/executions/cancel", {"dry_run": True}),
+    ("POST", "/api/dead-letters/purge", {"dry_run": True}),
+    ("POST", f"/api/dead-letters/{uuid.UUID(int=1)}/purge", None),
     ("GET", "/api/no-such-route", None),
 ]
 

@@ -40,6 +40,7 @@ WINDOWS: dict[str, tuple[timedelta, int]] = {  # window: (length, bucket seconds
     "30d": (timedelta(days=30), 43200),
 }
 MAX_IDS_SHOWN = 1000
+RERUNNABLE = ("succeeded", "cancelled")
 
 
 class ApiError(Exception):
@@ -73,6 +74,11 @@ Limit = Annotated[int, Query(ge=1, le=models.MAX_PAGE, description="page size")]
 CursorQ = Annotated[str | None, Query(max_length=200, description="next_cursor of the last page")]
 NameQ = Annotated[models.Name | None, Query()]
 Since = Annotated[datetime | None, Query(description="ISO 8601; UTC when it names no zone")]
+SearchQ = Annotated[
+    models.SearchText | None,
+    Query(description="an id, idempotency key or correlation id (exact), or payload text (events)"),
+]
+KindQ = Annotated[models.ExecutionKind | None, Query(description="webhook runs or cron runs")]
 
 _errors = {
     400: {"model": models.ErrorOut, "description": "a bad cursor or time"},
@@ -139,7 +145,7 @@ def _event_out(e: records.Event) -> models.EventOut:
 
 
 def _execution_out(x: records.Execution) -> models.ExecutionOut:
-    return models.ExecutionOut(**asdict(x))
+    return models.ExecutionOut(**asdict(x), kind="webhook" if x.event_id is not None else "cron")
 
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
@@ -199,7 +205,7 @@ async def session(request: Request) -> models.SessionOut:
 # --- events -------------------------------------------------------------------------------
 
 
-@router.get("/events", response_model=models.Page[models.EventOut], tags=["events"])
+@router.get("/events", response_model=models.EventPage, tags=["events"])
 async def list_events(
     a: AdminDep,
     status: Annotated[models.EventStatus | None, Query()] = None,
@@ -207,10 +213,11 @@ async def list_events(
     type: NameQ = None,
     since: Since = None,
     until: Since = None,
+    q: SearchQ = None,
     limit: Limit = 50,
     cursor: CursorQ = None,
-) -> models.Page[models.EventOut]:
-    """Stored deliveries, newest first."""
+) -> models.EventPage:
+    """Stored deliveries, newest first; ``q`` searches ids, keys, correlation ids and payloads."""
     f = store_mod.Filters(
         status=status,
         source=source,
@@ -219,9 +226,16 @@ async def list_events(
         until=_utc(until, "until"),
         limit=limit + 1,
     )
-    rows = await a.store().page_events(f, decode_cursor(cursor))
+    store = a.store()
+    search = await store.search(q, f) if q is not None else None
+    rows = await store.page_events(f, decode_cursor(cursor), search=search)
     kept, nxt = _page(rows, limit, lambda e: (e.received_at, e.id))
-    return models.Page[models.EventOut](items=[_event_out(e) for e in kept], next_cursor=nxt)
+    return models.EventPage(
+        items=[_event_out(e) for e in kept],
+        next_cursor=nxt,
+        search_indexed=search.indexed if search is not None else None,
+        payload_searched_since=search.payload_since if search is not None else None,
+    )
 
 
 @router.get("/events/{event_id}", response_model=models.EventDetail, responses=_not_found, tags=["events"])
@@ -232,7 +246,7 @@ async def get_event(a: AdminDep, event_id: Annotated[UUID, Path()]) -> models.Ev
     if found is None:
         raise ApiError(404, "not_found", f"no event {event_id}")
     event, raw = found
-    runs = await store.list_executions(store_mod.Filters(limit=0), event_id=event_id)
+    runs = await store.page_executions(store_mod.Filters(limit=models.MAX_PAGE), event_id=event_id)
     body, encoding = _body(raw)
     return models.EventDetail(
         **_event_out(event).model_dump(),
@@ -287,6 +301,32 @@ async def revalidate_events(
 
 
 @router.post(
+    "/events/{event_id}/resend",
+    response_model=models.StartedOut,
+    responses={**_not_found, **_conflict},
+    tags=["events"],
+)
+async def resend_event(a: AdminDep, event_id: Annotated[UUID, Path()]) -> models.StartedOut:
+    """Run an accepted event's handlers again, as new executions; the earlier ones stay."""
+    store = a.store()
+    found = await store.get_event(event_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no event {event_id}")
+    event = found[0]
+    if event.status != "accepted":
+        raise ApiError(409, "conflict", "the event was rejected: revalidate it instead")
+    handlers = a.app.handlers_for(event.source, event.type)
+    if not handlers:
+        raise ApiError(409, "conflict", f"no handler of this app takes {event.source} {event.type}")
+    budgets = [(h.name, a.app.policy(h).max_attempts or a.app.settings.max_retry_attempts) for h in handlers]
+    ids = await store.resend(event_id, budgets, store_mod.utcnow())
+    if ids is None:
+        raise ApiError(409, "conflict", "the event changed meanwhile")
+    log.info("event.resent", event_id=str(event_id), executions=len(ids))
+    return models.StartedOut(execution_ids=ids)
+
+
+@router.post(
     "/events/{event_id}/revalidate",
     response_model=models.RevalidatedOut,
     responses={**_not_found, **_conflict},
@@ -323,12 +363,15 @@ async def list_executions(
     handler: NameQ = None,
     error: Annotated[models.ErrorText | None, Query(description="text the last error contains")] = None,
     event_id: Annotated[UUID | None, Query()] = None,
+    kind: KindQ = None,
+    q: SearchQ = None,
     since: Annotated[datetime | None, Query(description="last changed at or after")] = None,
     until: Annotated[datetime | None, Query(description="last changed before")] = None,
     limit: Limit = 50,
     cursor: CursorQ = None,
 ) -> models.Page[models.ExecutionOut]:
-    """Executions, newest first (by creation)."""
+    """Executions, newest first (by creation); ``q`` matches the execution's id, its event's
+    id or idempotency key, or the correlation id."""
     f = store_mod.Filters(
         status=status,
         source=source,
@@ -339,7 +382,7 @@ async def list_executions(
         until=_utc(until, "until"),
         limit=limit + 1,
     )
-    rows = await a.store().page_executions(f, decode_cursor(cursor), event_id=event_id)
+    rows = await a.store().page_executions(f, decode_cursor(cursor), event_id=event_id, kind=kind, search=q)
     kept, nxt = _page(rows, limit, lambda x: (x.created_at, x.id))
     return models.Page[models.ExecutionOut](items=[_execution_out(x) for x in kept], next_cursor=nxt)
 
@@ -358,22 +401,107 @@ async def get_execution(a: AdminDep, execution_id: Annotated[UUID, Path()]) -> m
         raise ApiError(404, "not_found", f"no execution {execution_id}")
     attempts = await store.list_attempts(execution_id)
     steps = await store.list_steps(execution_id)
+    logs = await store.list_logs(execution_id)
+    history = [
+        models.AttemptOut(
+            **{k: v for k, v in asdict(t).items() if k != "execution_id"},
+            duration_ms=round((t.ended_at - t.started_at).total_seconds() * 1000, 3),
+        )
+        for t in attempts
+    ]
     event = None
     if x.event_id is not None:
         found = await store.get_event(x.event_id)
         event = _event_out(found[0]) if found is not None else None
+    out = _execution_out(x).model_dump()
+    out["duration_ms"] = round(sum(t.duration_ms for t in history), 3) if history else None
     return models.ExecutionDetail(
-        **_execution_out(x).model_dump(),
+        **out,
         event=event,
-        attempt_history=[
-            models.AttemptOut(
-                **{k: v for k, v in asdict(t).items() if k != "execution_id"},
-                duration_ms=round((t.ended_at - t.started_at).total_seconds() * 1000, 3),
-            )
-            for t in attempts
-        ],
+        attempt_history=history,
         steps=[models.StepOut(**asdict(s)) for s in steps],
+        logs=[models.LogLineOut(**asdict(line)) for line in logs],
     )
+
+
+@router.post(
+    "/executions/{execution_id}/rerun",
+    response_model=models.StartedOut,
+    responses={**_not_found, **_conflict},
+    tags=["executions"],
+)
+async def rerun_execution(a: AdminDep, execution_id: Annotated[UUID, Path()]) -> models.StartedOut:
+    """Run a succeeded (or cancelled) execution again, as a new execution; the old one stays."""
+    store = a.store()
+    x = await store.get_execution(execution_id)
+    if x is None:
+        raise ApiError(404, "not_found", f"no execution {execution_id}")
+    if x.status not in RERUNNABLE:
+        raise ApiError(409, "conflict", f"the execution is {x.status}: only a finished one runs again")
+    handler = a.app.handlers.get(x.handler)
+    if handler is None:
+        raise ApiError(409, "conflict", f"no handler named {x.handler!r} in this app")
+    budget = a.app.policy(handler).max_attempts or a.app.settings.max_retry_attempts
+    new_id = await store.rerun(execution_id, budget, store_mod.utcnow(), statuses=RERUNNABLE)
+    if new_id is None:
+        raise ApiError(409, "conflict", "the execution changed meanwhile")
+    log.info("execution.rerun", execution_id=str(execution_id), new_execution_id=str(new_id))
+    return models.StartedOut(execution_ids=[new_id])
+
+
+async def _cancel(a: Admin, ids: list[UUID], dry_run: bool) -> models.ActionOut:
+    changed: list[UUID] = []
+    if not dry_run and ids:
+        changed = await a.store().cancel_pending(ids, store_mod.utcnow())
+        log.info("executions.cancelled", executions=len(changed))
+    shown = ids if dry_run else changed
+    return models.ActionOut(
+        dry_run=dry_run,
+        matched=len(ids),
+        changed=len(changed),
+        ids=shown[:MAX_IDS_SHOWN],
+        truncated=len(shown) > MAX_IDS_SHOWN,
+    )
+
+
+def _bulk_filters(body: models.ExecutionFilter, status: str) -> store_mod.Filters:
+    return store_mod.Filters(
+        status=status,
+        source=body.source,
+        type=body.type,
+        handler=body.handler,
+        error=body.error,
+        since=_utc(body.since, "since"),
+        until=_utc(body.until, "until"),
+        limit=body.limit,
+        ids=tuple(dict.fromkeys(body.ids)) if body.ids is not None else None,
+    )
+
+
+@router.post("/executions/cancel", response_model=models.ActionOut, tags=["executions"])
+async def cancel_executions(a: AdminDep, body: Annotated[models.ExecutionFilter, Body()]) -> models.ActionOut:
+    """Cancel the pending executions that match (a running one is not stopped)."""
+    ids = await a.store().matching_ids(_bulk_filters(body, "pending"))
+    return await _cancel(a, ids, body.dry_run)
+
+
+@router.post(
+    "/executions/{execution_id}/cancel",
+    response_model=models.ActionOut,
+    responses={**_not_found, **_conflict},
+    tags=["executions"],
+)
+async def cancel_execution(a: AdminDep, execution_id: Annotated[UUID, Path()]) -> models.ActionOut:
+    """Cancel one pending execution."""
+    status = (await a.store().execution_statuses([execution_id])).get(execution_id)
+    if status is None:
+        raise ApiError(404, "not_found", f"no execution {execution_id}")
+    if status != "pending":
+        raise ApiError(409, "conflict", f"the execution is {status}, not pending")
+    out = await _cancel(a, [execution_id], dry_run=False)
+    if not out.changed:
+        raise ApiError(409, "conflict", "the execution started or changed meanwhile")
+    return out
 
 
 # --- dead letters -------------------------------------------------------------------------
@@ -386,6 +514,7 @@ async def list_dead_letters(
     type: NameQ = None,
     handler: NameQ = None,
     error: Annotated[models.ErrorText | None, Query(description="text the last error contains")] = None,
+    q: SearchQ = None,
     since: Annotated[datetime | None, Query(description="died at or after")] = None,
     until: Annotated[datetime | None, Query(description="died before")] = None,
     limit: Limit = 50,
@@ -402,7 +531,7 @@ async def list_dead_letters(
         until=_utc(until, "until"),
         limit=limit + 1,
     )
-    rows = await a.store().page_executions(f, decode_cursor(cursor), order="updated")
+    rows = await a.store().page_executions(f, decode_cursor(cursor), order="updated", search=q)
     kept, nxt = _page(rows, limit, lambda x: (x.updated_at, x.id))
     return models.Page[models.ExecutionOut](items=[_execution_out(x) for x in kept], next_cursor=nxt)
 
@@ -433,18 +562,49 @@ async def replay_dead_letters(
     a: AdminDep, body: Annotated[models.ExecutionFilter, Body()]
 ) -> models.ReplayOut:
     """Replay the dead executions that match (a fresh attempt budget each; history stays)."""
-    f = store_mod.Filters(
-        status="dead",
-        source=body.source,
-        type=body.type,
-        handler=body.handler,
-        error=body.error,
-        since=_utc(body.since, "since"),
-        until=_utc(body.until, "until"),
-        limit=body.limit,
-        ids=tuple(dict.fromkeys(body.ids)) if body.ids is not None else None,
+    return await _replay(a, await a.store().matching_ids(_bulk_filters(body, "dead")), body.dry_run)
+
+
+async def _purge(a: Admin, ids: list[UUID], dry_run: bool) -> models.ActionOut:
+    changed = 0
+    if not dry_run and ids:
+        changed = await a.store().purge(ids)
+        log.info("dlq.purged", executions=changed)
+    return models.ActionOut(
+        dry_run=dry_run,
+        matched=len(ids),
+        changed=changed,
+        ids=ids[:MAX_IDS_SHOWN],
+        truncated=len(ids) > MAX_IDS_SHOWN,
     )
-    return await _replay(a, await a.store().matching_ids(f), body.dry_run)
+
+
+@router.post("/dead-letters/purge", response_model=models.ActionOut, tags=["dead letters"])
+async def purge_dead_letters(
+    a: AdminDep, body: Annotated[models.ExecutionFilter, Body()]
+) -> models.ActionOut:
+    """Delete the dead executions that match, with their attempts, steps and logs (the
+    events stay)."""
+    return await _purge(a, await a.store().matching_ids(_bulk_filters(body, "dead")), body.dry_run)
+
+
+@router.post(
+    "/dead-letters/{execution_id}/purge",
+    response_model=models.ActionOut,
+    responses={**_not_found, **_conflict},
+    tags=["dead letters"],
+)
+async def purge_dead_letter(a: AdminDep, execution_id: Annotated[UUID, Path()]) -> models.ActionOut:
+    """Delete one dead execution with its history."""
+    status = (await a.store().execution_statuses([execution_id])).get(execution_id)
+    if status is None:
+        raise ApiError(404, "not_found", f"no execution {execution_id}")
+    if status != "dead":
+        raise ApiError(409, "conflict", f"the execution is {status}, not dead")
+    out = await _purge(a, [execution_id], dry_run=False)
+    if not out.changed:
+        raise ApiError(409, "conflict", "the execution changed meanwhile")
+    return out
 
 
 @router.post(

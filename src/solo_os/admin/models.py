@@ -13,6 +13,7 @@ T = TypeVar("T")
 EventStatus = Literal["accepted", "rejected"]
 ExecutionStatus = Literal["pending", "running", "succeeded", "dead", "cancelled"]
 Window = Literal["1h", "6h", "24h", "7d", "30d"]
+ExecutionKind = Literal["webhook", "cron"]
 
 MAX_PAGE = 500
 MAX_BULK = 100_000
@@ -33,6 +34,13 @@ Name = Annotated[
     AfterValidator(_storable),
 ]
 ErrorText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    AfterValidator(_storable),
+]
+
+
+SearchText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$"),
     AfterValidator(_storable),
@@ -65,6 +73,20 @@ class EventOut(BaseModel):
     received_at: datetime
 
 
+class EventPage(Page[EventOut]):
+    search_indexed: bool | None = Field(
+        None, description="q's payload text match used the trigram index (PostgreSQL with pg_trgm)"
+    )
+    payload_searched_since: datetime | None = Field(
+        None,
+        description=(
+            "without an index, q's payload text match scans a bounded number of the newest events: "
+            "events received before this time were matched by id, key and correlation id only "
+            "(set until= to search further back); null: the whole range was scanned"
+        ),
+    )
+
+
 class ExecutionOut(BaseModel):
     id: UUID
     event_id: UUID | None
@@ -77,6 +99,8 @@ class ExecutionOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     run_after: datetime | None = None
+    kind: ExecutionKind = Field("webhook", description="webhook: runs for an event; cron: a schedule's")
+    duration_ms: float | None = Field(None, description="run time of its recorded attempts, summed")
 
 
 class EventDetail(EventOut):
@@ -107,14 +131,25 @@ class StepOut(BaseModel):
     created_at: datetime
 
 
+class LogLineOut(BaseModel):
+    attempt: int
+    seq: int = Field(description="the line's place within its attempt")
+    at: datetime
+    level: Literal["debug", "info", "warning", "error", "critical"]
+    message: str
+    fields: dict[str, Any] | None = Field(None, description="the line's key-value pairs, redacted")
+
+
 class ExecutionDetail(ExecutionOut):
     event: EventOut | None
     attempt_history: list[AttemptOut]
     steps: list[StepOut]
+    logs: list[LogLineOut] = Field(description="what ctx.log emitted, per attempt (bounded, redacted)")
 
 
 class ExecutionFilter(BaseModel):
-    """Which dead executions a bulk replay takes (all given filters must match)."""
+    """Which executions a bulk action takes (all given filters must match): dead ones for a
+    replay or purge, pending ones for a cancel."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -123,10 +158,10 @@ class ExecutionFilter(BaseModel):
     type: Name | None = None
     handler: Name | None = None
     error: ErrorText | None = Field(None, description="text the last error contains")
-    since: datetime | None = Field(None, description="died at or after")
-    until: datetime | None = Field(None, description="died before")
+    since: datetime | None = Field(None, description="last changed (died) at or after")
+    until: datetime | None = Field(None, description="last changed (died) before")
     limit: int = Field(0, ge=0, le=MAX_BULK, description="at most this many, oldest first (0: all)")
-    dry_run: bool = Field(False, description="only count and list what would be replayed")
+    dry_run: bool = Field(False, description="only count and list what the action would take")
 
 
 class ReplayOut(BaseModel):
@@ -135,6 +170,22 @@ class ReplayOut(BaseModel):
     replayed: int = Field(description="put back to pending (0 in a dry run)")
     ids: list[UUID] = Field(description="the matched (dry run) or replayed ids, at most 1000")
     truncated: bool = False
+
+
+class ActionOut(BaseModel):
+    """The result of a cancel or purge."""
+
+    dry_run: bool
+    matched: int = Field(description="executions in a state the action takes that match")
+    changed: int = Field(description="cancelled or purged (0 in a dry run)")
+    ids: list[UUID] = Field(description="the matched (dry run) or changed ids, at most 1000")
+    truncated: bool = False
+
+
+class StartedOut(BaseModel):
+    """New executions a re-run or resend created (the earlier ones and their history stay)."""
+
+    execution_ids: list[UUID]
 
 
 class RevalidateFilter(BaseModel):

@@ -19,8 +19,8 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solo_os import records
-from solo_os.store import _schema
+from solo_os import _ids, records
+from solo_os.store import _logs, _schema
 
 if TYPE_CHECKING:
     from solo_os.store._base import Filters
@@ -33,6 +33,9 @@ sf = _schema.schedule_fires
 
 Cursor = tuple[datetime, UUID]
 ExecutionOrder = Literal["created", "updated"]
+ExecutionKind = Literal["webhook", "cron"]
+SEARCH_SCAN = 20_000  # events a payload text search scans without an index (newest first)
+TRGM_INDEX = "ix_events_payload_trgm"
 _FAILED_OUTCOMES = ("failed", "timed_out", "lost")
 
 _EVENT_COLUMNS = (
@@ -57,6 +60,31 @@ _EXECUTION_COLUMNS = (
     ex.c.updated_at,
     ex.c.run_after,
 )
+
+
+@dataclass(frozen=True)
+class ListedExecution(records.Execution):
+    """An execution in a list, with the run time of its recorded attempts."""
+
+    duration_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Search:
+    """A search term and how far back its payload text match reaches.
+
+    ``text`` is compared for equality with ids, idempotency keys and correlation ids (all
+    indexed) and matched as a substring of the payload's JSON text. That match uses the
+    trigram index on PostgreSQL (``indexed``); without one (SQLite, or PostgreSQL without
+    ``pg_trgm``, or a term under 3 characters) it scans at most ``SEARCH_SCAN`` of the newest
+    events in the filters' time range: ``payload_since`` is the oldest one it reaches (None:
+    the whole range is within the bound).
+    """
+
+    text: str
+    uuid: UUID | None = None
+    indexed: bool = False
+    payload_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -141,23 +169,60 @@ class Stats:
     series: list[Bucket]
 
 
-class AdminQueries:
-    """What the admin API reads. Mixed into ``Store``."""
+class AdminQueries(_logs.LogQueries):
+    """What the admin API reads and the few changes it makes. Mixed into ``Store``."""
 
     dialect: str
+    _payload_trgm: bool | None = None
 
     if TYPE_CHECKING:
 
         def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
 
+        def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+        def _insert(self, table: sa.Table) -> Any: ...
+
         def _filtered(self, q: Any, f: Filters) -> Any: ...
+
+        async def _notify(self, conn: AsyncConnection) -> None: ...
+
+        def wake_local(self) -> None: ...
+
+    # --- search ------------------------------------------------------------------------
+
+    async def _has_payload_index(self) -> bool:
+        if self.dialect != "postgresql":
+            return False
+        if self._payload_trgm is None:
+            async with self._read() as conn:
+                found = await conn.scalar(sa.text(f"SELECT to_regclass('{TRGM_INDEX}') IS NOT NULL"))
+            self._payload_trgm = bool(found)
+        return self._payload_trgm
+
+    async def search(self, text: str, f: Filters) -> Search:
+        """How a search for ``text`` among the events ``f`` selects will run (see ``Search``)."""
+        try:
+            as_uuid: UUID | None = UUID(text)
+        except ValueError:
+            as_uuid = None
+        if len(text) >= 3 and await self._has_payload_index():
+            return Search(text, as_uuid, indexed=True)
+        q = sa.select(ev.c.received_at).order_by(ev.c.received_at.desc()).offset(SEARCH_SCAN - 1).limit(1)
+        async with self._read() as conn:
+            floor = await conn.scalar(_event_filters(q, f))
+        return Search(text, as_uuid, payload_since=floor)
 
     # --- pages -------------------------------------------------------------------------
 
-    async def page_events(self, f: Filters, after: Cursor | None = None) -> list[records.Event]:
+    async def page_events(
+        self, f: Filters, after: Cursor | None = None, *, search: Search | None = None
+    ) -> list[records.Event]:
         """Up to ``f.limit`` events older than ``after`` (newest first) matching ``f``."""
         q = sa.select(*_EVENT_COLUMNS).order_by(ev.c.received_at.desc(), ev.c.id.desc())
         q = _event_filters(q, f)
+        if search is not None:
+            q = q.where(_event_match(search))
         if after is not None:
             q = q.where(_before(ev.c.received_at, ev.c.id, after))
         q = q.limit(f.limit)
@@ -171,18 +236,131 @@ class AdminQueries:
         *,
         order: ExecutionOrder = "created",
         event_id: UUID | None = None,
-    ) -> list[records.Execution]:
-        """Up to ``f.limit`` executions past ``after``, newest first by ``order``'s time."""
+        kind: ExecutionKind | None = None,
+        search: str | None = None,
+    ) -> list[ListedExecution]:
+        """Up to ``f.limit`` executions past ``after``, newest first by ``order``'s time.
+
+        ``kind`` keeps webhook runs (an event's) or cron runs (none); ``search`` is compared
+        with the execution's id, its event's id and idempotency key, and its correlation id.
+        """
         time_col = ex.c.created_at if order == "created" else ex.c.updated_at
-        q = sa.select(*_EXECUTION_COLUMNS).order_by(time_col.desc(), ex.c.id.desc())
+        duration = (
+            sa.select(sa.func.sum(self._duration_ms(at.c.started_at, at.c.ended_at)))
+            .where(at.c.execution_id == ex.c.id)
+            .scalar_subquery()
+            .label("duration_ms")
+        )
+        q = sa.select(*_EXECUTION_COLUMNS, duration).order_by(time_col.desc(), ex.c.id.desc())
         if event_id is not None:
             q = q.where(ex.c.event_id == event_id)
+        if kind is not None:
+            q = q.where(ex.c.event_id.is_not(None) if kind == "webhook" else ex.c.event_id.is_(None))
+        if search is not None:
+            q = q.where(_execution_match(search))
         q = self._filtered(q, f)
         if after is not None:
             q = q.where(_before(time_col, ex.c.id, after))
         q = q.limit(f.limit)
         async with self._read() as conn:
-            return [records.Execution.from_row(_mapping(r)) for r in await conn.execute(q)]
+            rows = [_mapping(r) for r in await conn.execute(q)]
+        return [ListedExecution.from_row({**r, "duration_ms": _round(r["duration_ms"])}) for r in rows]
+
+    # --- actions (the admin API's and the CLI's) ---------------------------------------
+
+    async def rerun(
+        self, execution_id: UUID, max_attempts: int, now: datetime, statuses: Sequence[str] = ("succeeded",)
+    ) -> UUID | None:
+        """A new pending execution of the same handler for the same event (or schedule time).
+
+        Only from an execution in ``statuses``; the original and its history stay as they
+        are. Returns the new execution's id, or None if the execution is not (or no longer)
+        in one of those states.
+        """
+        new_id = _ids.uuid7()
+        copy = sa.select(
+            sa.literal(new_id, sa.Uuid).label("id"),
+            ex.c.event_id,
+            ex.c.handler,
+            sa.literal("pending").label("status"),
+            sa.literal(0).label("attempts"),
+            sa.literal(max_attempts).label("max_attempts"),
+            sa.literal(now, _schema.UTCDateTime).label("run_after"),
+            ex.c.correlation_id,
+            ex.c.scheduled_at,
+            sa.literal(now, _schema.UTCDateTime).label("created_at"),
+            sa.literal(now, _schema.UTCDateTime).label("updated_at"),
+        ).where(ex.c.id == execution_id, ex.c.status.in_(list(statuses)))
+        columns = [
+            "id",
+            "event_id",
+            "handler",
+            "status",
+            "attempts",
+            "max_attempts",
+            "run_after",
+            "correlation_id",
+            "scheduled_at",
+            "created_at",
+            "updated_at",
+        ]
+        async with self._write() as conn:
+            res = await conn.execute(sa.insert(ex).from_select(columns, copy))
+            if not res.rowcount:
+                return None
+            await self._notify(conn)
+        self.wake_local()
+        return new_id
+
+    async def resend(
+        self, event_id: UUID, handlers: Sequence[tuple[str, int]], now: datetime
+    ) -> list[UUID] | None:
+        """New pending executions of an accepted event, one per ``(handler, max_attempts)``.
+
+        The event's earlier executions stay (history). None if there is no accepted event.
+        """
+        async with self._write() as conn:
+            row = (
+                await conn.execute(sa.select(ev.c.status, ev.c.correlation_id).where(ev.c.id == event_id))
+            ).first()
+            if row is None or row.status != "accepted":
+                return None
+            new = [
+                {
+                    "id": _ids.uuid7(),
+                    "event_id": event_id,
+                    "handler": name,
+                    "status": "pending",
+                    "attempts": 0,
+                    "max_attempts": budget,
+                    "run_after": now,
+                    "correlation_id": row.correlation_id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for name, budget in handlers
+            ]
+            if new:
+                await conn.execute(sa.insert(ex), new)
+                await self._notify(conn)
+        if new:
+            self.wake_local()
+        return [n["id"] for n in new]
+
+    async def cancel_pending(self, ids: Sequence[UUID], now: datetime) -> list[UUID]:
+        """Cancel the executions among ``ids`` that are pending (not yet claimed) now."""
+        out: list[UUID] = []
+        async with self._write() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = list(ids[i : i + 500])
+                rows = await conn.execute(
+                    sa.update(ex)
+                    .where(ex.c.id.in_(chunk), ex.c.status == "pending")
+                    .values(status="cancelled", updated_at=now)
+                    .returning(ex.c.id)
+                )
+                out.extend(r[0] for r in rows)
+        return out
 
     async def events_with_bodies(
         self, f: Filters, ids: Sequence[UUID] | None = None
@@ -450,6 +628,26 @@ class AdminQueries:
 
 def _mapping(row: Any) -> Mapping[str, Any]:
     return cast("Mapping[str, Any]", row._mapping)
+
+
+def _event_match(s: Search) -> Any:
+    found = [ev.c.idempotency_key == s.text, ev.c.correlation_id == s.text]
+    if s.uuid is not None:
+        found.append(ev.c.id == s.uuid)
+    text = sa.cast(ev.c.payload, sa.Text).icontains(s.text, autoescape=True)
+    if s.payload_since is not None:
+        text = sa.and_(ev.c.received_at >= s.payload_since, text)
+    return sa.or_(*found, text)
+
+
+def _execution_match(text: str) -> Any:
+    by_key = sa.select(ev.c.id).where(ev.c.idempotency_key == text)
+    found = [ex.c.correlation_id == text, ex.c.event_id.in_(by_key)]
+    try:
+        as_uuid = UUID(text)
+    except ValueError:
+        return sa.or_(*found)
+    return sa.or_(*found, ex.c.id == as_uuid, ex.c.event_id == as_uuid)
 
 
 def _event_filters(q: Any, f: Filters) -> Any:

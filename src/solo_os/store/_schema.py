@@ -245,3 +245,27 @@ alert_state = sa.Table(
     sa.Column("cursor_id", sa.Uuid, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# --- search and handler logs (migration 0005) ------------------------------------------------
+# On PostgreSQL, 0005 also creates ix_events_payload_trgm (pg_trgm GIN over payload::text) when
+# the extension is available; it is not declared here because it depends on the extension.
+
+sa.Index("ix_events_idempotency_key", events.c.idempotency_key)
+sa.Index("ix_events_correlation", events.c.correlation_id)
+sa.Index("ix_executions_correlation", executions.c.correlation_id)
+
+execution_logs = sa.Table(
+    "execution_logs",
+    metadata,
+    sa.Column("id", BIGID, primary_key=True, autoincrement=True),
+    sa.Column(
+        "execution_id", sa.Uuid, sa.ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("fields", JSON, nullable=True),
+    sa.UniqueConstraint("execution_id", "attempt", "seq", name="uq_execution_logs_line"),
+)
