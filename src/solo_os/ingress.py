@@ -24,7 +24,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from solo_os import _ids, errors, metrics, records, tracing
-from solo_os import _json as json_codec
 from solo_os import app as app_mod
 from solo_os import store as store_mod
 from solo_os.sources import _base as sources_base
@@ -218,10 +217,12 @@ def build_event(
     """
     problems: list[dict[str, Any]] = []
     document: Any = None
-    try:
-        document = json_codec.loads(body)
-    except json_codec.JSONDecodeError as exc:
-        problems.append({"loc": ["body"], "msg": f"not JSON: {exc}", "type": "json_invalid"})
+    stored_text: str | None = None
+    try:  # JSON through solo_os._json (its depth limit), or a form (SPEC section 2)
+        document = source.decode(headers, body)
+        stored_text = _payload_text(headers, body, document)
+    except errors.PayloadError as exc:
+        problems.extend(exc.details)
     if not problems and (reply := source.challenge(headers, document)) is not None:
         return reply
     event_type = ""
@@ -245,14 +246,13 @@ def build_event(
     if not problems:
         problems.extend(application.validate(name, event_type, document))
         handlers = application.handlers_for(name, event_type)
-    storable = not problems and not _UNSTORABLE_JSON.search(body)
     return records.NewEvent(
         id=_ids.uuid7(),
         source=name,
         idempotency_key=key,
         type=event_type[:255],
         status="rejected" if problems else "accepted",
-        payload=body.decode("utf-8") if storable else None,
+        payload=None if problems else stored_text,
         body=body,
         headers=source.stored_headers(headers),
         errors=problems or None,
@@ -264,6 +264,27 @@ def build_event(
         ),
         trace_parent=trace_parent,
     )
+
+
+def _payload_text(headers: Any, body: bytes, document: Any) -> str | None:
+    """The JSON text stored as the event's payload, or None where the raw body must be read.
+
+    A JSON body is stored as sent, unless PostgreSQL's jsonb could not hold it (the worker then
+    reads the body). A form is stored as the document it decoded to: the worker reads it back
+    as JSON, so a form field jsonb cannot hold (a NUL) makes it invalid instead.
+    """
+    if not sources_base.is_form(headers):
+        return None if _UNSTORABLE_JSON.search(body) else body.decode("utf-8")
+    try:
+        text: bytes | None = orjson.dumps(document)
+    except TypeError:  # orjson's JSONEncodeError: a lone surrogate
+        text = None
+    if text is None or _UNSTORABLE_JSON.search(text):
+        raise errors.PayloadError(
+            [{"loc": ["body"], "msg": "a form field holds a NUL character or a lone surrogate",
+              "type": "value_error"}]
+        )
+    return text.decode("utf-8")
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:

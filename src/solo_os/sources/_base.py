@@ -13,13 +13,14 @@ import binascii
 import hashlib
 import hmac
 import re
+import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import orjson
 
-from solo_os import errors
+from solo_os import _json, errors
 from solo_os import secrets as secrets_mod
 
 MAX_HEADER_CHARS = 8192  # a signature header longer than this is an attack, not a signature
@@ -27,11 +28,14 @@ DEFAULT_TOLERANCE = 300  # seconds a signed timestamp may be off (Stripe, Slack,
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+_HEX = re.compile(r"[0-9a-fA-F]*")
 # Unix seconds: ASCII digits only (``\d`` would admit other scripts' digits) and few enough of
 # them that no conversion can overflow; 15 digits is ~30 million years.
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 # What a database column or a log line should never hold: C0 controls, DEL, lone surrogates.
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM_FIELDS = 1000  # Slack, Twilio and GitHub send a few dozen; more is not a provider
 
 
 class Headers(Protocol):
@@ -214,6 +218,90 @@ def hmac_sha256(secret: bytes, message: bytes) -> bytes:
     return hmac.new(secret, message, hashlib.sha256).digest()
 
 
+def hmac_sha1(secret: bytes, message: bytes) -> bytes:
+    """HMAC-SHA1: still what Twilio and Intercom sign with (HMAC-SHA1 is not broken)."""
+    return hmac.new(secret, message, hashlib.sha1).digest()
+
+
+def hex_bytes(value: str, size: int) -> bytes | None:
+    """``size`` bytes written as exactly ``2 * size`` hex digits, or None."""
+    if len(value) != 2 * size or not _HEX.fullmatch(value):
+        return None
+    return bytes.fromhex(value)
+
+
+def base64_bytes(value: str, size: int) -> bytes | None:
+    """``size`` bytes in standard, canonical base64 (see ``base64_digest``), or None."""
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    if len(raw) != size or base64.b64encode(raw).decode("ascii") != value:
+        return None
+    return raw
+
+
+def token_match(given: str, secrets: Sequence[str]) -> bool:
+    """Whether ``given`` equals one of ``secrets`` (shared tokens, credentials), in constant time.
+
+    Digests are compared, so neither the secrets' lengths nor a common prefix shows in timing.
+    """
+    digest = hashlib.sha256(given.encode("utf-8", "surrogatepass")).digest()
+    return any_match([hashlib.sha256(s.encode("utf-8")).digest() for s in secrets], [digest])
+
+
+def is_form(headers: Headers) -> bool:
+    """Whether the delivery says it is ``application/x-www-form-urlencoded``."""
+    values = headers.getlist("content-type")
+    return len(values) == 1 and values[0].partition(";")[0].strip().lower() == FORM_TYPE
+
+
+def form_fields(body: bytes) -> list[tuple[str, str]]:
+    """A form body's fields in order (blank values kept); ``PayloadError`` if it is not one."""
+    try:
+        return urllib.parse.parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except ValueError as exc:  # not UTF-8 (also once percent-decoded), or too many fields
+        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise errors.PayloadError(
+            [{"loc": ["body"], "msg": f"not a form: {reason}", "type": "form_invalid"}]
+        ) from None
+
+
+def decode_body(headers: Headers, body: bytes) -> Any:
+    """The document a verified body stands for (SPEC section 2, form-encoded deliveries).
+
+    JSON is decoded by ``solo_os._json`` (its depth limit). A form
+    (``application/x-www-form-urlencoded``) whose ``payload`` field holds a JSON object or array
+    (Slack interactivity, GitHub's form content type) is that JSON; any other form is its fields
+    as a dict of strings, the first value of a repeated field (Slack slash commands, Twilio).
+    Raises ``PayloadError`` where the body is neither.
+    """
+    if is_form(headers):
+        fields: dict[str, str] = {}
+        for name, value in form_fields(body):
+            fields.setdefault(name, value)
+        inner = fields.get("payload")
+        if inner is not None:
+            try:
+                document = _json.loads(inner)
+            except _json.JSONDecodeError:
+                document = None
+            if isinstance(document, dict | list):
+                return document
+        return fields
+    try:
+        return _json.loads(body)
+    except _json.JSONDecodeError as exc:
+        raise errors.PayloadError(
+            [{"loc": ["body"], "msg": f"not JSON: {exc}", "type": "json_invalid"}]
+        ) from None
+
+
 def any_match(expected: Sequence[bytes], given: Sequence[bytes]) -> bool:
     """True if any given signature equals any expected one, each compared in constant time.
 
@@ -317,6 +405,17 @@ class Source:
         """A problem with the secrets' form, or None. Overridden by schemes with a format."""
         return None
 
+    def example_secret(self) -> str:
+        """A fresh secret in the form this source accepts (tests, ``solo-os sources``).
+
+        Sources that verify with a public key return a test private key they can sign with.
+        """
+        return "solo-test-" + uuid.uuid4().hex
+
+    def variables(self) -> dict[str, str]:
+        """The environment variables this source reads and what each holds (never a value)."""
+        return {self.secret_env: "secret"} if self.secret_env else {}
+
     @property
     def secrets(self) -> tuple[str, ...]:
         resolver = getattr(self, "_resolver", None)  # set by bind(); re-resolves after a TTL
@@ -341,6 +440,10 @@ class Source:
 
     def idempotency_key(self, headers: Headers, document: Any) -> str | None:
         raise NotImplementedError
+
+    def decode(self, headers: Headers, body: bytes) -> Any:
+        """The verified body as a document: JSON, or a decoded form (``decode_body``)."""
+        return decode_body(headers, body)
 
     def payload(self, document: Any) -> Any:
         """The part of the JSON document handed to the handler's schema (``payload=`` path)."""

@@ -10,6 +10,7 @@ signature checked out (the ingress verifies before anything else).
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,10 +71,16 @@ class SlackSource(_base.Source):
         inner = _base.field(document, "event.type")
         if inner is not None:
             return _base.type_text(inner, "field 'event.type'")
+        command = _base.field(document, "command")  # a slash command's form: "/deploy"
+        if command is not None and _base.field(document, "type") is None:
+            return _base.type_text(command, "field 'command'")
         return _base.type_text(_base.field(document, "type"), "field 'type'")
 
     def idempotency_key(self, headers: _base.Headers, document: Any) -> str | None:
-        return _base.key_text(_base.field(document, "event_id"))
+        # Events API: event_id (kept by retries); slash commands and interactivity: trigger_id.
+        return _base.key_text(
+            _base.field(document, "event_id") or _base.field(document, "trigger_id")
+        )
 
     def challenge(self, headers: _base.Headers, document: Any) -> dict[str, Any] | None:
         if _base.field(document, "type") != "url_verification":
@@ -91,6 +98,9 @@ class SlackSource(_base.Source):
 
     def compose(self, event_type: str, data: Any, now: float) -> tuple[bytes, dict[str, str]]:
         headers = {"content-type": "application/json", "user-agent": "Slackbot 1.0 solo-os-send"}
+        if event_type.startswith("/") or event_type in INTERACTIONS:
+            headers["content-type"] = _base.FORM_TYPE
+            return _form_delivery(event_type, data), headers
         if event_type == "url_verification":
             document: dict[str, Any] = {
                 "type": "url_verification",
@@ -112,6 +122,32 @@ class SlackSource(_base.Source):
             "event_time": int(now),
         }
         return _base.json_body(document), headers
+
+
+INTERACTIONS = frozenset(
+    {"block_actions", "block_suggestion", "interactive_message", "message_action",
+     "shortcut", "view_closed", "view_submission"}
+)
+
+
+def _form_delivery(event_type: str, data: Any) -> bytes:
+    """A slash command (``/deploy``: ``data``'s fields ride along) or an interactivity
+    payload (``block_actions``: ``data`` in the ``payload`` field's JSON), form-encoded."""
+    trigger = f"{_base.new_id()[:12]}.{_base.new_id()[:12]}.{_base.new_id()}"
+    if event_type.startswith("/"):
+        fields = {"token": "solo-os-send", "team_id": "T00000000", "command": event_type,
+                  "text": "", "user_id": "U00000000", "trigger_id": trigger,
+                  "response_url": "https://hooks.slack.com/commands/T00000000/0/solo-os-send"}
+        if isinstance(data, dict):
+            fields.update({k: v if isinstance(v, str) else _base.json_body(v).decode()
+                           for k, v in data.items()})
+        return urllib.parse.urlencode(fields).encode("ascii")
+    document = {"type": event_type, "token": "solo-os-send", "trigger_id": trigger,
+                "team": {"id": "T00000000"}, "user": {"id": "U00000000"}}
+    if isinstance(data, dict):
+        document.update(data)
+    document["type"] = event_type
+    return urllib.parse.urlencode({"payload": _base.json_body(document).decode()}).encode("ascii")
 
 
 def slack(

@@ -9,7 +9,6 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-import orjson
 
 from solo_os import app as app_mod
 from solo_os import errors, ingress
@@ -29,8 +28,9 @@ class Delivery:
 
     @property
     def document(self) -> Any:
-        """The body parsed as JSON."""
-        return orjson.loads(self.body)
+        """The body as the handler's schema sees it before ``payload=``: parsed JSON, or the
+        decoded form (Slack slash commands, Twilio)."""
+        return sources_base.decode_body(sources_base.DictHeaders(self.headers), self.body)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +87,12 @@ class Posted:
 class DeliveryClient:
     """Builds deliveries with each source's own ``compose`` and ``sign`` and posts them.
 
-    ``send("billing", "invoice.paid", data)`` works for any source; ``stripe(...)``,
-    ``github(...)``, ``shopify(...)``, ``slack(...)``, ``standard_webhooks(...)`` and
-    ``hmac(...)`` pick the app's one source of that kind (or the source of that name), and
-    any source name works as a method too (``client.billing("invoice.paid", data)``).
+    ``send("billing", "invoice.paid", data)`` works for any source (every provider in
+    ``solo_os.sources``; ``send("paddle", ...)`` picks the app's one source of that kind);
+    ``stripe(...)``, ``github(...)``, ``shopify(...)``, ``slack(...)``,
+    ``standard_webhooks(...)`` and ``hmac(...)`` are shorthands, and any source name works as
+    a method too (``client.billing("invoice.paid", data)``). Sources that verify with a
+    public key (Discord, SendGrid) sign with the test private key the kit generates.
     ``http`` is the underlying ``httpx.AsyncClient`` for anything else (``/healthz``, the
     admin API).
     """
@@ -224,10 +226,10 @@ class _NoApp:
 
 def _key(source: sources_base.Source, headers: Mapping[str, str], body: bytes) -> str:
     """The idempotency key solo-os will file this delivery under."""
+    wrapped = sources_base.DictHeaders(dict(headers))
     try:
-        document = orjson.loads(body)
-        raw = source.idempotency_key(sources_base.DictHeaders(dict(headers)), document)
-    except (orjson.JSONDecodeError, errors.PayloadError):
+        raw = source.idempotency_key(wrapped, source.decode(wrapped, body))
+    except errors.PayloadError:
         raw = None
     return ingress.storable_key(raw) if raw else sources_base.digest_key(body)
 

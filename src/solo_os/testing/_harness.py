@@ -87,6 +87,8 @@ def generate_secret(source: sources_base.Source) -> str:
     ``whsec_<base64>``, any text for the rest)."""
     if source.kind == "standard_webhooks":
         candidates = ["whsec_" + base64.b64encode(secrets_mod.token_bytes(32)).decode("ascii")]
+    elif type(source).example_secret is not sources_base.Source.example_secret:
+        candidates = [source.example_secret()]  # a format of its own (public keys: a test key)
     else:
         token = secrets_mod.token_hex(16)
         candidates = [f"solo-test-{token}", f"whsec_test_{token}"]
@@ -124,8 +126,9 @@ def secrets_for(application: app_mod.App, given: Mapping[str, str] | None = None
         for attribute in ("url_env", "secret_env", "username_env", "password_env"):
             variable = getattr(channel, attribute, None)
             if isinstance(variable, str) and variable not in env:
-                if attribute == "url_env":
-                    env[variable] = f"https://alerts.solo-os.test/{channel.name}"
+                if attribute == "url_env":  # an Apprise channel needs a URL Apprise knows
+                    scheme = "json" if getattr(channel, "kind", "") == "apprise" else "https"
+                    env[variable] = f"{scheme}://alerts.solo-os.test/{channel.name}"
                 else:
                     env[variable] = _session_secrets.setdefault(
                         ("alerts", variable), f"solo-test-{secrets_mod.token_hex(16)}"

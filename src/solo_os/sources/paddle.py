@@ -1,0 +1,131 @@
+"""``sources.paddle``: Paddle Billing, ``Paddle-Signature: ts=<unix>;h1=<hex>``.
+
+``h1 = hex(HMAC-SHA256(secret key, "{ts}:{raw body}"))`` with the notification destination's
+secret key (``pdl_ntfset_...``) used as UTF-8 text. While a secret is rotated Paddle sends one
+``h1`` per active key; any match is enough. A timestamp further than the tolerance from now,
+either way, is refused (paddle-python-sdk ``Verifier`` does the same with 5 s; 300 s here, like
+the other sources, because a retry is signed afresh anyway). Type ``event_type``
+(``transaction.completed``), key ``event_id`` (``evt_...``), kept by Paddle's retries.
+Reference: https://developer.paddle.com/webhooks/signature-verification
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from solo_os import errors
+from solo_os.sources import _base
+
+HEADER = "paddle-signature"
+MAX_SIGNATURES = 32
+# Keys users paste by mistake instead of the notification destination's secret key.
+_NOT_SIGNING_SECRETS = ("pdl_live_apikey_", "pdl_sdbx_apikey_", "live_", "test_")
+
+
+class PaddleSource(_base.Source):
+    kind = "paddle"
+    secret_headers = frozenset({HEADER})
+
+    def __init__(
+        self,
+        *,
+        secret_env: str | None,
+        tolerance: int = _base.DEFAULT_TOLERANCE,
+        verify: bool = True,
+        max_body_bytes: int | None = None,
+        payload: str | None = None,
+    ) -> None:
+        super().__init__(
+            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
+        )
+        self.tolerance = _base.positive_seconds(tolerance, "sources.paddle: tolerance")
+
+    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
+        for i, secret in enumerate(secrets, 1):
+            if secret.startswith(_NOT_SIGNING_SECRETS):
+                return (
+                    f"secret #{i} is a Paddle API key or client-side token, not a notification"
+                    " destination's secret key (pdl_ntfset_...)"
+                )
+        return None
+
+    def example_secret(self) -> str:
+        return "pdl_ntfset_" + _base.new_id() + "_" + _base.new_id()[:24]
+
+    def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
+        value = _base.one_header(headers, HEADER)
+        timestamp: str | None = None
+        given: list[bytes] = []
+        offered = 0
+        for item in value.split(";"):
+            key, sep, text = item.strip().partition("=")
+            if not sep:
+                continue
+            if key == "ts":
+                if timestamp is not None:
+                    raise errors.SignatureError("repeated_timestamp")
+                timestamp = text
+            elif key == "h1":
+                offered += 1
+                if offered > MAX_SIGNATURES:
+                    raise errors.SignatureError("too_many_signatures")
+                if (sig := _base.hex_digest(text)) is not None:
+                    given.append(sig)
+        if timestamp is None:
+            raise errors.SignatureError("missing_timestamp")
+        t = _base.parse_timestamp(timestamp)
+        if not given:
+            raise errors.SignatureError("malformed_signature" if offered else "missing_signature")
+        signed = f"{t}:".encode() + body  # paddle-python-sdk signs the parsed integer
+        expected = [_base.hmac_sha256(s.encode("utf-8"), signed) for s in self.secrets]
+        if not _base.any_match(expected, given):
+            raise errors.SignatureError("signature_mismatch")
+        _base.check_age(t, now, self.tolerance, future=True)
+
+    def event_type(self, headers: _base.Headers, document: Any) -> str | None:
+        return _base.type_text(_base.field(document, "event_type"), "field 'event_type'")
+
+    def idempotency_key(self, headers: _base.Headers, document: Any) -> str | None:
+        return _base.key_text(_base.field(document, "event_id"))
+
+    def sign(
+        self, body: bytes, now: float, headers: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        t = int(now)
+        mac = _base.hmac_sha256(self.signing_secret().encode("utf-8"), f"{t}:".encode() + body)
+        return {HEADER: f"ts={t};h1={mac.hex()}"}
+
+    def compose(self, event_type: str, data: Any, now: float) -> tuple[bytes, dict[str, str]]:
+        document = {
+            "event_id": _base.new_id("evt_"),
+            "event_type": event_type,
+            "occurred_at": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
+            "notification_id": _base.new_id("ntf_"),
+            "data": data,
+        }
+        headers = {"content-type": "application/json", "user-agent": "Paddle solo-os-send"}
+        return _base.json_body(document), headers
+
+
+def paddle(
+    *,
+    secret_env: str | None = "PADDLE_WEBHOOK_SECRET",  # noqa: S107 - a variable name
+    tolerance: int = _base.DEFAULT_TOLERANCE,
+    verify: bool = True,
+    max_body_bytes: int | None = None,
+    payload: str | None = None,
+) -> PaddleSource:
+    """Paddle Billing notifications, verified with the destination's secret key(s).
+
+    The type is ``event_type`` (``subscription.created``), the key ``event_id``.
+    ``payload="data"`` hands the schema the entity instead of the whole notification.
+    """
+    return PaddleSource(
+        secret_env=secret_env,
+        tolerance=tolerance,
+        verify=verify,
+        max_body_bytes=max_body_bytes,
+        payload=payload,
+    )
