@@ -1,18 +1,29 @@
-"""solo-os: verified, deduplicated webhooks and idempotent handlers, in one Python file."""
+"""solo-os: verified, deduplicated webhooks and idempotent handlers, in one Python file.
 
-from solo_os import sources
-from solo_os.app import App
-from solo_os.context import Context
-from solo_os.errors import (
-    ConfigError,
-    NonRetryable,
-    RateLimited,
-    RetryAfter,
-    SignatureError,
-    SoloOSError,
-    StoreError,
-)
-from solo_os.retry import Retry
+The public names load on first use (PEP 562), so ``import solo_os`` and the ``solo-os`` command
+start without importing pydantic, SQLAlchemy or the web stack; type checkers and IDEs see the
+imports below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from solo_os import sources
+    from solo_os.app import App
+    from solo_os.context import Context
+    from solo_os.errors import (
+        ConfigError,
+        NonRetryable,
+        RateLimited,
+        RetryAfter,
+        SignatureError,
+        SoloOSError,
+        StoreError,
+    )
+    from solo_os.retry import Retry
 
 __version__ = "0.1.0"
 
@@ -29,3 +40,31 @@ __all__ = [
     "StoreError",
     "sources",
 ]
+
+_WHERE = {
+    "App": "solo_os.app",
+    "Context": "solo_os.context",
+    "ConfigError": "solo_os.errors",
+    "NonRetryable": "solo_os.errors",
+    "RateLimited": "solo_os.errors",
+    "RetryAfter": "solo_os.errors",
+    "SignatureError": "solo_os.errors",
+    "SoloOSError": "solo_os.errors",
+    "StoreError": "solo_os.errors",
+    "Retry": "solo_os.retry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "sources":
+        value: Any = importlib.import_module("solo_os.sources")
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    else:
+        raise AttributeError(f"module 'solo_os' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -115,3 +116,28 @@ def environ(env_file: str | Path = ".env") -> Mapping[str, str]:
         merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
     merged.update(os.environ)
     return merged
+
+
+#: Variables solo-os reads outside ``Settings``: the app to load, secrets' re-read interval, the
+#: container health check, the process supervisor's and the test plugin's own.
+OTHER_VARIABLES = frozenset({
+    "SOLO_OS_APP", "SOLO_OS_SECRET_TTL", "SOLO_OS_REUSE_PORT", "SOLO_OS_HEALTH_URL",
+    "SOLO_OS_TEST_DATABASE_URL", "SOLO_OS_SCREENSHOTS", "SOLO_OS_TF_PLUGIN_DIR",
+})
+
+
+def misspelt(names: Iterable[str]) -> list[str]:
+    """Warnings for variables that look like settings but are none: an unknown ``SOLO_OS_*``
+    name, or one a typo away from a setting (``DATABSE_URL``), which would be ignored silently."""
+    known = {str(f.alias) for f in Settings.model_fields.values() if f.alias} | OTHER_VARIABLES
+    warnings = []
+    for name in sorted(set(names)):
+        upper = name.upper()
+        if upper in known or len(upper) < 6:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.85)
+        if close:
+            warnings.append(f"{name} is set, but solo-os reads no such variable: did you mean {close[0]}?")
+        elif upper.startswith("SOLO_OS_"):
+            warnings.append(f"{name} is set, but solo-os reads no such variable")
+    return warnings

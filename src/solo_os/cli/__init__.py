@@ -1,62 +1,186 @@
-"""The ``solo-os`` command."""
+"""The ``solo-os`` command.
+
+Each command's module is imported only when that command runs: ``solo-os --help`` and
+``--version`` import Typer and nothing of the runtime (no pydantic, SQLAlchemy, uvicorn or
+httpx), see ``bench/cli_startup.py``. ``COMMANDS`` names every command with the module that
+defines it and its one-line help (a test checks the line against the real command's).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+import sys
+from collections.abc import Iterator, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from solo_os.cli import _common, dlq, init, records, revalidate, schemas, send, serve
-from solo_os.cli import db_ops as _db_ops  # noqa: F401 - registers 'db prune', 'db stats'
-from solo_os.cli import record_replay as _record_replay  # noqa: F401 - 'events export', 'events replay'
-from solo_os.cli import schedules as schedules_cli
+import solo_os
+from solo_os.cli import _mode
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A command defined in ``solo_os.cli.<module>`` as ``attribute``: a function, or a
+    ``typer.Typer`` group; ``also`` are modules that add commands to that group when imported."""
+
+    module: str
+    attribute: str
+    help: str
+    also: tuple[str, ...] = ()
+
+    def load(self) -> Any:
+        for extra in self.also:
+            importlib.import_module(f"solo_os.cli.{extra}")
+        found = getattr(importlib.import_module(f"solo_os.cli.{self.module}"), self.attribute)
+        if isinstance(found, typer.Typer):
+            return typer.main.get_command(found)
+        single = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+        single.command()(found)
+        return typer.main.get_command(single)
+
+
+COMMANDS: dict[str, Lazy] = {
+    # name: Lazy(module in solo_os.cli, attribute, the one-line help shown by --help)
+    "run": Lazy(
+        "serve", "run",
+        "Ingress, worker and scheduler in one process; brings the schema up to date first.",
+    ),
+    "serve": Lazy("serve", "serve", "Only the HTTP ingress (scale-out: run workers separately)."),
+    "worker": Lazy(
+        "serve", "worker", "Only the worker: claims and runs executions until SIGTERM/SIGINT."
+    ),
+    "scheduler": Lazy(
+        "schedules", "scheduler",
+        "Only the scheduler: fires the app's schedules (exactly once across replicas).",
+    ),
+    "send": Lazy(
+        "send", "send",
+        "Send a correctly signed test delivery to a running solo-os (exit 1 unless all are 2xx).",
+    ),
+    "db": Lazy("records", "db", "The database: schema, retention and size.", also=("db_ops",)),
+    "events": Lazy(
+        "records", "events", "Stored webhook deliveries.", also=("record_replay", "revalidate")
+    ),
+    "executions": Lazy("records", "executions", "Handler executions and their attempts."),
+    "dlq": Lazy("dlq", "dlq", "Dead executions: inspect, replay with a fresh budget, purge."),
+    "schedules": Lazy("schedules", "schedules", "Cron schedules: list, run now, backfill, pause."),
+    "schemas": Lazy(
+        "schemas", "schemas",
+        "Handlers' input schemas: export them as JSON Schema, check for breaking changes.",
+    ),
+    "init": Lazy(
+        "init", "init",
+        "Scaffold a project: app.py, tests, .env.example, Dockerfile, compose, terraform/.",
+    ),
+    "config": Lazy("config_cmd", "config", "Configuration: check the settings and the app."),
+}
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, cut at a word with "..."."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3].rsplit(" ", 1)[0].rstrip(",;:") + "..."
+
+
+class _Commands(MutableMapping[str, Any]):
+    """The group's commands: every name is listed, a command is built when first looked up."""
+
+    def __init__(self, eager: MutableMapping[str, Any]) -> None:
+        self.loaded = dict(eager)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.loaded:
+            self.loaded[name] = COMMANDS[name].load()  # KeyError: no such command
+        return self.loaded[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.loaded[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self.loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(COMMANDS), **dict.fromkeys(self.loaded)})
+
+    def __len__(self) -> int:
+        return len(set(COMMANDS) | set(self.loaded))
+
+
+class LazyGroup(TyperGroup):
+    """A Typer group whose commands are imported on use, whose help lists them without importing
+    them, and whose usage errors are JSON objects when ``--json`` is on the command line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = _Commands(self.commands)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)  # the names, without building the commands
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        loaded = self.commands.loaded if isinstance(self.commands, _Commands) else {}
+        names = self.list_commands(ctx)
+        limit = max(30, formatter.width - 6 - max(map(len, names)))
+        rows = []
+        for name in names:
+            text = loaded[name].get_short_help_str(10**6) if name in loaded else COMMANDS[name].help
+            rows.append((name, shorten(text, limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        _mode.json_output = _mode.wants_json(argv)
+        if not _mode.json_output or not standalone_mode:
+            return super().main(argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
+        try:
+            code = super().main(argv, prog_name, complete_var, False, windows_expand_args, **extra)
+        except Exception as exc:
+            if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+                raise
+            # a usage error (click's ClickException): JSON like every other error under --json
+            _mode.emit_error("usage_error", exc.format_message(), exc.exit_code)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 cli = typer.Typer(
     name="solo-os",
+    cls=LazyGroup,
     help="Verified, deduplicated webhooks and idempotent handlers, on SQLite or PostgreSQL.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
-cli.command()(serve.run)
-cli.command()(serve.serve)
-cli.command()(serve.worker)
-cli.command()(schedules_cli.scheduler)
-cli.command("send")(send.send)
-_ = revalidate  # registers `events revalidate` on records.events
-cli.add_typer(records.db, name="db")
-cli.add_typer(records.events, name="events")
-cli.add_typer(records.executions, name="executions")
-cli.add_typer(dlq.dlq, name="dlq")
-cli.add_typer(schedules_cli.schedules, name="schedules")
-cli.add_typer(schemas.schemas, name="schemas")
-cli.command()(init.init)
-
-config_cli = typer.Typer(help="Configuration.", no_args_is_help=True)
-cli.add_typer(config_cli, name="config")
 
 
-@config_cli.command("check")
-def config_check(
-    app: Annotated[str | None, typer.Argument(envvar="SOLO_OS_APP", help=_common.APP_HELP)] = None,
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"solo-os {solo_os.__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", is_eager=True, callback=_version, help="print the version and exit"),
+    ] = False,
 ) -> None:
-    """Validate the settings and, given an app, its sources' secrets and handlers."""
-    with _common.friendly_errors():
-        warnings: list[str] = []
-        application = _common.load_app(app) if app else None
-        if application is not None:
-            warnings = application.prepare()  # settings, secrets and handlers, all problems at once
-            settings = application.settings
-        else:
-            settings = _common.settings()
-        _common.out.print(f"[green]ok[/green]: database {settings.dialect}, log level {settings.log_level}")
-        if application is not None:
-            handlers = sum(1 for h in application.handlers.values() if h.kind == "event")
-            _common.out.print(
-                f"[green]ok[/green]: {len(application.sources)} source(s), "
-                f"{handlers} handler(s), {len(application.schedules)} schedule(s)"
-            )
-        for w in warnings:
-            _common.out.print(f"[yellow]warning[/yellow]: {w}")
+    """Verified, deduplicated webhooks and idempotent handlers, on SQLite or PostgreSQL."""
 
 
 def main() -> None:

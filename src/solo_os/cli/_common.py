@@ -11,18 +11,22 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from solo_os import _loader, config, errors, tracing
 from solo_os import app as app_mod
 from solo_os import logging as slog
 from solo_os import store as store_mod
+from solo_os.cli import _mode
 
 T = TypeVar("T")
 out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
@@ -30,31 +34,120 @@ err = Console(stderr=True, soft_wrap=True)
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
-APP_HELP = "path/to/app.py or module:attribute (or set SOLO_OS_APP)"
+APP_HELP = "the app: path/to/app.py or module:attribute (default: $SOLO_OS_APP, else ./app.py)"
+#: Every command that needs the app takes ``--app``; those without other arguments also take it
+#: as their last positional argument. ``SOLO_OS_APP`` reaches the option only, so a positional
+#: APP wins over the environment.
+AppOpt = Annotated[
+    str | None, typer.Option("--app", "-a", envvar="SOLO_OS_APP", show_envvar=False, help=APP_HELP)
+]
+AppArg = Annotated[str | None, typer.Argument(metavar="[APP]", show_default=False, help=APP_HELP)]
+Json = Annotated[bool, typer.Option("--json", help="JSON for scripts (errors too)")]
+
+# exit codes (docs/reference/cli.md)
+EXIT_FAILED = 1  # a store error, something not found, a send or check that failed
+EXIT_CONFIG = 2  # a configuration or usage problem
+EXIT_PORT = 3  # the port to listen on is taken
+
+_warned = False
+
+
+class NotFound(errors.SoloOSError):
+    """What the command was asked about does not exist (exit 1)."""
 
 
 @contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Known failures as one readable line each (no traceback), with a non-zero exit."""
+    """Known failures as one readable line each (no traceback), with a non-zero exit; under
+    ``--json`` as one JSON object on stdout instead."""
+    _warn_environment()
     try:
         yield
     except errors.ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"[red]config error:[/red] {problem}", highlight=False, markup=True)
-        raise typer.Exit(2) from None
+        fail("config_error", list(exc.problems), EXIT_CONFIG, "config error")
     except errors.StoreError as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)  # it says "store error: ..." itself
-        raise typer.Exit(1) from None
+        message = str(exc)  # it says "store error: ..." itself
+        if isinstance(exc, errors.StoreUnavailable):
+            message += f" ({database_location()})"
+        fail("store_error", [message], EXIT_FAILED)
+    except NotFound as exc:
+        fail("not_found", [str(exc)], EXIT_FAILED)
+
+
+def fail(kind: str, problems: list[str], code: int, label: str = "") -> None:
+    """Report ``problems`` (text on stderr, or JSON on stdout) and exit with ``code``."""
+    if _mode.json_output:
+        _mode.emit_error(kind, problems[0] if problems else kind, code, problems)
+    else:
+        for problem in problems:
+            prefix = f"[red]{label}:[/red] " if label else ""
+            err.print(prefix + escape(problem), style=None if label else "red", highlight=False)
+    raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+
+
+def _warn_environment() -> None:
+    """Once per run: variables that look like misspelt settings (they would be ignored)."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    for message in config.misspelt(config.environ().keys()):
+        warn(message)
+
+
+def database_location(url: str | None = None) -> str:
+    """Where the database is, without credentials: ``PostgreSQL at host:port/db`` or the file."""
+    try:
+        url = url or config.load().database_url
+    except errors.ConfigError:
+        return "DATABASE_URL is not valid"
+    path = sqlite_path(url)
+    if path is not None:
+        return f"SQLite at {path}"
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = 5432
+    return f"PostgreSQL at {parts.hostname or 'localhost'}:{port}, database {parts.path.lstrip('/') or '?'}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for PostgreSQL or an in-memory database)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+", 1)[0].lower() != "sqlite":
+        return None
+    path = unquote(rest.split("?", 1)[0])
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///relative.db, sqlite:////absolute.db
+    if path in ("", ":memory:"):
+        return None
+    return Path(path).resolve()
 
 
 def settings() -> config.Settings:
     return config.load()
 
 
-def load_app(target: str | None) -> app_mod.App:
-    if not target:
-        raise errors.ConfigError("APP: give path/to/app.py or module:attribute, or set SOLO_OS_APP")
-    return _loader.load_app(target)
+def app_target(*given: str | None) -> str:
+    """The app named on the command line (first given wins) or in SOLO_OS_APP, else ./app.py."""
+    for target in given:
+        if target:
+            return target
+    if Path("app.py").is_file():
+        return "app.py"
+    raise errors.ConfigError(
+        "APP: which app? Give path/to/app.py or module:attribute (as APP or --app), "
+        "set SOLO_OS_APP, or run where app.py is"
+    )
+
+
+def load_app(*given: str | None) -> app_mod.App:
+    return _loader.load_app(app_target(*given))
 
 
 def setup_logging(s: config.Settings, service: str = "solo-os") -> None:
@@ -94,11 +187,33 @@ def run_async(main: Awaitable[T]) -> T:
 abandoned_threads = False
 
 
-def with_store(fn: Callable[[store_mod.Store], Awaitable[T]]) -> T:
-    """Run ``fn`` against the configured store, closing it afterwards."""
+def check_database(url: str, *, create: bool) -> None:
+    """A SQLite database's folder must exist, and the file too unless ``create``."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise errors.ConfigError(
+            f"DATABASE_URL: the folder {path.parent} does not exist (for the SQLite database "
+            f"{path.name}); create it, or point DATABASE_URL elsewhere"
+        )
+    if not create and not path.exists():
+        raise errors.ConfigError(
+            f"DATABASE_URL: no database at {path}: run this where your app runs (its .env), "
+            "set DATABASE_URL, or create it with 'solo-os db upgrade'"
+        )
+
+
+def with_store(fn: Callable[[store_mod.Store], Awaitable[T]], *, create: bool = False) -> T:
+    """Run ``fn`` against the configured store, closing it afterwards.
+
+    A SQLite database must be in an existing folder, and only ``create`` (``db upgrade``) makes
+    a new one: in the wrong folder, ``events list`` says so instead of creating an empty one."""
+    url = settings().database_url
+    check_database(url, create=create)
 
     async def main() -> T:
-        store = store_mod.connect(settings().database_url)
+        store = store_mod.connect(url)
         try:
             return await fn(store)
         finally:

@@ -30,8 +30,7 @@ _CHILD = "from solo_os.cli import main; main()"
 
 def watch_root(target: str | None) -> Path:
     """The folder to watch: the app file's own, else the current directory (a module)."""
-    if not target:
-        raise errors.ConfigError("APP: give path/to/app.py or module:attribute, or set SOLO_OS_APP")
+    target = _common.app_target(target)
     module = target.partition(":")[0]
     if module.endswith(".py") or "/" in module:
         path = Path(module).resolve()
@@ -144,6 +143,7 @@ def run_with_reload(target: str | None, host: str, port: int) -> None:
             raise errors.ConfigError(
                 "--reload needs the watchfiles package (pip install watchfiles)"
             ) from None
+        target = _common.app_target(target)
         root = watch_root(target)
         grace = config.load().shutdown_grace_seconds
-        Supervisor(child_command(str(target), host, port), root, grace).run()
+        Supervisor(child_command(target, host, port), root, grace).run()

@@ -15,7 +15,12 @@ from solo_os import store as store_mod
 from solo_os.cli import _common
 from solo_os.cli import records as records_cli
 
-dlq = typer.Typer(help="Dead executions: inspect, replay with a fresh budget, purge.", no_args_is_help=True)
+dlq = typer.Typer(
+    help="Dead executions: inspect, replay with a fresh budget, purge.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
 
 Ids = Annotated[list[str] | None, typer.Argument(help="execution ids (or use --all with filters)")]
 All = Annotated[bool, typer.Option("--all", help="every dead execution matching the filters")]
@@ -28,7 +33,10 @@ Since = Annotated[str | None, typer.Option(help="died after: 30m / 2h / 7d or an
 Until = Annotated[str | None, typer.Option(help="died before: 30m / 2h / 7d ago or an ISO time")]
 AppOpt = Annotated[
     str | None,
-    typer.Option("--app", envvar="SOLO_OS_APP", help="the app, for each handler's attempt budget"),
+    typer.Option(
+        "--app", "-a", envvar="SOLO_OS_APP", show_envvar=False,
+        help="the app, for each handler's attempt budget (default: $SOLO_OS_APP, else ./app.py if any)",
+    ),
 ]
 CHUNK = 200
 
@@ -113,7 +121,10 @@ def _in_chunks(
 def _budgets(target: str | None) -> tuple[dict[str, int], int]:
     default = config.load().max_retry_attempts
     if not target:
-        return {}, default
+        try:
+            target = _common.app_target()
+        except errors.ConfigError:
+            return {}, default  # no app: every handler gets MAX_RETRY_ATTEMPTS
     application: app_mod.App = _common.load_app(target)
     budgets = {h.name: application.policy(h).max_attempts or default for h in application.handlers.values()}
     return budgets, default
@@ -154,8 +165,14 @@ def dlq_replay(
                 return len(got)
 
             await _in_chunks(store, chosen, "replaying", act)
-            skipped = [str(i) for i in chosen if i not in set(replayed)]
-            return {"replayed": len(replayed), "not_dead": skipped}
+            done = set(replayed)
+            skipped = [i for i in chosen if i not in done]
+            found = {i for i in skipped if await store.get_execution(i) is not None}
+            return {
+                "replayed": len(replayed),
+                "not_dead": [str(i) for i in skipped if i in found],
+                "not_found": [str(i) for i in skipped if i not in found],
+            }
 
         result = _common.with_store(go)
         if as_json:
@@ -166,6 +183,11 @@ def dlq_replay(
             _common.out.print(f"replayed {result['replayed']} execution(s)")
             if result["not_dead"]:
                 _common.out.print(f"not dead (left alone): {', '.join(result['not_dead'])}")
+        if not dry_run and result["not_found"]:
+            # a mistyped id must not look like success to a script
+            if not as_json:
+                _common.err.print(f"no such execution: {', '.join(result['not_found'])}", style="red")
+            raise typer.Exit(_common.EXIT_FAILED)
 
 
 @dlq.command("purge")
@@ -179,7 +201,8 @@ def dlq_purge(
     since: Since = None,
     until: Until = None,
     dry_run: DryRun = False,
-    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    as_json: records_cli.Json = False,
 ) -> None:
     """Delete dead executions with their attempts and steps (their events stay)."""
     with _common.friendly_errors():
@@ -191,12 +214,23 @@ def dlq_purge(
 
         chosen = _common.with_store(count)
         if dry_run:
-            _common.out.print(f"dry run: would purge up to {len(chosen)} dead execution(s)")
+            if as_json:
+                ids = [str(i) for i in chosen]
+                _common.emit_json({"dry_run": True, "would_purge": len(ids), "ids": ids})
+            else:
+                _common.out.print(f"dry run: would purge up to {len(chosen)} dead execution(s)")
             return
-        if not yes and not typer.confirm(f"purge {len(chosen)} dead execution(s)?"):
-            raise typer.Exit(1)
+        if not yes:
+            if as_json:
+                raise errors.ConfigError("--json cannot ask for confirmation: add --yes")
+            if not typer.confirm(f"purge {len(chosen)} dead execution(s)?"):
+                raise typer.Exit(1)
 
         async def go(store: store_mod.Store) -> int:
             return await _in_chunks(store, chosen, "purging", store.purge)
 
-        _common.out.print(f"purged {_common.with_store(go)} execution(s)")
+        purged = _common.with_store(go)
+    if as_json:
+        _common.emit_json({"purged": purged})
+    else:
+        _common.out.print(f"purged {purged} execution(s)")

@@ -48,7 +48,10 @@ _TRANSPORT = frozenset({
 
 AppOpt = Annotated[
     str | None,
-    typer.Option("--app", envvar="SOLO_OS_APP", help="the target's app: its sources sign the deliveries"),
+    typer.Option(
+        "--app", "-a", envvar="SOLO_OS_APP", show_envvar=False,
+        help="the target's app: its sources sign the deliveries (default: $SOLO_OS_APP, else ./app.py)",
+    ),
 ]
 
 

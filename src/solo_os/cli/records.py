@@ -10,11 +10,12 @@ from solo_os import records
 from solo_os import store as store_mod
 from solo_os.cli import _common
 
-events = typer.Typer(help="Stored webhook deliveries.", no_args_is_help=True)
-executions = typer.Typer(help="Handler executions and their attempts.", no_args_is_help=True)
-db = typer.Typer(help="The database schema.", no_args_is_help=True)
+_GROUP: dict[str, Any] = {"no_args_is_help": True, "add_completion": False, "rich_markup_mode": None}
+events = typer.Typer(help="Stored webhook deliveries.", **_GROUP)
+executions = typer.Typer(help="Handler executions and their attempts.", **_GROUP)
+db = typer.Typer(help="The database: schema, retention and size.", **_GROUP)
 
-Json = Annotated[bool, typer.Option("--json", help="a JSON array for scripts")]
+Json = _common.Json
 Status = Annotated[str | None, typer.Option(help="only this status")]
 Source = Annotated[str | None, typer.Option(help="only this source")]
 Type = Annotated[str | None, typer.Option("--type", help="only this event type")]
@@ -26,14 +27,17 @@ EXECUTION_COLUMNS = ("id", "handler", "status", "attempts", "last_error", "event
 
 
 @db.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(as_json: Json = False) -> None:
     """Bring the schema to the newest revision (safe to run from several hosts at once)."""
     with _common.friendly_errors():
 
         async def go(store: store_mod.Store) -> str:
             return await store.migrate()
 
-        revision = _common.with_store(go)
+        revision = _common.with_store(go, create=True)
+    if as_json:
+        _common.emit_json({"revision": revision, "database": _common.database_location()})
+    else:
         _common.out.print(f"schema at revision {revision}")
 
 
@@ -74,8 +78,7 @@ def events_show(event_id: str, as_json: Json = False) -> None:
 
         got = _common.with_store(go)
         if got is None:
-            _common.err.print(f"no event {eid}")
-            raise typer.Exit(1)
+            raise _common.NotFound(f"no event {eid}")
         (event, body), runs = got
         data = _event_json(event, full=True)
         data["body"] = body.decode("utf-8", "replace")
@@ -128,8 +131,7 @@ def executions_show(execution_id: str, as_json: Json = False) -> None:
 
         got = _common.with_store(go)
         if got is None:
-            _common.err.print(f"no execution {xid}")
-            raise typer.Exit(1)
+            raise _common.NotFound(f"no execution {xid}")
         execution, attempts, steps = got
         data = _common.as_dict(execution)
         data["attempt_history"] = [_common.as_dict(a) for a in attempts]

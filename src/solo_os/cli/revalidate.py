@@ -28,9 +28,7 @@ from solo_os.sources import _base as sources_base
 
 BATCH = 200
 SHOWN = 50
-AppOpt = Annotated[
-    str | None, typer.Option("--app", envvar="SOLO_OS_APP", help="the app whose schemas judge the events")
-]
+AppOpt = _common.AppOpt
 DryRun = Annotated[bool, typer.Option("--dry-run", help="say what would be accepted, change nothing")]
 Since = Annotated[str | None, typer.Option(help="received after: 30m / 2h / 7d ago or an ISO time")]
 

@@ -18,12 +18,17 @@ from solo_os import scheduler as scheduler_mod
 from solo_os import store as store_mod
 from solo_os.cli import _common
 
-schedules = typer.Typer(help="Cron schedules: list, run now, backfill, pause.", no_args_is_help=True)
+schedules = typer.Typer(
+    help="Cron schedules: list, run now, backfill, pause.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
 
-AppArg = Annotated[str | None, typer.Argument(envvar="SOLO_OS_APP", help=_common.APP_HELP)]
-AppOpt = Annotated[str | None, typer.Option("--app", envvar="SOLO_OS_APP", help=_common.APP_HELP)]
+AppArg = _common.AppArg
+AppOpt = _common.AppOpt
 Name = Annotated[str, typer.Argument(help="the schedule's name")]
-Json = Annotated[bool, typer.Option("--json", help="JSON for scripts")]
+Json = _common.Json
 LIST_COLUMNS = (
     "name", "expression", "timezone", "next_fire", "last_fire", "last_result", "failures", "paused",
 )
@@ -31,10 +36,10 @@ _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def scheduler(app: AppArg = None) -> None:
+def scheduler(app_arg: AppArg = None, app: AppOpt = None) -> None:
     """Only the scheduler: fires the app's schedules (exactly once across replicas)."""
     with _common.friendly_errors():
-        application = _common.load_app(app)
+        application = _common.load_app(app_arg, app)
         _common.setup_logging(application.settings, application.service)
         if not application.schedules:
             structlog.get_logger("solo_os.scheduler").warning(
@@ -46,16 +51,14 @@ def scheduler(app: AppArg = None) -> None:
 
 
 def _app(target: str | None) -> app_mod.App:
-    if not target:
-        raise errors.ConfigError("--app: give path/to/app.py or module:attribute, or set SOLO_OS_APP")
     return _common.load_app(target)
 
 
 @schedules.command("list")
-def schedules_list(app: AppOpt = None, as_json: Json = False) -> None:
+def schedules_list(app_arg: AppArg = None, app: AppOpt = None, as_json: Json = False) -> None:
     """Every schedule: expression, zone, next fire, last fire and its result, failures, paused."""
     with _common.friendly_errors():
-        application = _app(app)
+        application = _common.load_app(app_arg, app)
         names = sorted(application.schedules)
         infos = _common.with_store(lambda s: s.schedule_info(names))
         now = datetime.now(UTC)
@@ -113,25 +116,28 @@ def schedules_trigger(name: Name, app: AppOpt = None, as_json: Json = False) -> 
             _common.out.print(f"follow it: solo-os executions show {xid}", highlight=False)
 
 
-def _pause(name: str, app: str | None, paused: bool) -> None:
+def _pause(name: str, app: str | None, paused: bool, as_json: bool) -> None:
     with _common.friendly_errors():
         application = _app(app)
         scheduler_mod.lookup(application, name)
         changed = _common.with_store(lambda s: s.set_paused(name, paused, store_mod.utcnow()))
-        word = "paused" if paused else "resumed"
+    word = "paused" if paused else "resumed"
+    if as_json:
+        _common.emit_json({"schedule": name, "paused": paused, "changed": bool(changed)})
+    else:
         _common.out.print(f"{word} {name}" if changed else f"{name} was already {word}")
 
 
 @schedules.command("pause")
-def schedules_pause(name: Name, app: AppOpt = None) -> None:
+def schedules_pause(name: Name, app: AppOpt = None, as_json: Json = False) -> None:
     """Stop firing a schedule, on every scheduler (kept in the database)."""
-    _pause(name, app, True)
+    _pause(name, app, True, as_json)
 
 
 @schedules.command("resume")
-def schedules_resume(name: Name, app: AppOpt = None) -> None:
+def schedules_resume(name: Name, app: AppOpt = None, as_json: Json = False) -> None:
     """Fire a paused schedule again, from now on (the paused time is not caught up)."""
-    _pause(name, app, False)
+    _pause(name, app, False, as_json)
 
 
 def parse_time(value: str, what: str, zone: Any) -> datetime:

@@ -17,13 +17,16 @@ from solo_os.cli import _common
 schemas = typer.Typer(
     help="Handlers' input schemas: export them as JSON Schema, check for breaking changes.",
     no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
 )
 
-AppArg = Annotated[str | None, typer.Argument(envvar="SOLO_OS_APP", help=_common.APP_HELP)]
+AppArg = _common.AppArg
+AppOpt = _common.AppOpt
 
 
-def _current(target: str | None) -> tuple[app_mod.App, dict[str, Any]]:
-    application = _common.load_app(target)
+def _current(*targets: str | None) -> tuple[app_mod.App, dict[str, Any]]:
+    application = _common.load_app(*targets)
     return application, schemas_mod.export(application.handlers, application.service)
 
 
@@ -34,14 +37,15 @@ def render(document: dict[str, Any]) -> str:
 
 @schemas.command("export")
 def schemas_export(
-    app: AppArg = None,
+    app_arg: AppArg = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="write to this file (default: stdout)")
     ] = None,
+    app: AppOpt = None,
 ) -> None:
     """Write the JSON Schema of every handler's input (commit it; check against it in CI)."""
     with _common.friendly_errors():
-        application, document = _current(app)
+        application, document = _current(app_arg, app)
         text = render(document)
         if out is None:
             sys.stdout.write(text)
@@ -59,8 +63,9 @@ def schemas_export(
 @schemas.command("check")
 def schemas_check(
     file: Annotated[Path, typer.Argument(help="a saved 'schemas export'")],
-    app: AppArg = None,
+    app_arg: AppArg = None,
     as_json: Annotated[bool, typer.Option("--json", help="a JSON array for scripts")] = False,
+    app: AppOpt = None,
 ) -> None:
     """Compare the app's schemas with a saved export; exit 1 on a breaking change.
 
@@ -79,7 +84,7 @@ def schemas_check(
         except ValueError as exc:
             raise errors.ConfigError(f"FILE: {str(file)!r} is not JSON: {exc}") from None
         saved = schemas_mod.load_export(saved_doc, str(file))
-        _, current = _current(app)
+        _, current = _current(app_arg, app)
         changes = schemas_mod.compare(saved, current)
     failing = [c for c in changes if c.fails]
     if as_json:

@@ -22,7 +22,7 @@ from solo_os.cli import _common
 from solo_os.sources import _base as sources_base
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-AppOpt = Annotated[str | None, typer.Option("--app", envvar="SOLO_OS_APP", help=_common.APP_HELP)]
+AppOpt = _common.AppOpt
 
 
 def read_data(value: str) -> Any:
@@ -110,15 +110,14 @@ def _post(
             try:
                 r = client.post(target, content=body, headers=headers)
             except httpx.HTTPError as exc:
-                _common.err.print(
-                    escape(
+                _common.fail(
+                    "unreachable",
+                    [
                         f"cannot reach {target} ({type(exc).__name__}: {exc}); "
                         "is `solo-os run` listening there?"
-                    ),
-                    style="red",
-                    highlight=False,
+                    ],
+                    _common.EXIT_FAILED,
                 )
-                raise typer.Exit(1) from None
             try:
                 answer: Any = r.json()
             except ValueError:

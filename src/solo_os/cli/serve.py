@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from typing import Annotated, Any
 
@@ -13,7 +14,8 @@ import uvicorn
 from solo_os import runtime as runtime_mod
 from solo_os.cli import _common, _server, _supervise
 
-AppArg = Annotated[str | None, typer.Argument(envvar="SOLO_OS_APP", help=_common.APP_HELP)]
+AppArg = _common.AppArg
+AppOpt = _common.AppOpt
 Host = Annotated[str, typer.Option(help="interface to listen on")]
 Port = Annotated[int, typer.Option(min=0, max=65535, help="TCP port to listen on")]
 
@@ -21,11 +23,30 @@ Port = Annotated[int, typer.Option(min=0, max=65535, help="TCP port to listen on
 def _serve(target: str | None, host: str, port: int, roles: tuple[str, ...], migrate: bool) -> None:
     with _common.friendly_errors():
         application = _common.load_app(target)
+        _check_port(host, port)
         application.prepare()  # every settings and secrets problem at once, before anything starts
+        _common.check_database(application.settings.database_url, create=True)
         _common.setup_logging(application.settings, application.service)
         rt = runtime_mod.Runtime(application, roles=roles, migrate=migrate)
         rt.prepare()
         _common.run_async(_serve_async(rt, host, port))
+
+
+def _check_port(host: str, port: int) -> None:
+    """Exit 3 with one line when the port is taken, before anything starts."""
+    if port == 0 or os.environ.get(_supervise.REUSE_PORT_ENV):
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            _common.fail(
+                "port_in_use",
+                [f"cannot listen on {host}:{port}: {exc.strerror or exc} (another solo-os? try --port)"],
+                _common.EXIT_PORT,
+            )
 
 
 async def _serve_async(rt: runtime_mod.Runtime, host: str, port: int) -> None:
@@ -55,14 +76,16 @@ async def _serve_async(rt: runtime_mod.Runtime, host: str, port: int) -> None:
 
 
 def run(
-    app: AppArg = None,
+    app_arg: AppArg = None,
     host: Host = "127.0.0.1",
     port: Port = 8000,
     reload: Annotated[
         bool, typer.Option("--reload", help="restart on code changes (development); queued work is kept")
     ] = False,
+    app: AppOpt = None,
 ) -> None:
     """Ingress, worker and scheduler in one process; brings the schema up to date first."""
+    app = app_arg or app
     if reload:
         from solo_os.cli import dev  # the file watcher is loaded only for development
 
@@ -72,14 +95,16 @@ def run(
 
 
 def serve(
-    app: AppArg = None,
+    app_arg: AppArg = None,
     host: Host = "127.0.0.1",
     port: Port = 8000,
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="ingress processes sharing the port (SO_REUSEPORT)")
     ] = 1,
+    app: AppOpt = None,
 ) -> None:
     """Only the HTTP ingress (scale-out: run workers separately)."""
+    app = app_arg or app
     if workers > 1:
         if port == 0:
             raise typer.BadParameter("--workers needs a fixed --port", param_hint="--port")
@@ -89,14 +114,16 @@ def serve(
 
 
 def worker(
-    app: AppArg = None,
+    app_arg: AppArg = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="handlers run at once")] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(min=1, max=65535, envvar="SOLO_OS_METRICS_PORT", help="serve /metrics on this port"),
     ] = None,
+    app: AppOpt = None,
 ) -> None:
     """Only the worker: claims and runs executions until SIGTERM/SIGINT."""
+    app = app_arg or app
     with _common.friendly_errors():
         application = _common.load_app(app)
         application.prepare()
