@@ -1,9 +1,11 @@
-"""Alerts: channels (Slack, a JSON webhook, email), the messages, and the delivery loop.
+"""Alerts: channels (Slack, a JSON webhook, email, any Apprise URL), the messages, and the
+delivery loop.
 
 Declare them once::
 
     from solo_os import alerts
     app.alerts(alerts.slack(url_env="SLACK_WEBHOOK_URL"), alerts.email(to=["me@example.com"]))
+    app.alerts(alerts.apprise(url_env="DISCORD_ALERTS_URL", name="discord"))  # 100+ services
 
 What raises an alert is recorded durably in the store's outbox (``store/_alerts.py``): an
 execution that went dead (found by a scan of the executions table, so a crash right after the
@@ -11,6 +13,9 @@ death cannot lose it), a schedule failing ``alert_after_failures`` times in a ro
 that missed its fires, and its recovery. The ``Alerter`` (in every worker and scheduler
 process) closes alerts whose gathering time is over and delivers them, one claim per delivery
 (``FOR UPDATE SKIP LOCKED``), retrying with exponential backoff for up to three days.
+Delivery itself is done by libraries where one fits: ``apprise`` for the services it knows,
+``aiosmtplib`` for email; Slack and the signed JSON webhook are a few lines over ``httpx``
+(see docs/concepts.md).
 
 Secrets: a channel's URL and password are read from environment variables by name and are
 never logged, stored or put into a message; error texts pass through the log redactor.
@@ -23,11 +28,12 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import random
 import re
-import smtplib
 import ssl
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -301,7 +307,7 @@ Security = Literal["starttls", "ssl", "none"]
 
 
 class Email(Channel):
-    """Email over SMTP (the standard library's ``smtplib``, run in a thread)."""
+    """Email over SMTP with ``aiosmtplib`` (asynchronous: no thread per message)."""
 
     kind = "email"
 
@@ -359,35 +365,109 @@ class Email(Channel):
         mail["To"] = ", ".join(self.to)
         mail["X-Solo-OS-Alert"] = message.key
         mail.set_content(message.text + "\n")
-        try:
-            await asyncio.to_thread(self._send_sync, mail)
-        except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(_smtp_error(exc)) from None
+        import aiosmtplib  # loaded when mail is sent, not for every command line
 
-    def _send_sync(self, mail: EmailMessage) -> None:
-        context = ssl.create_default_context()
-        smtp: smtplib.SMTP
-        if self.security == "ssl":
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-        else:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        with smtp:
-            if self.security == "starttls":
-                smtp.starttls(context=context)
-            if self._login is not None:
-                smtp.login(*self._login)
-            smtp.send_message(mail)
+        user, password = self._login if self._login is not None else (None, None)
+        try:
+            await aiosmtplib.send(
+                mail,
+                hostname=self.host,
+                port=self.port,
+                username=user,
+                password=password,
+                use_tls=self.security == "ssl",
+                start_tls=self.security == "starttls",
+                tls_context=ssl.create_default_context(),
+                timeout=self.timeout,
+            )
+        except (OSError, aiosmtplib.SMTPException) as exc:
+            raise DeliveryError(_smtp_error(exc)) from None
 
 
 def _smtp_error(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return f"{type(exc).__name__}: {exc.smtp_code}"
+    code = getattr(exc, "code", None)  # aiosmtplib's SMTPResponseException: the server's reply
+    if isinstance(code, int) and code > 0:
+        return f"{type(exc).__name__}: {code}"
     return type(exc).__name__
+
+
+_NOTIFY_TYPES = {"dead": "failure", "schedule_failing": "failure", "schedule_recovered": "success"}
+
+
+class Apprise(Channel):
+    """Any service ``apprise`` knows (Discord, Teams, Telegram, PagerDuty, ntfy, ...).
+
+    One Apprise URL per channel, read from ``url_env`` (it usually carries a token, so it is
+    a secret): a retry then goes only to the service that failed. Apprise sends the message;
+    the outbox decides when, gathers, deduplicates and retries, as for every channel.
+    """
+
+    kind = "apprise"
+
+    def __init__(self, url_env: str, name: str) -> None:
+        super().__init__(name)
+        self.url_env = _url_env(url_env, "alerts.apprise: url_env")
+        self._notifier: Any = None
+
+    def bind(self, env: Mapping[str, str]) -> list[str]:
+        url, problems = _require(env, self.url_env, self.name)
+        self._notifier = None
+        self._secrets = (url,) if url else ()
+        if url is None:
+            return problems
+        if any(c.isspace() for c in url) or "," in url:
+            return [f"alert channel {self.name!r}: {self.url_env} must hold one Apprise URL"]
+        notifier = _apprise_lib().Apprise()
+        if not notifier.add(url):
+            return [f"alert channel {self.name!r}: {self.url_env} is not a URL Apprise can send to"]
+        self._notifier = notifier
+        return []
+
+    async def send(self, message: Message, client: httpx.AsyncClient) -> None:
+        if self._notifier is None:
+            raise DeliveryError(f"{self.url_env} is not set")
+        lib = _apprise_lib()
+        result = await self._notifier.async_notify(
+            body=message.text,
+            title=message.title,
+            body_format=lib.NotifyFormat.TEXT,
+            notify_type=_NOTIFY_TYPES.get(message.kind, "warning"),
+        )
+        if not result:
+            status = getattr(getattr(result, "status", None), "name", None)
+            raise DeliveryError(f"apprise: not delivered ({str(status).lower()})")
+
+
+_apprise_ready = False
+
+
+def _apprise_lib() -> Any:
+    """``apprise``, imported when a channel needs it (it loads ~190 plugins: not for --help)."""
+    global _apprise_ready
+    import apprise as apprise_lib
+
+    if not _apprise_ready:
+        # Apprise logs each service's full URL, token included, at debug level.
+        if logging.getLogger("apprise").getEffectiveLevel() < logging.WARNING:
+            logging.getLogger("apprise").setLevel(logging.WARNING)
+        # Its plugins load on first use; some import modules that are deprecated in this
+        # Python (imghdr, for PGP email): their warnings are Apprise's business, not the app's.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            apprise_lib.Apprise().add("json://localhost")
+        _apprise_ready = True
+    return apprise_lib
 
 
 def slack(url_env: str = "SLACK_WEBHOOK_URL", *, name: str = "slack") -> Slack:
     """A Slack incoming webhook; its URL (a secret) is read from ``url_env``."""
     return Slack(url_env, name)
+
+
+def apprise(url_env: str = "ALERT_APPRISE_URL", *, name: str = "apprise") -> Apprise:
+    """Any service Apprise supports; the Apprise URL (a secret) is read from ``url_env``,
+    e.g. ``discord://webhook_id/token`` or ``ntfys://topic`` (https://github.com/caronc/apprise/wiki)."""
+    return Apprise(url_env, name)
 
 
 def webhook(
