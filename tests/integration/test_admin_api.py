@@ -366,9 +366,14 @@ async def test_stats_count_deliveries_outcomes_and_latency_over_the_window(
         switch.broken = True
         await h.post("billing", helpers.invoice(), key="dies")
         await helpers.eventually(lambda: _dead(h, 1))
-        for window, buckets in (("1h", 60), ("6h", 72), ("24h", 96), ("7d", 84), ("30d", 60)):
+        for window, buckets in (("1h", 60), ("6h", 72), ("24h", 24), ("7d", 84), ("30d", 60)):
             s = await _get(h, "/api/stats", window=window)
             assert s["window"] == window and len(s["series"]) == buckets
+            # aligned buckets: each starts at a whole multiple of its size; the last one is now's
+            size = s["bucket_seconds"]
+            starts = [datetime.fromisoformat(b["start"]).timestamp() for b in s["series"]]
+            assert all(t % size == 0 for t in starts)
+            assert starts[-1] <= datetime.now(UTC).timestamp() < starts[-1] + size
             assert (s["deliveries"], s["accepted"], s["rejected"]) == (5, 4, 1)
             assert (s["attempts"], s["succeeded"], s["failed"]) == (4, 3, 1)
             assert sum(b["deliveries"] for b in s["series"]) == 5

@@ -32,10 +32,13 @@ from solo_os.admin import revalidate as revalidate_mod
 log = structlog.get_logger("solo_os.admin")
 T = TypeVar("T")
 
-WINDOWS: dict[str, tuple[timedelta, int]] = {  # window: (length, bucket seconds)
+# window: (length, bucket seconds). Buckets start at whole multiples of their size in UTC
+# (whole hours for 24h), the last one being the current, partial one: a chart's bars and
+# labels fall on round times instead of sliding with the clock.
+WINDOWS: dict[str, tuple[timedelta, int]] = {
     "1h": (timedelta(hours=1), 60),
     "6h": (timedelta(hours=6), 300),
-    "24h": (timedelta(hours=24), 900),
+    "24h": (timedelta(hours=24), 3600),
     "7d": (timedelta(days=7), 7200),
     "30d": (timedelta(days=30), 43200),
 }
@@ -656,7 +659,9 @@ async def list_sources(a: AdminDep) -> list[models.SourceOut]:
 async def stats(a: AdminDep, window: Annotated[models.Window, Query()] = "24h") -> models.StatsOut:
     """Deliveries, successes, failures and latency over a time window, in buckets."""
     length, bucket = WINDOWS[window]
-    until = store_mod.utcnow()
+    now = store_mod.utcnow().timestamp()
+    current = now - now % bucket  # the start of the bucket ``now`` falls in
+    until = datetime.fromtimestamp(current + bucket, UTC)
     store = a.store()
     s = await store.stats(until - length, until, bucket)
     queue = await store.counts()

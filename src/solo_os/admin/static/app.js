@@ -60,11 +60,26 @@
     if (secs < 86400) return Math.floor(secs / 3600) + "h";
     return Math.floor(secs / 86400) + "d";
   }
+  // Every time on the dashboard is UTC and says so (as the CLI does): "2026-12-04 17:48:36 UTC".
+  function utc(iso, withSeconds) {
+    const text = new Date(iso).toISOString().replace("T", " ");
+    return text.slice(0, withSeconds === false ? 16 : 19) + " UTC";
+  }
   function when(iso) {
-    return iso ? h("time", { datetime: iso, title: new Date(iso).toLocaleString() }, ago(iso)) : "";
+    return iso ? h("time", { datetime: iso, title: utc(iso) }, ago(iso)) : "";
   }
   function exact(iso) {
-    return iso ? h("time", { datetime: iso }, new Date(iso).toLocaleString()) : "—";
+    return iso ? h("time", { datetime: iso, title: ago(iso) }, utc(iso)) : "—";
+  }
+  function clock(iso) { // a log line's time: HH:MM:SS.mmm UTC
+    return new Date(iso).toISOString().slice(11, 23);
+  }
+  function duration(v) {
+    if (v === null || v === undefined) return "—";
+    if (v < 1000) return v.toFixed(v < 10 ? 1 : 0) + " ms";
+    if (v < 60000) return (v / 1000).toFixed(2) + " s";
+    const secs = Math.round(v / 1000);
+    return Math.floor(secs / 60) + "m " + String(secs % 60).padStart(2, "0") + "s";
   }
   function short(id) { return id ? id.slice(0, 8) + "…" + id.slice(-4) : ""; }
   function badge(status) { return h("span", { class: "badge " + status }, status); }
@@ -128,6 +143,7 @@
     dead: (r) => deadLetters(r.params),
     schedules: (r) => (r.parts[1] ? scheduleDetail(decodeURIComponent(r.parts[1])) : schedulesView()),
     sources: sourcesView,
+    search: (r) => searchView(r.params.q || ""),
   };
 
   async function route() {
@@ -137,6 +153,8 @@
     for (const a of document.querySelectorAll("nav a")) {
       a.classList.toggle("active", a.dataset.nav === (name || "overview"));
     }
+    const box = document.getElementById("search");
+    if (box && document.activeElement !== box) box.value = name === "search" ? (r.params.q || "") : "";
     if (!make) {
       view.replaceChildren(h("p", { class: "empty" }, "No such page."));
       return;
@@ -153,6 +171,9 @@
     // Background refreshes never overlap or override what the user is looking at; a user's
     // action (first) always runs, and only the newest load is drawn.
     if (!first && (refreshing || current.state.paused)) return;
+    // Nor while the user types in a filter or is asked to confirm something.
+    const focused = document.activeElement;
+    if (!first && (current.state.ask || (focused && view.contains(focused) && focused.matches("input, select, textarea")))) return;
     const page = current;
     const mine = ++seq;
     refreshing = true;
@@ -193,28 +214,88 @@
       h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([, cell]) => h("td", {}, cell(row)))))));
   }
 
+  const RANGES = [["15m", "last 15 minutes", 900], ["1h", "last hour", 3600], ["24h", "last 24 hours", 86400],
+    ["7d", "last 7 days", 604800], ["custom", "custom range (UTC)", 0]];
+
+  // A row of filters. A field is { name, label, options?, type? }; options are values or
+  // [value, label] pairs. { range: true } adds the time range: a preset or from/to in UTC.
   function filterBar(fields, values, onApply) {
     const inputs = {};
     const form = h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); onApply(read()); } });
     function read() {
       const out = {};
-      for (const [k, el] of Object.entries(inputs)) out[k] = el.value.trim();
+      for (const [k, el] of Object.entries(inputs)) {
+        if (!el.hidden) out[k] = el.value.trim();
+      }
       return out;
     }
     for (const f of fields) {
+      if (f.range) {
+        const custom = [];
+        const pick = h("select", { name: "range", "aria-label": "Time range", onchange: () => {
+          for (const el of custom) el.hidden = pick.value !== "custom";
+        } },
+        h("option", { value: "" }, "any time"),
+        RANGES.map(([v, label]) => h("option", { value: v, selected: values.range === v }, label)));
+        inputs.range = pick;
+        form.append(pick);
+        for (const [name, label] of [["from", "From (UTC)"], ["to", "To (UTC)"]]) {
+          const el = h("input", { name, type: "datetime-local", "aria-label": label, title: label, value: values[name] || "" });
+          el.hidden = values.range !== "custom";
+          custom.push(el);
+          inputs[name] = el;
+          form.append(el);
+        }
+        continue;
+      }
       let el;
       if (f.options) {
         el = h("select", { name: f.name, "aria-label": f.label },
           h("option", { value: "" }, "any " + f.label.toLowerCase()),
-          f.options.map((o) => h("option", { value: o, selected: values[f.name] === o }, o)));
+          f.options.map((o) => {
+            const [v, label] = Array.isArray(o) ? o : [o, o];
+            return h("option", { value: v, selected: values[f.name] === v }, label);
+          }));
       } else {
-        el = h("input", { name: f.name, placeholder: f.label, "aria-label": f.label, value: values[f.name] || "" });
+        el = h("input", { name: f.name, type: f.type || "text", placeholder: f.label, "aria-label": f.label, value: values[f.name] || "" });
       }
       inputs[f.name] = el;
       form.append(el);
     }
     form.append(h("button", { type: "submit" }, "Filter"));
     return form;
+  }
+
+  // The page's filters as API parameters: a range preset becomes since= (re-read on every
+  // refresh, so "last hour" stays the last hour); a custom range is UTC.
+  function apiParams(params) {
+    const out = Object.assign({}, params);
+    delete out.range; delete out.from; delete out.to;
+    const preset = RANGES.find(([v]) => v === params.range);
+    if (preset && preset[2]) out.since = new Date(Date.now() - preset[2] * 1000).toISOString();
+    if (params.range === "custom") {
+      if (params.from) out.since = params.from + (params.from.length === 16 ? ":00" : "") + "Z";
+      if (params.to) out.until = params.to + (params.to.length === 16 ? ":00" : "") + "Z";
+    }
+    return out;
+  }
+
+  // An inline "are you sure?" for an action: st.ask = { text, yes, run } shows it.
+  function askBox(st, redraw) {
+    if (!st.ask) return null;
+    const ask = st.ask;
+    return h("div", { class: "confirm", role: "alertdialog", "aria-label": "confirm" },
+      h("span", {}, ask.text),
+      h("button", { type: "button", class: "primary danger", onclick: async (e) => {
+        e.target.disabled = true;
+        try { await ask.run(); } catch (err) { toast(err.message, "bad"); }
+        if (st.ask === ask) { st.ask = null; redraw(); }
+      } }, ask.yes),
+      h("button", { type: "button", class: "ghost", onclick: () => { st.ask = null; redraw(); } }, "Keep"));
+  }
+
+  function redrawer() {
+    return () => { if (current) view.replaceChildren(current.draw(current.state)); };
   }
 
   function navigate(path, params) {
@@ -283,38 +364,73 @@
       h("div", { class: "card-sub" }, sub));
   }
 
+  // Ticks fall on round UTC times; at most about 8 labels whatever the window.
+  const TICKS = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+  function tickLabel(d, step) {
+    const day = MONTHS[d.getUTCMonth()] + " " + d.getUTCDate();
+    const hm = String(d.getUTCHours()).padStart(2, "0") + ":" + String(d.getUTCMinutes()).padStart(2, "0");
+    if (step >= 86400) return day;
+    return hm === "00:00" ? day : hm;
+  }
+
+  function bucketText(seconds) {
+    if (seconds % 86400 === 0) return seconds / 86400 + " d";
+    if (seconds % 3600 === 0) return seconds / 3600 + " h";
+    return seconds / 60 + " min";
+  }
+
+  // Deliveries (blue) beside attempts (succeeded green, failed red, stacked) per bucket; the
+  // last bucket is the current one, still filling up.
   function chart(series, bucketSeconds) {
-    const W = 960, H = 220, L = 40, R = 10, T = 10, B = 28;
+    // Drawn at the width it is shown at, so its text stays readable on a phone.
+    const W = Math.round(Math.max(320, Math.min(960, (view.clientWidth || 960) - 60)));
+    const H = W < 600 ? 200 : 240, L = 44, R = 12, T = 12, B = 30;
+    const maxLabels = W < 600 ? 4 : 8;
     const n = series.length;
-    const max = Math.max(1, ...series.map((b) => Math.max(b.deliveries, b.succeeded, b.failed)));
+    const max = Math.max(1, ...series.map((b) => Math.max(b.deliveries, b.succeeded + b.failed)));
+    const top = niceMax(max);
     const bw = (W - L - R) / n;
-    const y = (v) => T + (H - T - B) * (1 - v / max);
-    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": "deliveries, successes and failures over time" });
-    for (const frac of [0, 0.5, 1]) {
-      const v = Math.round(max * frac);
+    const y = (v) => T + (H - T - B) * (1 - v / top);
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": "deliveries and attempts per " + bucketText(bucketSeconds) + ", in UTC" });
+    for (const frac of [0, 0.25, 0.5, 0.75, 1]) {
+      const v = top * frac;
       svg.append(s("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "gridline" }));
-      svg.append(s("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, v));
+      svg.append(s("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, Number.isInteger(v) ? v : v.toFixed(1)));
     }
+    const t0 = Date.parse(series[0].start) / 1000;
+    const step = TICKS.find((t) => t >= bucketSeconds && (n * bucketSeconds) / t <= maxLabels) || TICKS[TICKS.length - 1];
     series.forEach((b, i) => {
       const x = L + i * bw;
-      const bar = s("rect", { x: x + bw * 0.12, width: Math.max(1, bw * 0.76), y: y(b.deliveries), height: H - B - y(b.deliveries), class: "bar" });
-      bar.append(s("title", {}, `${new Date(b.start).toLocaleString()}\n${b.deliveries} deliveries (${b.rejected} rejected)\n${b.succeeded} succeeded, ${b.failed} failed` + (b.latency_ms_avg !== null ? `\navg ${ms(b.latency_ms_avg)}` : "")));
-      svg.append(bar);
+      const start = t0 + i * bucketSeconds;
+      if (start % step === 0) {
+        svg.append(s("line", { x1: x, x2: x, y1: H - B, y2: H - B + 4, class: "tick" }));
+        svg.append(s("text", { x, y: H - 10, class: "axis tick-label", "text-anchor": i === 0 ? "start" : "middle" }, tickLabel(new Date(start * 1000), step)));
+      }
+      const group = s("g", { class: i === n - 1 ? "bucket now" : "bucket" });
+      const half = Math.max(1, bw * 0.4);
+      const gap = bw * 0.1;
+      group.append(s("rect", { x: x + gap, width: half, y: y(b.deliveries), height: H - B - y(b.deliveries), class: "bar deliveries" }));
+      group.append(s("rect", { x: x + gap + half, width: half, y: y(b.succeeded), height: H - B - y(b.succeeded), class: "bar ok" }));
+      group.append(s("rect", { x: x + gap + half, width: half, y: y(b.succeeded + b.failed), height: y(b.succeeded) - y(b.succeeded + b.failed), class: "bar bad" }));
+      group.append(s("rect", { x, width: bw, y: T, height: H - B - T, class: "hover" }));
+      group.append(s("title", {}, `${utc(b.start, false)} + ${bucketText(bucketSeconds)}${i === n - 1 ? " (now, partial)" : ""}\n${b.deliveries} deliveries (${b.rejected} rejected)\n${b.succeeded} attempts succeeded, ${b.failed} failed` + (b.latency_ms_avg !== null ? `\navg ${ms(b.latency_ms_avg)}` : "")));
+      svg.append(group);
     });
-    for (const [key, cls] of [["succeeded", "ok"], ["failed", "bad"]]) {
-      const pts = series.map((b, i) => `${(L + (i + 0.5) * bw).toFixed(1)},${y(b[key]).toFixed(1)}`).join(" ");
-      svg.append(s("polyline", { points: pts, class: "line " + cls }));
-    }
-    const labels = [[0, "start"], [Math.floor(n / 2), "middle"], [n - 1, "end"]];
-    for (const [i, anchor] of labels) {
-      const d = new Date(series[i].start);
-      const text = bucketSeconds >= 7200 ? d.toLocaleDateString() : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-      const x = anchor === "start" ? L : anchor === "end" ? W - R : L + (i + 0.5) * bw;
-      svg.append(s("text", { x, y: H - 8, class: "axis", "text-anchor": anchor }, text));
-    }
+    svg.append(s("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "baseline" }));
+    const empty = series.every((b) => !b.deliveries && !b.succeeded && !b.failed);
+    if (empty) svg.append(s("text", { x: (L + W - R) / 2, y: (T + H - B) / 2, class: "axis empty-note", "text-anchor": "middle" }, "No activity in this window"));
     const legend = h("div", { class: "legend" },
-      h("span", { class: "key bar" }, "deliveries"), h("span", { class: "key ok" }, "succeeded"), h("span", { class: "key bad" }, "failed"));
-    return h("div", {}, svg, legend);
+      h("span", { class: "key bar" }, "deliveries"), h("span", { class: "key ok" }, "attempts succeeded"), h("span", { class: "key bad" }, "attempts failed"),
+      h("span", { class: "muted" }, "UTC · one bar per " + bucketText(bucketSeconds) + " · the last is the current one"));
+    return h("div", { class: "chart-box" }, svg, legend);
+  }
+
+  function niceMax(v) {
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 4, 5, 10]) if (m * p >= v) return Math.max(4, m * p);
+    return v;
   }
 
   // --- events ---------------------------------------------------------------------------
@@ -322,16 +438,17 @@
   function eventList(params) {
     return page("events", { params, items: [], next: null, extra: [] }, async (st) => {
       const [data, names] = await Promise.all([
-        api("/events" + query(Object.assign({ limit: 50 }, st.params))), st.names || sourceNames(),
+        api("/events" + query(Object.assign({ limit: 50 }, apiParams(st.params)))), st.names || sourceNames(),
       ]);
       st.names = names;
       st.items = data.items;
       st.next = data.next_cursor;
       st.extra = [];
+      st.bounded = data.payload_searched_since;
     }, (st) => {
       const rows = st.items.concat(st.extra);
       const more = h("button", { type: "button", onclick: async () => {
-        const data = await api("/events" + query(Object.assign({ limit: 50, cursor: st.next }, st.params)));
+        const data = await api("/events" + query(Object.assign({ limit: 50, cursor: st.next }, apiParams(st.params))));
         st.extra = st.extra.concat(data.items);
         st.next = data.next_cursor;
         st.paused = true; // keep the older pages on screen instead of refreshing them away
@@ -340,10 +457,13 @@
       return h("section", {},
         h("div", { class: "head" }, h("h1", {}, "Events"), st.paused ? pausedNote(st) : null),
         filterBar([
+          { name: "q", label: "Search id, key, correlation id, payload", type: "search" },
           { name: "status", label: "Status", options: ["accepted", "rejected"] },
           { name: "source", label: "Source", options: st.names.sources },
           { name: "type", label: "Type" },
+          { range: true },
         ], st.params, (values) => navigate("events", values)),
+        st.bounded ? h("p", { class: "note" }, "Payload text was searched in events received since " + utc(st.bounded) + " (a bounded scan); set a time range to search older ones.") : null,
         st.params.status === "rejected" ? revalidatePanel(st.params) : null,
         h("div", { class: "panel" }, table(rows, [
           ["Received", (e) => when(e.received_at)],
@@ -387,10 +507,21 @@
       st.event = await api("/events/" + encodeURIComponent(id));
     }, (st) => {
       const e = st.event;
+      const redraw = redrawer();
       const payload = e.payload !== null && e.payload !== undefined ? JSON.stringify(e.payload, null, 2) : null;
       return h("section", {},
         h("div", { class: "head" },
           h("h1", {}, "Event ", h("span", { class: "mono" }, short(e.id))), badge(e.status),
+          e.status === "accepted" ? h("button", { type: "button", onclick: () => {
+            st.ask = { text: "Run this event's handlers again as new executions? The earlier ones stay.", yes: "Yes, resend", run: async () => {
+              const r = await api("/events/" + e.id + "/resend", { method: "POST", body: {} });
+              toast(`Resent: ${r.execution_ids.length} new execution(s).`, "ok");
+              st.ask = null;
+              refresh(true);
+            } };
+            redraw();
+          } }, "Resend…") : null,
+          askBox(st, redraw),
           e.status === "rejected" ? h("button", { type: "button", class: "primary", onclick: async () => {
             try {
               const r = await api("/events/" + e.id + "/revalidate", { method: "POST", body: { dry_run: false } });
@@ -434,8 +565,10 @@
     return table(rows, [
       ["Created", (x) => when(x.created_at)],
       ["Handler", (x) => h("a", { href: "#/executions/" + x.id }, x.handler)],
+      ["Kind", (x) => h("span", { class: "kind " + x.kind }, x.kind)],
       ["Status", (x) => badge(x.status)],
       ["Attempts", (x) => x.attempts + " / " + x.max_attempts],
+      ["Duration", (x) => h("span", { class: "num" }, duration(x.duration_ms))],
       ["Last error", (x) => h("span", { class: "err", title: x.last_error || "" }, clip(x.last_error, 80))],
       ["Updated", (x) => when(x.updated_at)],
     ], empty);
@@ -444,7 +577,7 @@
   function executionList(params) {
     return page("executions", { params, items: [], next: null, extra: [] }, async (st) => {
       const [data, names] = await Promise.all([
-        api("/executions" + query(Object.assign({ limit: 50 }, st.params))), st.names || sourceNames(),
+        api("/executions" + query(Object.assign({ limit: 50 }, apiParams(st.params)))), st.names || sourceNames(),
       ]);
       st.names = names;
       st.items = data.items;
@@ -452,22 +585,99 @@
       st.extra = [];
     }, (st) => {
       const more = h("button", { type: "button", onclick: async () => {
-        const data = await api("/executions" + query(Object.assign({ limit: 50, cursor: st.next }, st.params)));
+        const data = await api("/executions" + query(Object.assign({ limit: 50, cursor: st.next }, apiParams(st.params))));
         st.extra = st.extra.concat(data.items);
         st.next = data.next_cursor;
         st.paused = true;
         view.replaceChildren(current.draw(st));
       } }, "Load more");
+      const redraw = redrawer();
+      const filter = apiParams(st.params);
+      const bulk = { handler: filter.handler || null, source: filter.source || null, error: filter.error || null,
+        since: filter.since || null, until: filter.until || null };
+      const cancelAll = st.params.status === "pending" && st.items.length ? h("div", { class: "panel actions" },
+        h("button", { type: "button", onclick: async () => {
+          try {
+            const dry = await api("/executions/cancel", { method: "POST", body: Object.assign({ dry_run: true }, bulk) });
+            st.ask = { text: `Cancel ${dry.matched} pending execution(s)? They will not run.`, yes: "Yes, cancel them", run: async () => {
+              const r = await api("/executions/cancel", { method: "POST", body: Object.assign({ dry_run: false }, bulk) });
+              toast(`Cancelled ${r.changed} execution(s).`, "ok");
+              st.ask = null;
+              refresh(true);
+            } };
+            redraw();
+          } catch (err) { toast(err.message, "bad"); }
+        } }, "Cancel all matching…"), askBox(st, redraw)) : null;
       return h("section", {},
         h("div", { class: "head" }, h("h1", {}, "Executions"), st.paused ? pausedNote(st) : null),
         filterBar([
+          { name: "q", label: "Search id, key, correlation id", type: "search" },
+          { name: "kind", label: "Kind", options: [["webhook", "webhook runs"], ["cron", "cron runs"]] },
           { name: "status", label: "Status", options: ["pending", "running", "succeeded", "dead", "cancelled"] },
           { name: "handler", label: "Handler", options: st.names.handlers },
           { name: "source", label: "Source", options: st.names.sources },
           { name: "error", label: "Error contains" },
+          { range: true },
         ], st.params, (values) => navigate("executions", values)),
+        cancelAll,
         h("div", { class: "panel" }, executionTable(st.items.concat(st.extra), "No executions match."), st.next ? more : null));
     });
+  }
+
+  function executionActions(st, x, redraw) {
+    function ask(text, yes, run) {
+      return () => { st.ask = { text, yes, run }; redraw(); };
+    }
+    const out = [];
+    if (x.status === "dead") {
+      out.push(h("button", { type: "button", class: "primary", onclick: async () => {
+        try {
+          await api("/dead-letters/" + x.id + "/replay", { method: "POST", body: {} });
+          toast("Replayed: the execution is pending again.", "ok");
+          refresh(true);
+        } catch (err) { toast(err.message, "bad"); }
+      } }, "Replay"));
+      out.push(h("button", { type: "button", class: "ghost", onclick: ask(
+        "Delete this dead execution with its attempts, steps and logs? This cannot be undone.", "Yes, purge", async () => {
+          await api("/dead-letters/" + x.id + "/purge", { method: "POST", body: {} });
+          toast("Purged.", "ok");
+          st.ask = null;
+          navigate("dead");
+        }) }, "Purge…"));
+    }
+    if (x.status === "pending") {
+      out.push(h("button", { type: "button", onclick: ask("Cancel this execution? It will not run.", "Yes, cancel it", async () => {
+        await api("/executions/" + x.id + "/cancel", { method: "POST", body: {} });
+        toast("Cancelled.", "ok");
+        st.ask = null;
+        refresh(true);
+      }) }, "Cancel…"));
+    }
+    if (x.status === "succeeded" || x.status === "cancelled") {
+      out.push(h("button", { type: "button", onclick: ask("Run " + x.handler + " again as a new execution? This one and its history stay.", "Yes, re-run", async () => {
+        const r = await api("/executions/" + x.id + "/rerun", { method: "POST", body: {} });
+        toast("Started a new execution.", "ok");
+        st.ask = null;
+        navigate("executions/" + r.execution_ids[0]);
+      }) }, "Re-run…"));
+    }
+    return out;
+  }
+
+  function logsPanel(x) {
+    if (!x.logs.length) {
+      return h("div", { class: "panel" }, h("h2", {}, "Logs"), h("p", { class: "empty" }, "The handler logged nothing through ctx.log."));
+    }
+    const attempts = [...new Set(x.logs.map((l) => l.attempt))];
+    return h("div", { class: "panel" }, h("h2", {}, "Logs"),
+      attempts.map((n) => h("div", { class: "log-attempt" },
+        h("h3", {}, "Attempt " + n),
+        h("ol", { class: "logs" }, x.logs.filter((l) => l.attempt === n).map((l) => h("li", { class: "log " + l.level },
+          h("time", { datetime: l.at, title: utc(l.at) }, clock(l.at)),
+          h("span", { class: "level" }, l.level),
+          h("span", { class: "msg" }, l.message),
+          l.fields ? h("span", { class: "fields" }, Object.entries(l.fields).map(([k, v]) =>
+            h("span", { class: "field" }, h("span", { class: "k" }, k + "="), typeof v === "string" ? v : JSON.stringify(v)))) : null))))));
   }
 
   function executionDetail(id) {
@@ -475,26 +685,24 @@
       st.x = await api("/executions/" + encodeURIComponent(id));
     }, (st) => {
       const x = st.x;
+      const redraw = redrawer();
       return h("section", {},
         h("div", { class: "head" },
           h("h1", {}, x.handler, " ", h("span", { class: "mono muted" }, short(x.id))), badge(x.status),
-          x.status === "dead" ? h("button", { type: "button", class: "primary", onclick: async () => {
-            try {
-              await api("/dead-letters/" + x.id + "/replay", { method: "POST", body: {} });
-              toast("Replayed: the execution is pending again.", "ok");
-              refresh(true);
-            } catch (err) { toast(err.message, "bad"); }
-          } }, "Replay") : null),
+          executionActions(st, x, redraw), askBox(st, redraw)),
         h("div", { class: "panel" }, facts([
           ["Id", h("code", {}, x.id)],
           ["Event", x.event ? h("a", { href: "#/events/" + x.event.id }, x.event.source + " · " + x.event.type) : "— (a scheduled run)"],
+          ["Kind", x.kind],
           ["Attempts", x.attempts + " of " + x.max_attempts],
+          ["Run time", duration(x.duration_ms)],
           ["Correlation id", h("code", {}, x.correlation_id)],
           ["Created", exact(x.created_at)], ["Updated", exact(x.updated_at)],
           ["Next run", x.status === "pending" ? exact(x.run_after) : "—"],
           ["Last error", x.last_error ? h("span", { class: "err" }, x.last_error) : "—"],
         ])),
-        h("div", { class: "panel" }, h("h2", {}, "Timeline"), timeline(st, x)));
+        h("div", { class: "panel" }, h("h2", {}, "Timeline"), timeline(st, x)),
+        logsPanel(x));
     });
   }
 
@@ -549,6 +757,15 @@
       const filter = {
         source: st.params.source || null, handler: st.params.handler || null, error: st.params.error || null,
       };
+      async function purge(body, label) {
+        try {
+          const r = await api("/dead-letters/purge", { method: "POST", body });
+          st.selected.clear();
+          st.ask = null;
+          toast(`Purged ${r.changed} ${label}.`, "ok");
+          refresh(true);
+        } catch (err) { toast(err.message, "bad"); }
+      }
       async function replay(body, label) {
         try {
           const r = await api("/dead-letters/replay", { method: "POST", body });
@@ -572,7 +789,22 @@
         st.confirm !== null ? h("span", { class: "confirm" },
           `Replay ${st.confirm} dead execution(s)? `,
           h("button", { type: "button", class: "primary", disabled: !st.confirm, onclick: () => replay(Object.assign({ dry_run: false }, filter), "execution(s)") }, "Yes, replay"),
-          h("button", { type: "button", class: "ghost", onclick: () => { st.confirm = null; redraw(); } }, "Cancel")) : null);
+          h("button", { type: "button", class: "ghost", onclick: () => { st.confirm = null; redraw(); } }, "Cancel")) : null,
+        h("button", { type: "button", class: "ghost", disabled: !st.selected.size, onclick: () => {
+          const ids = [...st.selected];
+          st.ask = { text: `Delete ${ids.length} dead execution(s) with their history? This cannot be undone.`, yes: "Yes, purge",
+            run: () => purge({ ids }, "execution(s)") };
+          redraw();
+        } }, "Purge selected…"),
+        h("button", { type: "button", class: "ghost", onclick: async () => {
+          try {
+            const dry = await api("/dead-letters/purge", { method: "POST", body: Object.assign({ dry_run: true }, filter) });
+            st.ask = { text: `Delete all ${dry.matched} matching dead execution(s) with their history? This cannot be undone.`, yes: "Yes, purge all",
+              run: () => purge(Object.assign({ dry_run: false }, filter), "execution(s)") };
+            redraw();
+          } catch (err) { toast(err.message, "bad"); }
+        } }, "Purge all matching…"),
+        askBox(st, redraw));
       return h("section", {},
         h("div", { class: "head" }, h("h1", {}, "Dead letters"),
           h("span", { class: "muted" }, "Executions that ran out of attempts. Replaying gives them a fresh budget; their history stays.")),
@@ -588,10 +820,40 @@
           ["Died", (x) => when(x.updated_at)],
           ["Handler", (x) => h("a", { href: "#/executions/" + x.id }, x.handler)],
           ["Attempts", (x) => String(x.attempts)],
+          ["Duration", (x) => h("span", { class: "num" }, duration(x.duration_ms))],
           ["Last error", (x) => h("span", { class: "err", title: x.last_error || "" }, clip(x.last_error, 100))],
           ["Event", (x) => (x.event_id ? h("a", { href: "#/events/" + x.event_id, class: "mono" }, short(x.event_id)) : "—")],
         ]) : h("p", { class: "empty" }, "No dead letters. Nothing needs replaying."),
         st.next ? h("p", { class: "muted" }, "Showing the 100 most recent; narrow the filters or use “Replay all matching”.") : null));
+    });
+  }
+
+  // --- search ---------------------------------------------------------------------------
+
+  function searchView(q) {
+    return page("search", { q }, async (st) => {
+      if (!q) { st.events = null; return; }
+      const [events, runs] = await Promise.all([
+        api("/events" + query({ q, limit: 50 })), api("/executions" + query({ q, limit: 50 })),
+      ]);
+      st.events = events;
+      st.runs = runs;
+    }, (st) => {
+      if (!st.events) return h("section", {}, h("div", { class: "head" }, h("h1", {}, "Search")),
+        h("p", { class: "empty" }, "Type an event id, execution id, idempotency key, correlation id or payload text in the search box."));
+      return h("section", {},
+        h("div", { class: "head" }, h("h1", {}, "Search"), h("span", { class: "muted" }, "“" + q + "”")),
+        h("div", { class: "panel" }, h("h2", {}, "Events (" + st.events.items.length + (st.events.next_cursor ? "+" : "") + ")"),
+          st.events.payload_searched_since ? h("p", { class: "note" }, "Payload text searched since " + utc(st.events.payload_searched_since) + " only (bounded scan).") : null,
+          table(st.events.items, [
+            ["Received", (e) => when(e.received_at)],
+            ["Source", (e) => e.source],
+            ["Type", (e) => h("a", { href: "#/events/" + e.id }, e.type || "(none)")],
+            ["Status", (e) => badge(e.status)],
+            ["Idempotency key", (e) => h("code", {}, clip(e.idempotency_key, 40))],
+          ], "No event matches.")),
+        h("div", { class: "panel" }, h("h2", {}, "Executions (" + st.runs.items.length + (st.runs.next_cursor ? "+" : "") + ")"),
+          executionTable(st.runs.items, "No execution matches.")));
     });
   }
 
@@ -681,6 +943,12 @@
   }
 
   // --- start ----------------------------------------------------------------------------
+
+  document.getElementById("search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = document.getElementById("search").value.trim();
+    navigate("search", q ? { q } : {});
+  });
 
   document.getElementById("logout").addEventListener("click", async () => {
     await fetch("/dashboard/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrfToken || "" } });
