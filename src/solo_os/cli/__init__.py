@@ -76,6 +76,10 @@ COMMANDS: dict[str, Lazy] = {
         "Scaffold a project: app.py, tests, .env.example, Dockerfile, compose, terraform/.",
     ),
     "config": Lazy("config_cmd", "config", "Configuration: check the settings and the app."),
+    "sources": Lazy(
+        "sources", "sources",
+        "The app's sources: route, kind and the variables each reads (set or not, never values).",
+    ),
 }
 
 

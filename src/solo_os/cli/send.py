@@ -94,11 +94,13 @@ def send(
 
 
 def _key(source: sources_base.Source, headers: dict[str, str], body: bytes) -> str:
-    """The idempotency key the server will file this delivery under."""
-    document = orjson.loads(body)
-    return source.idempotency_key(sources_base.DictHeaders(headers), document) or sources_base.digest_key(
-        body
-    )
+    """The idempotency key the server will file this delivery under (JSON or a form)."""
+    wrapped = sources_base.DictHeaders(headers)
+    try:
+        raw = source.idempotency_key(wrapped, source.decode(wrapped, body))
+    except errors.PayloadError:
+        raw = None
+    return raw or sources_base.digest_key(body)
 
 
 def _post(
