@@ -214,7 +214,7 @@ class Worker:
         if self._inflight:
             # Most of the grace period: what is still running then is released (recorded as
             # interrupted) in the rest, and the process ends within the grace period.
-            drain = max(0.0, self.shutdown_grace - min(2.0, self.shutdown_grace / 4))
+            drain = max(0.0, self.shutdown_grace - shutdown_margin(self.shutdown_grace))
             log.info("worker.draining", running=len(self._inflight), grace_seconds=self.shutdown_grace)
             _, pending = await asyncio.wait(list(self._inflight.values()), timeout=drain)
             if pending:
@@ -521,6 +521,12 @@ class Worker:
                     "hook.failed", hook=getattr(hook, "__name__", repr(hook)),
                     execution_id=str(dead.execution_id), error=f"{type(exc).__name__}: {exc}",
                 )
+
+
+def shutdown_margin(grace: float) -> float:
+    """The part of the shutdown grace kept for after the drain: releasing what still runs,
+    closing the store, and time lost to handler threads that hold the GIL."""
+    return min(3.0, grace / 2)
 
 
 def _cancelling() -> bool:

@@ -33,7 +33,8 @@ async def _post(h: helpers.Harness, kind: str, key: str) -> UUID:
     [x] = await h.store.list_executions(
         store_mod.Filters(limit=0), event_id=UUID(r.json()["event_id"])
     )
-    return x.id
+    xid: UUID = x.id
+    return xid
 
 
 async def _settled(h: helpers.Harness, ids: list[UUID]) -> bool:

@@ -29,6 +29,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from solo_os import config
+from solo_os import worker as worker_mod
 
 log = structlog.get_logger("solo_os.server")
 LOG_EVERY_SECONDS = 10.0
@@ -144,7 +145,7 @@ def uvicorn_config(app: Any, settings: config.Settings, host: str, port: int) ->
     """The uvicorn settings ``run`` and ``serve`` use."""
     # Room for the connections plus the store's pools, log files and the rest.
     raise_open_files_limit(settings.max_connections + 256)
-    margin = min(2.0, settings.shutdown_grace_seconds / 4)
+    margin = worker_mod.shutdown_margin(settings.shutdown_grace_seconds)
     return uvicorn.Config(
         app,
         host=host,
