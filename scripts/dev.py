@@ -5,7 +5,11 @@
     python3 scripts/dev.py test [pytest options]        # the whole test suite
 
 It installs uv into ``.tools/`` (once), lets uv build ``.venv/`` from the committed lock file,
-then runs the command. CI runs ``.ci/run``, which calls ``test``.
+then runs the command. ``run`` installs only what running needs (solo-os's own dependencies);
+``test`` adds the default dependency groups (``dev``: test tools and the browser driver,
+``bench``: the benchmarks' alternatives). Bytecode is compiled at install time, so a command
+does not recompile its imports on every start (environments often set PYTHONDONTWRITEBYTECODE).
+CI runs ``.ci/run``, which calls ``test``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ def _bin(env: Path, name: str) -> Path:
     return env / ("Scripts" if os.name == "nt" else "bin") / name
 
 
-def ensure_env() -> None:
+def ensure_env(command: str) -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"solo-os needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     uv = _bin(TOOLS, "uv")
@@ -37,10 +41,19 @@ def ensure_env() -> None:
             [str(_bin(TOOLS, "python")), "-m", "pip", "install", "-q", f"uv=={UV_VERSION}"],
             check=True,
         )
+    # run: the project's dependencies only, leaving any test tools in place (--inexact)
+    groups = ["--no-default-groups", "--inexact"] if command == "run" else []
     subprocess.run(
-        [str(uv), "sync", "--frozen", "--quiet", "--python", sys.executable],
+        [str(uv), "sync", "--frozen", "--quiet", "--compile-bytecode", *groups, "--python", sys.executable],
         check=True,
         cwd=ROOT,
+    )
+    # solo-os itself is installed editable (its source is here): compile it as well
+    subprocess.run(
+        [str(_bin(ROOT / ".venv", "python")), "-m", "compileall", "-q", str(ROOT / "src")],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -48,7 +61,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("run", "test"):
         print(__doc__, file=sys.stderr)
         return 2
-    ensure_env()
+    ensure_env(argv[0])
     command, rest = argv[0], argv[1:]
     venv_dir = ROOT / ".venv"
     env = dict(os.environ)

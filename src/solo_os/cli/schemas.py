@@ -42,6 +42,9 @@ def schemas_export(
         Path | None, typer.Option("--out", "-o", help="write to this file (default: stdout)")
     ] = None,
     app: AppOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="accepted for symmetry: the export is JSON (errors then too)")
+    ] = False,
 ) -> None:
     """Write the JSON Schema of every handler's input (commit it; check against it in CI)."""
     with _common.friendly_errors():
