@@ -133,7 +133,6 @@ async def test_search_filters_durations_logs_actions_and_chart(
                 now_bar = page.locator("svg.chart g.bucket.now rect.deliveries")
                 assert float(await now_bar.get_attribute("height") or 0) > 0
                 await expect(page.locator(".legend")).to_contain_text("UTC")
-                await _shot(page, screenshots / "overview.png")
 
                 # search from the header: payload text, then an idempotency key
                 await page.fill("#search", "NEEDLE")
@@ -188,7 +187,7 @@ async def test_search_filters_durations_logs_actions_and_chart(
                 await page.get_by_label("Kind").select_option("")
                 await page.get_by_role("button", name="Filter").click()
                 await expect(rows).to_have_count(8)
-                await _shot(page, screenshots / "executions.png")
+                await _shot(page, screenshots / "executions-filtered.png")
 
                 # an execution's logs, redacted, with its run time; times in UTC
                 await page.goto(f"{base}/dashboard#/events/{seeded['needle_event']['id']}")
@@ -211,7 +210,7 @@ async def test_search_filters_durations_logs_actions_and_chart(
                     re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
                 )
                 await expect(page.locator("dl.facts")).to_contain_text(re.compile(r"Run time\s*\d"))
-                await _shot(page, screenshots / "execution.png")
+                await _shot(page, screenshots / "execution-logs.png")
 
                 # re-run a succeeded execution: a new one runs, the old one stays
                 old_url = page.url
@@ -229,7 +228,7 @@ async def test_search_filters_durations_logs_actions_and_chart(
                 await expect(page.locator("table.grid tbody tr", has_text="fulfil")).to_have_count(
                     3, timeout=20_000
                 )
-                await _shot(page, screenshots / "event.png")
+                await _shot(page, screenshots / "event-resent.png")
 
                 # cancel the pending one (it waits an hour for a retry)
                 await _nav(page, "Executions")
