@@ -38,16 +38,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import httpx
 import structlog
 
 from solo_os import app as app_mod
 from solo_os import errors
 from solo_os import logging as slog
-from solo_os import store as store_mod
-from solo_os.store import _alerts as outbox
+
+if TYPE_CHECKING:  # loaded where alerts are delivered, not by every app file that declares them
+    import httpx
+
+    from solo_os import store as store_mod
+    from solo_os.store import _alerts as outbox
 
 log = structlog.get_logger("solo_os.alerts")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -230,6 +233,8 @@ def _require(env: Mapping[str, str], name: str, channel: str) -> tuple[str | Non
 
 
 async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> None:
+    import httpx
+
     try:
         response = await client.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
@@ -509,7 +514,7 @@ class Alerter:
         application: app_mod.App,
         store: store_mod.Store,
         *,
-        clock: Callable[[], datetime] = store_mod.utcnow,
+        clock: Callable[[], datetime] | None = None,
         interval: float = 1.0,
         base_delay: float = 2.0,
         max_delay: float = 600.0,
@@ -526,6 +531,10 @@ class Alerter:
         self.store = store
         self.alerting = application.alerting
         self.channels: dict[str, Channel] = {c.name: c for c in self.alerting.channels}  # type: ignore[misc]
+        if clock is None:
+            from solo_os import store as store_mod
+
+            clock = store_mod.utcnow
         self.clock = clock
         self.interval = interval
         self.base_delay = base_delay
@@ -542,9 +551,13 @@ class Alerter:
 
     @property
     def policy(self) -> outbox.AlertPolicy:
+        from solo_os.store import _alerts as outbox
+
         return outbox.AlertPolicy(self.alerting.window, self.alerting.group_wait)
 
     async def run(self, stop: asyncio.Event) -> None:
+        import httpx
+
         async with contextlib.AsyncExitStack() as stack:
             if self._client is None:
                 self._client = await stack.enter_async_context(httpx.AsyncClient(timeout=15.0))
@@ -577,6 +590,8 @@ class Alerter:
         claimed = await self.store.claim_deliveries(now, 50, self.lease)
         if not claimed:
             return 0
+        import httpx
+
         client = self._client or httpx.AsyncClient(timeout=15.0)
         try:
             results = await asyncio.gather(*(self._send(d, client) for d in claimed))
@@ -625,5 +640,8 @@ async def record(
     """Record occurrences into the outbox (nothing when the app has no ``app.alerts``)."""
     if application.alerting is None:
         return 0
+    from solo_os import store as store_mod
+    from solo_os.store import _alerts as outbox
+
     policy = outbox.AlertPolicy(application.alerting.window, application.alerting.group_wait)
     return await store.record_occurrences(occurrences, store_mod.utcnow(), policy)
