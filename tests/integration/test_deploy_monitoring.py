@@ -2,7 +2,8 @@
 
 The expressions are parsed (metric names and the label names they match on), and the names
 are looked up in a real scrape of a running app that has done some work. ``promtool check
-rules`` runs too where Prometheus's tools are installed (``apt-get install prometheus``).
+rules`` and the rules' unit tests (``promtool test rules``) run too where Prometheus's tools
+are installed (``apt-get install prometheus``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests import helpers
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "solo-os.json"
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+RULES_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 # Series Prometheus makes itself, and the labels it adds to every scraped series.
 PROMETHEUS_SERIES = {"up"}
 TARGET_LABELS = {"job", "instance"}
@@ -162,11 +164,20 @@ def test_the_alert_rules_are_valid_and_use_only_served_metrics(exposed: dict[str
             used |= _check(rule["expr"], exposed, rule["alert"])
     assert len(names) == len(set(names)) >= 8
     assert len(used - PROMETHEUS_SERIES) >= 8  # the rules cover most of what is served
+    # the rules' own unit tests feed only series /metrics serves
+    for case in yaml.safe_load(RULES_TESTS.read_text())["tests"]:
+        for series in case["input_series"]:
+            _check(series["series"], exposed, "alerts_test.yml")
     promtool = shutil.which("promtool")
     if promtool:
         done = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"SUCCESS: {len(names)} rules found" in done.stdout
+        # the thresholds, `for` clauses and messages behave as written (alerts_test.yml)
+        done = subprocess.run(
+            [promtool, "test", "rules", RULES_TESTS.name], cwd=RULES.parent, capture_output=True, text=True
+        )
+        assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
 
 
 def test_the_grafana_dashboard_is_valid_and_uses_only_served_metrics(exposed: dict[str, set[str]]) -> None:
