@@ -247,6 +247,7 @@ class Worker:
         while not stop.is_set():
             try:
                 for r in await self.store.reap(self.clock(), max_losses=self.max_losses):
+                    metrics.attempt_finished(r.handler, "lost", r.status)
                     log.warning(
                         "execution.lost", execution_id=str(r.execution_id), attempt=r.attempt,
                         worker=r.worker_id, status=r.status, handler=r.handler,

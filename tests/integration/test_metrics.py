@@ -11,12 +11,14 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import prometheus_client
 import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from solo_os import App, Context, Retry, errors, sources
+from solo_os import App, Context, Retry, errors, metrics, sources
 from solo_os import runtime as runtime_mod
+from solo_os import store as store_mod
 from solo_os.testing import Clock
 from tests import helpers
 from tests.apps.billing import Effects, make_app
@@ -267,3 +269,29 @@ def test_the_gauges_cache_expires_with_the_clock() -> None:
     assert gauges._fresh(clock() + timedelta(seconds=4.9))
     assert not gauges._fresh(clock() + timedelta(seconds=5))
     assert not gauges._fresh(clock() - timedelta(seconds=1))  # a clock that went back: stale
+
+
+async def test_a_lost_attempt_is_counted_and_a_poison_execution_finishes_dead(database_url: str) -> None:
+    """An attempt lost with its process (lease expired) counts as ``lost``; with
+    ``SOLO_OS_MAX_LOSSES=1`` that execution is dead, and counted as finished dead."""
+    app = make_app(Effects())
+    async with helpers.running(app, database_url, roles=("serve",)) as ingest:
+        assert (await ingest.post("billing", helpers.invoice(), key="lost-1")).status_code == 200
+        # a process that claims the work and is never heard from again
+        claimed = await ingest.store.claim("ghost:1:dead", 10, store_mod.utcnow(), 1.0)
+        assert {c.handler for c in claimed} == {"fulfil", "audit"}
+    before = samples(prometheus_client.generate_latest(metrics.registry).decode())
+    async with helpers.running(
+        app, database_url, roles=("worker",), settings={"SOLO_OS_MAX_LOSSES": 1}, lease_seconds=1.0
+    ) as h:
+
+        async def reaped() -> bool:
+            return (await h.store.counts())["dead"] == 2
+
+        await helpers.eventually(reaped, timeout=20, interval=0.1)
+    after = samples(prometheus_client.generate_latest(metrics.registry).decode())
+    for handler in ("fulfil", "audit"):
+        lost = value(after, "solo_os_attempts_total", handler=handler, outcome="lost")
+        assert lost - value(before, "solo_os_attempts_total", handler=handler, outcome="lost") == 1
+        dead = value(after, "solo_os_executions_finished_total", handler=handler, status="dead")
+        assert dead - value(before, "solo_os_executions_finished_total", handler=handler, status="dead") == 1
