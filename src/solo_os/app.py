@@ -97,11 +97,16 @@ class App:
         *,
         settings: config.Settings | None = None,
         redact: tuple[str, ...] | list[str] = (),
+        store_headers: tuple[str, ...] | list[str] = (),
     ) -> None:
         """``redact`` names payload fields (e.g. ``"email"``, ``"card_number"``) whose values
-        never reach the logs, at any depth, even when a handler logs the whole event."""
+        never reach the logs, at any depth, even when a handler logs the whole event.
+        ``store_headers`` names headers to keep with events although their names look like
+        credentials (``x-tenant-key``); signature headers, ``authorization`` and cookies are
+        never kept (``Source.stored_headers``)."""
         self.service = service
         self.redact = tuple(redact)
+        self.store_headers = frozenset(h.strip().lower() for h in store_headers)
         self._settings = settings
         self._sources: dict[str, sources_base.Source] = {}
         self._handlers: dict[str, Handler] = {}

@@ -254,7 +254,7 @@ def build_event(
         status="rejected" if problems else "accepted",
         payload=None if problems else stored_text,
         body=body,
-        headers=source.stored_headers(headers),
+        headers=source.stored_headers(headers, application.store_headers),
         errors=problems or None,
         correlation_id=correlate(raw_key),
         received_at=received_at,
@@ -322,10 +322,13 @@ class _FastWebhooks:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
-            if path.startswith(self.PREFIX) and "/" not in path[len(self.PREFIX):]:
+            # "/webhooks/billing/" is served like "/webhooks/billing": providers do not follow
+            # a redirect on POST.
+            name = path[len(self.PREFIX):].removesuffix("/")
+            if path.startswith(self.PREFIX) and name and "/" not in name:
                 request = Request(scope, receive)
                 try:
-                    response = await self.ingress.deliver(request, path[len(self.PREFIX):])
+                    response = await self.ingress.deliver(request, name)
                 except Exception:  # a bug: answer like Starlette's error middleware would
                     log.exception("webhook.error", path=path)
                     response = _json(500, {"error": "internal"})

@@ -45,7 +45,7 @@ def routes(application: app_mod.App, store: Callable[[], store_mod.Store]) -> li
     guard = auth.Guard(token.get_secret_value())
     return [
         _Mount("/api", auth.RequireAdmin(api.build(application, store), guard)),
-        *dashboard.Dashboard(guard).routes(),
+        *dashboard.Dashboard(guard, auth.SharedLoginLimiter(store)).routes(),
     ]
 
 

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -27,6 +28,9 @@ from urllib.parse import urlsplit
 import itsdangerous
 import orjson
 import structlog
+
+from solo_os import errors
+from solo_os import store as store_mod
 
 log = structlog.get_logger("solo_os.admin")
 
@@ -301,3 +305,59 @@ class LoginLimiter:
 
     def succeeded(self, client: str) -> None:
         self._failures.pop(client, None)
+
+    # The dashboard's interface (the shared limiter below counts in the store).
+    async def check(self, client: str) -> bool:
+        """Whether ``client`` is blocked now."""
+        return self.blocked(client)
+
+    async def record_failure(self, client: str) -> None:
+        self.failed(client)
+
+    async def record_success(self, client: str) -> None:
+        self.succeeded(client)
+
+
+class SharedLoginLimiter(LoginLimiter):
+    """At most ``limit`` failed sign-ins per client address per ``window``, counted in the
+    store (table ``signin_throttle``), so every process of ``serve --workers N`` and every
+    replica share one count. Addresses are stored as SHA-256 digests. Should the store be
+    unreachable, each process falls back to counting on its own.
+    """
+
+    def __init__(
+        self,
+        store: Callable[[], store_mod.Store],
+        limit: int = 10,
+        window: float = 300.0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(limit, window)
+        self._store = store
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    @staticmethod
+    def _key(client: str) -> str:
+        return hashlib.sha256(client.encode()).hexdigest()
+
+    async def check(self, client: str) -> bool:
+        try:
+            failures = await self._store().signin_failures(self._key(client), self._clock(), self.window)
+        except errors.StoreError as exc:
+            log.warning("admin.throttle_unshared", error=str(exc))
+            return self.blocked(client)
+        return failures >= self.limit
+
+    async def record_failure(self, client: str) -> None:
+        self.failed(client)  # the fallback keeps counting too
+        try:
+            await self._store().signin_failed(self._key(client), self._clock(), self.window)
+        except errors.StoreError as exc:
+            log.warning("admin.throttle_unshared", error=str(exc))
+
+    async def record_success(self, client: str) -> None:
+        self.succeeded(client)
+        try:
+            await self._store().signin_succeeded(self._key(client))
+        except errors.StoreError as exc:
+            log.warning("admin.throttle_unshared", error=str(exc))

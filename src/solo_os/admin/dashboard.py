@@ -91,7 +91,7 @@ class Dashboard:
             return _json(403, {"error": "csrf_failed", "message": "foreign Origin"})
         if (request.headers.get("content-type") or "").split(";")[0].strip() != "application/json":
             return _json(415, {"error": "unsupported_media_type", "message": "send JSON"})
-        if self.limiter.blocked(client):
+        if await self.limiter.check(client):
             log.warning("admin.login_throttled", client=client)
             return _json(
                 429,
@@ -109,10 +109,10 @@ class Dashboard:
             return _json(400, {"error": "invalid_request", "message": "the body is not JSON"})
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not self.guard.check_token(token):
-            self.limiter.failed(client)
+            await self.limiter.record_failure(client)
             log.warning("admin.login_failed", client=client)
             return _json(401, {"error": "unauthorized", "message": "wrong admin token"})
-        self.limiter.succeeded(client)
+        await self.limiter.record_success(client)
         value, session = self.guard.new_session()
         log.info("admin.login", client=client)
         return _json(

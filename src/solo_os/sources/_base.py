@@ -15,7 +15,7 @@ import hmac
 import re
 import urllib.parse
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import orjson
@@ -23,6 +23,12 @@ import orjson
 from solo_os import _json, errors
 from solo_os import secrets as secrets_mod
 
+#: Header names containing any of these are taken for credentials and not stored (see
+#: ``Source.stored_headers``).
+CREDENTIAL_LIKE = (
+    "auth", "token", "secret", "key", "password", "passwd", "signature", "hmac", "cookie",
+    "session", "credential",
+)
 MAX_HEADER_CHARS = 8192  # a signature header longer than this is an attack, not a signature
 DEFAULT_TOLERANCE = 300  # seconds a signed timestamp may be off (Stripe, Slack, Standard Webhooks)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -209,6 +215,12 @@ def json_body(document: Any) -> bytes:
         raise errors.ConfigError(f"the data cannot be sent as JSON: {exc}") from None
 
 
+def credential_like(name: str) -> bool:
+    """Whether a header name looks like it carries a credential (``CREDENTIAL_LIKE``)."""
+    lowered = name.lower()
+    return any(part in lowered for part in CREDENTIAL_LIKE)
+
+
 def digest_key(body: bytes) -> str:
     """The idempotency key of a delivery that carries none: an identical body is a duplicate."""
     return "sha256:" + hashlib.sha256(body).hexdigest()
@@ -333,9 +345,14 @@ class Source:
     kind: ClassVar[str] = "source"
     #: Headers that carry signatures or credentials: never stored, logged or exported.
     secret_headers: frozenset[str] = frozenset()
-    #: Credentials no source keeps, whatever its scheme.
+    #: Credentials no source keeps, whatever its scheme and ``App(store_headers=...)``.
     _always_dropped: ClassVar[frozenset[str]] = frozenset(
-        {"authorization", "cookie", "proxy-authorization", "x-api-key"}
+        {"authorization", "cookie", "proxy-authorization", "set-cookie"}
+    )
+    #: Headers whose name looks like a credential (``CREDENTIAL_LIKE``) but that sources read
+    #: and document: idempotency keys. Kept with the event.
+    kept_headers: ClassVar[frozenset[str]] = frozenset(
+        {"idempotency-key", "x-idempotency-key", "i-twilio-idempotency-token", "x-event-key"}
     )
 
     def __init__(
@@ -453,13 +470,26 @@ class Source:
         """An immediate reply that is not an event (e.g. Slack's url_verification), or None."""
         return None
 
-    def stored_headers(self, headers: Any) -> dict[str, str]:
-        """The headers kept with the event: all but signatures and credentials.
+    def stored_headers(self, headers: Any, keep: Iterable[str] = ()) -> dict[str, str]:
+        """The headers kept with the event (shown by the admin API, given to handlers).
 
-        A value with a NUL byte is dropped too: no database text column can hold it.
+        Dropped before storage: this source's signature headers and ``authorization``,
+        ``proxy-authorization``, ``cookie``, ``set-cookie``, always; and every header whose
+        name contains one of ``CREDENTIAL_LIKE`` (``token``, ``secret``, ``key``, ``auth``,
+        ``password``, ``signature``, ...), unless the source reads it (``kept_headers``) or
+        the app keeps it (``keep``, from ``App(store_headers=[...])``). A value with a NUL
+        byte is dropped too: no database text column can hold it.
         """
-        drop = self.secret_headers | self._always_dropped
-        return {k: v for k, v in headers.items() if k.lower() not in drop and "\x00" not in v}
+        never = self.secret_headers | self._always_dropped
+        allowed = self.kept_headers | {k.lower() for k in keep}
+        out = {}
+        for k, v in headers.items():
+            name = k.lower()
+            if name in never or "\x00" in v:
+                continue
+            if name in allowed or not credential_like(name):
+                out[k] = v
+        return out
 
     # --- building deliveries (``solo-os send``, tests) ---------------------------------
 
