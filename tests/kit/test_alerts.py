@@ -20,6 +20,7 @@ def solo_app() -> App:
         alerts.webhook(url_env="OPS_HOOK_URL", secret_env="OPS_HOOK_SECRET"),
         alerts.email(to=["ops@example.com"], sender="solo@example.com", host="smtp.example.com",
                      username_env="SMTP_USER", password_env="SMTP_PASSWORD"),
+        alerts.apprise(url_env="OPS_APPRISE_URL", name="ops"),
         group_wait=timedelta(seconds=10),
     )
 
@@ -33,6 +34,7 @@ def solo_app() -> App:
 async def test_a_dead_execution_raises_one_alert_gathered_over_the_wait(solo: Solo) -> None:
     assert solo.env["OPS_SLACK_URL"] == "https://alerts.solo-os.test/slack"
     assert solo.env["SMTP_PASSWORD"].startswith("solo-test-")
+    assert solo.env["OPS_APPRISE_URL"] == "json://alerts.solo-os.test/ops"  # a URL Apprise accepts
     for n in range(3):
         await solo.client.billing("charge", {"n": n})
     await solo.drain()
@@ -42,5 +44,5 @@ async def test_a_dead_execution_raises_one_alert_gathered_over_the_wait(solo: So
     solo.clock.advance(seconds=11)
     [alert] = await solo.alerts()
     assert alert.total == 3 and alert.closed_at == solo.clock.now()
-    assert set(alert.deliveries) == {"slack", "webhook", "email"}
+    assert set(alert.deliveries) == {"slack", "webhook", "email", "ops"}
     assert set(alert.deliveries.values()) == {"pending"}  # a test sends nothing
