@@ -67,7 +67,7 @@ class Schedule:
 
 @runtime_checkable
 class AlertChannel(Protocol):
-    """Where alerts go (``solo_os.alerts.slack/webhook/email``)."""
+    """Where alerts go (``solo_os.alerts.slack/webhook/email/apprise``)."""
 
     name: str
 
@@ -274,7 +274,7 @@ class App:
         window: timedelta = timedelta(minutes=5),
         group_wait: timedelta = timedelta(seconds=10),
     ) -> Alerting:
-        """Send alerts to ``channels`` (``solo_os.alerts.slack/webhook/email``): when an
+        """Send alerts to ``channels`` (``solo_os.alerts.slack/webhook/email/apprise``): when an
         execution goes dead, a schedule fails ``alert_after_failures`` times in a row, misses
         its fires, and when it recovers. One alert per key per ``window``, with a count."""
         if not channels:
