@@ -1,7 +1,16 @@
 """The seed's billing flow: a signed ``invoice.paid`` webhook fulfils an order exactly once.
 
-Run it:  BILLING_WEBHOOK_SECRET=dev-secret solo-os run examples/billing/app.py
-Send one: solo-os send billing invoice.paid --data examples/billing/invoice.json  (see README)
+Run it from the repository's root (``python3 scripts/dev.py run`` does the same, with this
+development secret):
+
+    export BILLING_WEBHOOK_SECRET=dev-secret-change-me
+    .venv/bin/solo-os run examples/billing/app.py
+
+Then, in another shell there, send it a signed delivery and see it handled:
+
+    export BILLING_WEBHOOK_SECRET=dev-secret-change-me
+    .venv/bin/solo-os send billing invoice.paid -d examples/billing/invoice.json -a examples/billing/app.py
+    .venv/bin/solo-os executions list
 
 Each fulfilment is written to a small SQLite ledger (``FULFILMENTS_DB``, default
 ``./fulfilments.db``) so that tests can count effects: one row per fulfilled invoice.

@@ -26,6 +26,7 @@ EXPECTED = {
     "README.md",
     "app.py",
     "docker-compose.yml",
+    "invoice.json",
     "pyproject.toml",
     "requirements-dev.txt",
     "requirements.txt",
@@ -39,7 +40,6 @@ EXPECTED = {
     "terraform/worker.tf",
     "tests/__init__.py",
     "tests/conftest.py",
-    "tests/harness.py",
     "tests/test_app.py",
 }
 
@@ -71,7 +71,7 @@ def test_init_writes_the_project_and_its_tests_pass(tmp_path: Path) -> None:
     assert files_in(folder) == EXPECTED
     for name in EXPECTED:
         text = (folder / name).read_text()
-        assert "__SERVICE__" not in text and "__SOLO_OS_VERSION__" not in text, name
+        assert "__SERVICE__" not in text and "__SOLO_OS_" not in text, name
     assert (folder / "requirements.txt").read_text() == f"solo-os=={solo_os.__version__}\n"
     assert 'App(service="my-shop-2")' in (folder / "app.py").read_text()
     assert "name: my-shop-2" in (folder / "docker-compose.yml").read_text()
@@ -85,7 +85,7 @@ def test_init_writes_the_project_and_its_tests_pass(tmp_path: Path) -> None:
         env=clean_env(folder),
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "5 passed" in tests.stdout
+    assert "6 passed" in tests.stdout
 
 
 def test_the_env_example_configures_the_app(tmp_path: Path) -> None:

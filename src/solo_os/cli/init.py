@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
 import typer
 
@@ -41,9 +44,28 @@ def template_root() -> Traversable:
     return root
 
 
+def install_source() -> tuple[str, str]:
+    """What ``pip install`` needs to get this solo-os, and a phrase saying where that is.
+
+    solo-os is not on PyPI yet: when it was installed from a local checkout or wheel (pip and uv
+    record that in ``direct_url.json``), that path; otherwise ``solo-os==VERSION``."""
+    pinned = f"solo-os=={solo_os.__version__}"
+    try:
+        raw = metadata.distribution("solo-os").read_text("direct_url.json")
+        url = str(json.loads(raw or "{}").get("url", ""))
+    except (metadata.PackageNotFoundError, ValueError):
+        url = ""
+    if not url.startswith("file://"):
+        return pinned, f"the package index (`{pinned}`)"
+    path = unquote(urlsplit(url).path)
+    what = "a wheel" if path.endswith(".whl") else "a checkout"
+    return shlex.quote(path), f"{what} at `{path}`"
+
+
 def plan(service: str) -> list[Planned]:
     """Every file of the template with its target path and rendered text, sorted."""
     out: list[Planned] = []
+    install, origin = install_source()
 
     def walk(node: Traversable, rel: Path) -> None:
         for child in sorted(node.iterdir(), key=lambda c: c.name):
@@ -54,8 +76,11 @@ def plan(service: str) -> list[Planned]:
                 walk(child, rel / name)
             else:
                 text = child.read_text(encoding="utf-8")
-                text = text.replace("__SERVICE__", service).replace(
-                    "__SOLO_OS_VERSION__", solo_os.__version__
+                text = (
+                    text.replace("__SERVICE__", service)
+                    .replace("__SOLO_OS_VERSION__", solo_os.__version__)
+                    .replace("__SOLO_OS_INSTALL__", install)
+                    .replace("__SOLO_OS_ORIGIN__", origin)
                 )
                 out.append(Planned(rel / name, text))
 
@@ -69,6 +94,7 @@ def init(
     ),
     force: Annotated[bool, typer.Option("--force", help="overwrite files that already exist")] = False,
     service: Annotated[str | None, typer.Option(help="service name (default: the folder's name)")] = None,
+    as_json: _common.Json = False,
 ) -> None:
     """Scaffold a project: app.py, tests, .env.example, Dockerfile, compose, terraform/."""
     with _common.friendly_errors():
@@ -82,14 +108,11 @@ def init(
         files = plan(name)
         existing = [f.target for f in files if (directory / f.target).exists()]
         if existing and not force:
-            for path in existing:
-                _common.err.print(f"[red]exists:[/red] {directory / path}", highlight=False)
-            _common.err.print(
-                f"{len(existing)} file(s) already exist; nothing was written. "
-                "Pass --force to overwrite them.",
-                highlight=False,
+            problems = [f"exists: {directory / path}" for path in existing]
+            problems.append(
+                f"{len(existing)} file(s) already exist; nothing was written. Pass --force to overwrite them."
             )
-            raise typer.Exit(1)
+            _common.fail("exists", problems, _common.EXIT_FAILED)
         for f in files:
             target = directory / f.target
             try:
@@ -97,6 +120,27 @@ def init(
                 target.write_text(f.text, encoding="utf-8")
             except OSError as exc:
                 raise errors.ConfigError(f"cannot write {str(target)!r}: {exc.strerror}") from None
+    install, _ = install_source()
+    steps = [] if directory.resolve() == Path.cwd() else [f"cd {shlex.quote(str(directory))}"]
+    steps += [
+        "python3 -m venv .venv && . .venv/bin/activate",
+        f"pip install {install}",
+        "pip install -r requirements-dev.txt",
+        "cp .env.example .env                 # then set the signing secrets",
+        "pytest                               # the app's tests",
+        "solo-os run app.py                   # http://127.0.0.1:8000/webhooks/billing",
+    ]
+    if as_json:
+        _common.emit_json(
+            {
+                "directory": str(directory),
+                "service": name,
+                "files": [str(f.target) for f in files],
+                "overwritten": [str(p) for p in existing],
+                "next": steps,
+            }
+        )
+        return
     replaced = f" ({len(existing)} overwritten)" if existing else ""
     _common.out.print(
         f"wrote {len(files)} file(s){replaced} in {directory} for service {name!r}",
@@ -104,11 +148,4 @@ def init(
     )
     for f in files:
         _common.out.print(f"  {f.target}", highlight=False)
-    steps = [] if directory.resolve() == Path.cwd() else [f"cd {directory}"]
-    steps += [
-        "cp .env.example .env                 # then set the signing secrets",
-        "pip install -r requirements-dev.txt",
-        "pytest                               # the app's tests",
-        "solo-os run app.py                   # http://127.0.0.1:8000/webhooks/billing",
-    ]
     _common.out.print("\nnext:\n" + "\n".join(f"  {s}" for s in steps), highlight=False)

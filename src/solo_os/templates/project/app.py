@@ -5,9 +5,11 @@ Run it on SQLite, no infrastructure:
     cp .env.example .env
     solo-os run app.py
 
-Then send it a correctly signed test delivery:
+Then, in another shell in this folder, send it a correctly signed test delivery (signed with
+the secret in .env) and see it handled:
 
-    solo-os send billing invoice.paid --data '{"id": "...", ...}'
+    solo-os send billing invoice.paid --data invoice.json
+    solo-os executions list
 
 `docker compose up --build` runs it on PostgreSQL, one container per role; terraform/ deploys
 it to AWS. Handlers must be idempotent per event: solo-os runs each once per accepted event,

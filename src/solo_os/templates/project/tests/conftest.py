@@ -1,31 +1,17 @@
-"""The app on a fresh SQLite database per test, reached over HTTP without a socket."""
+"""The ``solo`` fixture comes from solo-os's pytest plugin; pyproject.toml names the app
+(``solo_os_app = "app.py"``). Each test gets app.py on a fresh SQLite database, deliveries
+signed as the providers sign them (with generated test secrets), and a clock that only moves
+when the test moves it. See https://github.com/solo-os/solo-os/blob/main/docs/testing.md."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from datetime import UTC, datetime
 
-import httpx
 import pytest
 
-from solo_os import runtime as runtime_mod
-
-from .harness import SECRETS, Harness, load_app
+from solo_os.testing import Clock
 
 
 @pytest.fixture
-async def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'test.db'}")
-    monkeypatch.setenv("RETRY_BASE_DELAY_MS", "0")
-    application = load_app().app
-    runtime = runtime_mod.Runtime(
-        application, migrate=True, env=SECRETS, worker_options={"poll_interval": 0.05}
-    )
-    await runtime.start()
-    transport = httpx.ASGITransport(app=runtime.asgi(lifespan=False))
-    client = httpx.AsyncClient(transport=transport, base_url="http://app.test")
-    try:
-        yield Harness(application, runtime, client)
-    finally:
-        await client.aclose()
-        await runtime.stop()
+def solo_clock() -> Clock:
+    return Clock(datetime(2026, 5, 4, 12, 0, tzinfo=UTC))  # a fixed start: a Monday, noon UTC
