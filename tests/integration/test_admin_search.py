@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from solo_os import App, Context, Retry, _capture, sources
 from solo_os import store as store_mod
 from solo_os.store import _admin, _schema
 from tests import helpers
+from tests.conftest import _PG_BASE, PG_ADMIN_URL
 
 TOKEN = "admin-token-0123456789abcdef"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -160,7 +162,7 @@ async def test_postgres_payload_search_uses_the_trigram_index(pg_url: str) -> No
             )
             await conn.execute(
                 sa.text(
-                    "UPDATE events SET payload = payload || '{\"note\": \"needle-77\"}' "
+                    'UPDATE events SET payload = payload || \'{"note": "needle-77"}\' '
                     "WHERE idempotency_key = 'k29000'"
                 )
             )
@@ -412,3 +414,34 @@ async def test_new_actions_need_the_csrf_token_with_a_session(sqlite_url: str) -
             assert (await h.client.post(path, json=body)).status_code == 403, path
         ok = await h.client.post(f"/api/executions/{xid}/cancel", headers={"x-csrf-token": csrf})
         assert ok.status_code == 200
+
+
+@pytest.mark.postgres
+async def test_without_the_right_to_create_pg_trgm_migrations_pass_and_search_scans(pg_template: str) -> None:
+    """A role that may create tables but not extensions: 0005 skips the trigram index."""
+    suffix = uuid.uuid4().hex[:10]
+    role, db = f"solo_os_r_{suffix}", f"solo_os_noext_{suffix}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        await admin.execute(f'CREATE DATABASE "{db}"')
+        in_db = await asyncpg.connect(f"{_PG_BASE}/{db}")
+        try:
+            await in_db.execute(f'REVOKE CREATE ON DATABASE "{db}" FROM PUBLIC')
+            await in_db.execute(f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"')
+        finally:
+            await in_db.close()
+        s = store_mod.connect(f"{_PG_BASE.replace('postgres@', f'{role}@')}/{db}")
+        try:
+            await s.migrate()
+            assert await s.current_revision() == s.head_revision()
+            assert not await s._has_payload_index()
+            search = await s.search("needle", store_mod.Filters())
+            assert not search.indexed and search.payload_since is None  # an empty table: no bound
+            assert await s.page_events(store_mod.Filters(), search=search) == []
+        finally:
+            await s.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
