@@ -35,6 +35,8 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}
 # PostgreSQL's jsonb refuses \u0000 and unpaired surrogates that Python's json accepts.
 _UNSTORABLE_JSON = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 RETRY_AFTER_SECONDS = "5"
+ACK_STATUS = "x-solo-os-status"  # accepted/duplicate where the body is the provider's answer
+ACK_EVENT_ID = "x-solo-os-event-id"
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -157,6 +159,13 @@ class Ingress:
         if result.outcome == "rejected":
             bound.warning("webhook.rejected", event_id=event_id, errors=len(result.errors or []))
             return _json(400, {"error": "invalid_payload", "details": result.errors or []})
+        # Where the provider's protocol wants a specific answer to a stored event (Discord: an
+        # interaction response), that is the body; the status code is the same 200, and the
+        # outcome and event id travel in headers instead.
+        ack = source.acknowledgement(event.type)
+        if ack is not None:
+            bound.info(f"webhook.{result.outcome}", event_id=event_id, executions=result.executions)
+            return _json(200, ack, {ACK_STATUS: result.outcome, ACK_EVENT_ID: event_id})
         if result.outcome == "duplicate":
             bound.info("webhook.duplicate", event_id=event_id)
             return _json(200, {"status": "duplicate", "event_id": event_id})

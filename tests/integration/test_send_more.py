@@ -124,7 +124,10 @@ def test_send_signs_the_new_sources_and_repeats_are_duplicates(served: tuple[str
                         "--repeat", "2", "--json", "--app", app_path)
         assert result.exit_code == 0, (name, result.output)
         first, second = json.loads(result.stdout)
-        assert first["status_code"] == 200, (name, first)
+        assert (first["status_code"], second["status_code"]) == (200, 200), (name, first)
+        if name == "discord":  # answered with Discord's deferred interaction response
+            assert first["response"] == second["response"] == {"type": 5}
+            continue
         assert first["response"]["status"] == "accepted", (name, first)
         assert first["response"]["executions"] == executions, name
         assert second["response"] == {"status": "duplicate",

@@ -470,6 +470,12 @@ class Source:
         """An immediate reply that is not an event (e.g. Slack's url_verification), or None."""
         return None
 
+    def acknowledgement(self, event_type: str) -> dict[str, Any] | None:
+        """The body of the 200 for a stored (accepted or duplicate) event of ``event_type``,
+        where the provider's protocol needs one (Discord's interaction responses); None for
+        solo-os's own ``{"status": ...}``."""
+        return None
+
     def stored_headers(self, headers: Any, keep: Iterable[str] = ()) -> dict[str, str]:
         """The headers kept with the event (shown by the admin API, given to handlers).
 

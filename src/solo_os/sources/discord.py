@@ -8,8 +8,10 @@ moving between applications). A timestamp further than the tolerance from now is
 Discord checks the endpoint when it is saved: it sends a PING (an interaction of ``type`` 1,
 or a webhook event of ``type`` 0) and a forged one too; the PING is answered with
 ``{"type": 1}`` only when its signature checks out (the forged one gets 401, as Discord
-requires). Types: a webhook event's ``event.type`` (``APPLICATION_AUTHORIZED``,
-``ENTITLEMENT_CREATE``); an interaction's type by name (``APPLICATION_COMMAND``,
+requires). A stored interaction is answered with a deferred interaction response
+(``{"type": 5}`` for a command or modal, ``{"type": 6}`` for a component), which the handler
+completes through the interaction's token. Types: a webhook event's ``event.type``
+(``APPLICATION_AUTHORIZED``, ``ENTITLEMENT_CREATE``); an interaction's type by name (``APPLICATION_COMMAND``,
 ``MESSAGE_COMPONENT``, ...). Key: the interaction's ``id``; a webhook event has none (its
 digest). References: https://discord.com/developers/docs/interactions/overview (security and
 authorization), https://discord.com/developers/docs/events/webhook-events
@@ -34,6 +36,15 @@ INTERACTION_TYPES = {
     5: "MODAL_SUBMIT",
 }
 _BY_NAME = {v: k for k, v in INTERACTION_TYPES.items()}
+# The interaction response each stored interaction is answered with (its "type"):
+# 5 DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE ("thinking..."), 6 DEFERRED_UPDATE_MESSAGE (a component
+# acknowledged, the message unchanged), 8 APPLICATION_COMMAND_AUTOCOMPLETE_RESULT (no choices).
+ACKNOWLEDGEMENTS: dict[str, dict[str, Any]] = {
+    "APPLICATION_COMMAND": {"type": 5},
+    "MESSAGE_COMPONENT": {"type": 6},
+    "MODAL_SUBMIT": {"type": 5},
+    "APPLICATION_COMMAND_AUTOCOMPLETE": {"type": 8, "data": {"choices": []}},
+}
 
 
 def _is_webhook_event(document: Any) -> bool:
@@ -108,6 +119,11 @@ class DiscordSource(_base.Source):
         if document.get("type") == 1 and not _is_webhook_event(document):
             return {"type": 1}  # PONG
         return None
+
+    def acknowledgement(self, event_type: str) -> dict[str, Any] | None:
+        # Discord wants an interaction response within 3 s: a deferred one, which the handler
+        # completes through the interaction's token (edit @original or a follow-up message).
+        return ACKNOWLEDGEMENTS.get(event_type)
 
     def sign(
         self, body: bytes, now: float, headers: Mapping[str, str] | None = None

@@ -64,6 +64,8 @@ class Posted:
         if not isinstance(answer, dict):
             return None
         value = answer.get("status", answer.get("error"))
+        if value is None:  # the provider's own answer (a Discord interaction response)
+            value = self.response.headers.get(ingress.ACK_STATUS)
         return value if isinstance(value, str) else None
 
     @property
@@ -72,6 +74,7 @@ class Posted:
             value = self.response.json().get("event_id")
         except (ValueError, AttributeError):
             return None
+        value = value or self.response.headers.get(ingress.ACK_EVENT_ID)
         return UUID(value) if isinstance(value, str) else None
 
     @property
