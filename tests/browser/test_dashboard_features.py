@@ -7,7 +7,10 @@ Screenshots go where ``SOLO_OS_SCREENSHOTS`` says (``docs/dashboard`` refreshes 
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from solo_os import App, Context, Retry, RetryAfter, sources
+from solo_os import App, Context, Retry, RetryAfter, records, sources
 from solo_os import store as store_mod
 from tests import helpers
 from tests.browser.conftest import ADMIN_TOKEN, CHROMIUM_ARGS, live_server
@@ -279,12 +282,38 @@ async def _has(store: store_mod.Store, status: str, n: int) -> bool:
 
 
 PAGES = ["", "events", "executions", "dead", "schedules", "sources", "search?q=order"]
+HOURS_AGO = [1, 2, 2, 3, 5, 5, 5, 8, 9, 12, 13, 13, 16, 18, 20, 21, 22]
+
+
+async def _history(store: store_mod.Store) -> None:
+    """Deliveries spread over the last day (stored directly, as if received then)."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # the current bucket's start
+    batch = []
+    for i, hours in enumerate(HOURS_AGO):
+        body = json.dumps({"n": i}).encode()
+        batch.append(
+            records.NewEvent(
+                id=uuid.uuid4(),
+                source="billing",
+                idempotency_key=f"past-{i}",
+                type="invoice.paid",
+                status="accepted",
+                payload=body.decode(),
+                body=body,
+                headers={},
+                errors=None,
+                correlation_id=f"past-{i}",
+                received_at=hour - timedelta(hours=hours) + timedelta(minutes=30),
+            )
+        )
+    await store.ingest(batch)
 
 
 async def test_dark_mode_and_a_390px_phone_screen(chromium: str, sqlite_url: str, screenshots: Path) -> None:
     async with live_server(shop_app(Switch()), sqlite_url) as (base, rt):
         assert rt.store is not None
         await _seed(base, rt.store)
+        await _history(rt.store)
         execution = (await rt.store.list_executions(store_mod.Filters(handler="fulfil", limit=1)))[0]
         errors: list[str] = []
         async with async_playwright() as p:
@@ -300,6 +329,14 @@ async def test_dark_mode_and_a_390px_phone_screen(chromium: str, sqlite_url: str
                 text = await dark.evaluate("getComputedStyle(document.querySelector('.card-value')).color")
                 assert _rgb_luminance(text) > 0.7, text
                 await dark.locator("svg.chart g.bucket").first.wait_for()
+                # each past delivery sits in the bar of its hour, counted back from the current one
+                heights = [
+                    float(await bar.get_attribute("height") or 0)
+                    for bar in await dark.locator("svg.chart g.bucket rect.deliveries").all()
+                ]
+                assert len(heights) == 24
+                busy = {23 - i for i, height in enumerate(heights) if height > 0}
+                assert busy == {0} | {h for h in HOURS_AGO if h < 24}, busy
                 await _shot(dark, screenshots / "overview-dark.png")
                 await dark.goto(f"{base}/dashboard#/executions/{execution.id}")
                 await dark.get_by_role("heading", name="Logs").wait_for()

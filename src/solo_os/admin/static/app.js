@@ -390,14 +390,14 @@
     const maxLabels = W < 600 ? 4 : 8;
     const n = series.length;
     const max = Math.max(1, ...series.map((b) => Math.max(b.deliveries, b.succeeded + b.failed)));
-    const top = niceMax(max);
+    const yStep = niceStep(max / 4);
+    const top = yStep * Math.ceil(max / yStep);
     const bw = (W - L - R) / n;
     const y = (v) => T + (H - T - B) * (1 - v / top);
     const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": "deliveries and attempts per " + bucketText(bucketSeconds) + ", in UTC" });
-    for (const frac of [0, 0.25, 0.5, 0.75, 1]) {
-      const v = top * frac;
+    for (let v = 0; v <= top; v += yStep) {
       svg.append(s("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "gridline" }));
-      svg.append(s("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, Number.isInteger(v) ? v : v.toFixed(1)));
+      svg.append(s("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, String(v)));
     }
     const t0 = Date.parse(series[0].start) / 1000;
     const step = TICKS.find((t) => t >= bucketSeconds && (n * bucketSeconds) / t <= maxLabels) || TICKS[TICKS.length - 1];
@@ -427,10 +427,12 @@
     return h("div", { class: "chart-box" }, svg, legend);
   }
 
-  function niceMax(v) {
+  // A whole step of 1, 2 or 5 times a power of ten, at least v: gridlines on round counts.
+  function niceStep(v) {
+    if (v <= 1) return 1;
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 4, 5, 10]) if (m * p >= v) return Math.max(4, m * p);
-    return v;
+    for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+    return 10 * p;
   }
 
   // --- events ---------------------------------------------------------------------------
