@@ -27,6 +27,7 @@ from solo_os import _ids, errors, metrics, records, tracing
 from solo_os import app as app_mod
 from solo_os import store as store_mod
 from solo_os.sources import _base as sources_base
+from solo_os.sources import _decode as sources_decode
 
 log = structlog.get_logger("solo_os.ingress")
 MAX_KEY_CHARS = 200
@@ -282,7 +283,7 @@ def _payload_text(headers: Any, body: bytes, document: Any) -> str | None:
     reads the body). A form is stored as the document it decoded to: the worker reads it back
     as JSON, so a form field jsonb cannot hold (a NUL) makes it invalid instead.
     """
-    if not sources_base.is_form(headers):
+    if not sources_decode.is_form(headers):
         return None if _UNSTORABLE_JSON.search(body) else body.decode("utf-8")
     try:
         text: bytes | None = orjson.dumps(document)

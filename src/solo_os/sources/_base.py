@@ -13,15 +13,15 @@ import binascii
 import hashlib
 import hmac
 import re
-import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import orjson
 
-from solo_os import _json, errors
+from solo_os import errors
 from solo_os import secrets as secrets_mod
+from solo_os.sources import _decode
 
 #: Header names containing any of these are taken for credentials and not stored (see
 #: ``Source.stored_headers``).
@@ -40,8 +40,6 @@ _HEX = re.compile(r"[0-9a-fA-F]*")
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 # What a database column or a log line should never hold: C0 controls, DEL, lone surrogates.
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-FORM_TYPE = "application/x-www-form-urlencoded"
-MAX_FORM_FIELDS = 1000  # Slack, Twilio and GitHub send a few dozen; more is not a provider
 
 
 class Headers(Protocol):
@@ -262,58 +260,6 @@ def token_match(given: str, secrets: Sequence[str]) -> bool:
     return any_match([hashlib.sha256(s.encode("utf-8")).digest() for s in secrets], [digest])
 
 
-def is_form(headers: Headers) -> bool:
-    """Whether the delivery says it is ``application/x-www-form-urlencoded``."""
-    values = headers.getlist("content-type")
-    return len(values) == 1 and values[0].partition(";")[0].strip().lower() == FORM_TYPE
-
-
-def form_fields(body: bytes) -> list[tuple[str, str]]:
-    """A form body's fields in order (blank values kept); ``PayloadError`` if it is not one."""
-    try:
-        return urllib.parse.parse_qsl(
-            body.decode("utf-8"),
-            keep_blank_values=True,
-            errors="strict",
-            max_num_fields=MAX_FORM_FIELDS,
-        )
-    except ValueError as exc:  # not UTF-8 (also once percent-decoded), or too many fields
-        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
-        raise errors.PayloadError(
-            [{"loc": ["body"], "msg": f"not a form: {reason}", "type": "form_invalid"}]
-        ) from None
-
-
-def decode_body(headers: Headers, body: bytes) -> Any:
-    """The document a verified body stands for (SPEC section 2, form-encoded deliveries).
-
-    JSON is decoded by ``solo_os._json`` (its depth limit). A form
-    (``application/x-www-form-urlencoded``) whose ``payload`` field holds a JSON object or array
-    (Slack interactivity, GitHub's form content type) is that JSON; any other form is its fields
-    as a dict of strings, the first value of a repeated field (Slack slash commands, Twilio).
-    Raises ``PayloadError`` where the body is neither.
-    """
-    if is_form(headers):
-        fields: dict[str, str] = {}
-        for name, value in form_fields(body):
-            fields.setdefault(name, value)
-        inner = fields.get("payload")
-        if inner is not None:
-            try:
-                document = _json.loads(inner)
-            except _json.JSONDecodeError:
-                document = None
-            if isinstance(document, dict | list):
-                return document
-        return fields
-    try:
-        return _json.loads(body)
-    except _json.JSONDecodeError as exc:
-        raise errors.PayloadError(
-            [{"loc": ["body"], "msg": f"not JSON: {exc}", "type": "json_invalid"}]
-        ) from None
-
-
 def any_match(expected: Sequence[bytes], given: Sequence[bytes]) -> bool:
     """True if any given signature equals any expected one, each compared in constant time.
 
@@ -460,7 +406,7 @@ class Source:
 
     def decode(self, headers: Headers, body: bytes) -> Any:
         """The verified body as a document: JSON, or a decoded form (``decode_body``)."""
-        return decode_body(headers, body)
+        return _decode.decode_body(headers, body)
 
     def payload(self, document: Any) -> Any:
         """The part of the JSON document handed to the handler's schema (``payload=`` path)."""

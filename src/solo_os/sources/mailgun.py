@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from solo_os import _json, errors
-from solo_os.sources import _base
+from solo_os.sources import _base, _decode
 
 MAX_TOKEN_CHARS = 256  # Mailgun's tokens are 50 characters
 
@@ -48,8 +48,8 @@ class MailgunSource(_base.Source):
 
     def _signature(self, headers: _base.Headers, body: bytes) -> tuple[str, str, str]:
         try:
-            if _base.is_form(headers):
-                fields = dict(_base.form_fields(body))
+            if _decode.is_form(headers):
+                fields = dict(_decode.form_fields(body))
                 parts: Any = fields
             else:
                 parts = _base.field(_json.loads(body), "signature")

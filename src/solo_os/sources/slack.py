@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from solo_os import errors
-from solo_os.sources import _base
+from solo_os.sources import _base, _decode
 
 HEADER = "x-slack-signature"
 TIMESTAMP_HEADER = "x-slack-request-timestamp"
@@ -99,7 +99,7 @@ class SlackSource(_base.Source):
     def compose(self, event_type: str, data: Any, now: float) -> tuple[bytes, dict[str, str]]:
         headers = {"content-type": "application/json", "user-agent": "Slackbot 1.0 solo-os-send"}
         if event_type.startswith("/") or event_type in INTERACTIONS:
-            headers["content-type"] = _base.FORM_TYPE
+            headers["content-type"] = _decode.FORM_TYPE
             return _form_delivery(event_type, data), headers
         if event_type == "url_verification":
             document: dict[str, Any] = {

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from solo_os import errors
-from solo_os.sources import _base, _public_url
+from solo_os.sources import _base, _decode, _public_url
 
 HEADER = "x-twilio-signature"
 SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
@@ -82,10 +82,10 @@ class TwilioSource(_base.Source):
     def _fields(self, headers: _base.Headers, body: bytes) -> list[tuple[str, str]]:
         if not body:
             return []
-        if not _base.is_form(headers):
+        if not _decode.is_form(headers):
             raise errors.SignatureError("not_a_form")
         try:
-            return _base.form_fields(body)
+            return _decode.form_fields(body)
         except errors.PayloadError:
             raise errors.SignatureError("malformed_form") from None
 
@@ -132,7 +132,7 @@ class TwilioSource(_base.Source):
     def sign(
         self, body: bytes, now: float, headers: Mapping[str, str] | None = None
     ) -> dict[str, str]:
-        fields = _base.form_fields(body) if body else []
+        fields = _decode.form_fields(body) if body else []
         text = signed_text(self.public_url.get(), fields)
         return {HEADER: _base.b64(_base.hmac_sha1(self.signing_secret().encode("utf-8"), text))}
 

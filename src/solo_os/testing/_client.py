@@ -13,6 +13,7 @@ import httpx
 from solo_os import app as app_mod
 from solo_os import errors, ingress
 from solo_os.sources import _base as sources_base
+from solo_os.sources import _decode as sources_decode
 from solo_os.testing import _clock
 
 
@@ -30,7 +31,7 @@ class Delivery:
     def document(self) -> Any:
         """The body as the handler's schema sees it before ``payload=``: parsed JSON, or the
         decoded form (Slack slash commands, Twilio)."""
-        return sources_base.decode_body(sources_base.DictHeaders(self.headers), self.body)
+        return sources_decode.decode_body(sources_base.DictHeaders(self.headers), self.body)
 
 
 @dataclasses.dataclass(frozen=True)
