@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from solo_os import App, Context, sources
 from solo_os import store as store_mod
+from solo_os.admin import revalidate
 from tests import helpers
 
 FORM = "application/x-www-form-urlencoded"
@@ -201,3 +202,36 @@ async def test_forms_that_cannot_be_decoded_or_stored_are_rejected(sqlite_url: s
             assert r.json()["error"] == "invalid_payload"
         rejected = await events(h)
         assert [e.status for e in rejected] == ["rejected"] * 3
+
+
+async def test_a_rejected_form_is_revalidated_from_its_stored_body_and_headers(
+    database_url: str,
+) -> None:
+    """``events revalidate`` (and the dashboard's) rebuild an event from its stored raw body and
+    headers: a form is decoded again, the same way, and its payload stored as the document."""
+
+    class Strict(BaseModel):
+        command: str
+        environment: str  # the slash command's form has no such field: rejected
+
+    strict = App(service="forms")
+    strict.source("slack", sources.slack())
+    strict.on("slack", "/deploy", schema=Strict, name="deploy")(lambda event, ctx: None)
+    async with helpers.running(strict, database_url, env=ENV, roles=("serve",)) as h:
+        slack = h.runtime.app.sources["slack"]
+        body, headers = slack.build_delivery("/deploy", {"text": "prod"}, time.time())
+        r = await post(h, "slack", body, headers)
+        assert r.status_code == 400
+        [event] = await events(h)
+        found = await h.store.get_event(event.id)
+        assert found is not None and found[1] == body
+
+        lenient = form_app([])  # the fixed schema: SlashCommand
+        [verdict] = await revalidate.revalidate(
+            lenient, h.store, [(found[0], found[1])], now=store_mod.utcnow()
+        )
+        assert (verdict.outcome, verdict.executions) == ("accepted", 1), verdict
+        again = await h.store.get_event(event.id)
+        assert again is not None
+        assert again[0].status == "accepted"
+        assert again[0].payload["command"] == "/deploy" and again[0].payload["text"] == "prod"
