@@ -740,7 +740,7 @@
   function deadLetters(params) {
     return page("dead", { params, items: [], next: null, extra: [], selected: new Set(), confirm: null }, async (st) => {
       const [data, names] = await Promise.all([
-        api("/dead-letters" + query(Object.assign({ limit: 100 }, st.params))), st.names || sourceNames(),
+        api("/dead-letters" + query(Object.assign({ limit: 100 }, apiParams(st.params)))), st.names || sourceNames(),
       ]);
       st.names = names;
       st.items = data.items;
@@ -756,8 +756,10 @@
         checked: rows.length > 0 && rows.every((x) => st.selected.has(x.id)),
         onchange: (e) => { for (const x of rows) e.target.checked ? st.selected.add(x.id) : st.selected.delete(x.id); redraw(); },
       });
+      const range = apiParams(st.params); // computed once per drawing: the count asked about is what is acted on
       const filter = {
         source: st.params.source || null, handler: st.params.handler || null, error: st.params.error || null,
+        since: range.since || null, until: range.until || null,
       };
       async function purge(body, label) {
         try {
@@ -814,6 +816,7 @@
           { name: "source", label: "Source", options: st.names.sources },
           { name: "handler", label: "Handler", options: st.names.handlers },
           { name: "error", label: "Error contains" },
+          { range: true },
         ], st.params, (values) => navigate("dead", values)),
         bar,
         h("div", { class: "panel" }, rows.length ? table(rows, [
