@@ -198,8 +198,8 @@ KIT: dict[str, tuple[Any, str, Any]] = {
     "square": (sources.square(url="https://pay.example.com/s"), "payment.created", {"id": "p1"}),
     "calendly": (sources.calendly(), "invitee.created", {"email": "a@example.com"}),
     "typeform": (sources.typeform(), "form_response", {"form_id": "f1"}),
-    "hubspot": (sources.hubspot(url="https://crm.example.com/h"), "contact.creation", {"objectId": 1}),
-}
+    "hubspot": (sources.hubspot(public_url_env="KIT_HUBSPOT_URL"), "contact.creation", {"objectId": 1}),
+}  # KIT_HUBSPOT_URL is not set: the kit fills in its own URL
 
 
 async def test_the_plugin_client_signs_every_new_source() -> None:

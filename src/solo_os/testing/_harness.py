@@ -106,10 +106,14 @@ _session_secrets: dict[tuple[str, str], str] = {}
 
 def secrets_for(application: app_mod.App, given: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment the app reads its secrets from in a test: ``given``, with a generated
-    secret for every source whose variable it does not set, and placeholders for the alert
+    secret for every source whose variable it does not set, the test server's URL for a
+    source's ``public_url_env`` (Twilio, Square, HubSpot), and placeholders for the alert
     channels' variables (URLs on ``alerts.solo-os.test``: nothing is sent from a test)."""
     env = dict(given or {})
     for name, source in application.sources.items():
+        for url_env, holds in source.variables().items():  # Twilio's public_url_env=, ...
+            if holds == "public URL" and url_env not in env:
+                env[url_env] = f"{BASE_URL}/webhooks/{name}"
         if not source.verify_signatures or not source.secret_env:
             continue
         if source.secret_env in env or f"{source.secret_env}_FILE" in env:
