@@ -163,7 +163,16 @@ class Worker:
         now = self.clock()
         if not self._inflight:
             self._draining_for_lost = False
-            lost = await self.store.claim(self.worker_id, 1, now, self.lease_seconds, lost=True)
+            lost = []
+            if time.monotonic() >= self._next_lost_check:
+                # A read first: the claim is a write (SQLite's one writer), and lost executions
+                # are rare; looked for every few seconds, and at once after a reap here.
+                self._next_lost_check = time.monotonic() + min(5.0, self.lease_seconds)
+                if await self.store.lost_due(now):
+                    lost = await self.store.claim(
+                        self.worker_id, 1, now, self.lease_seconds, lost=True
+                    )
+                    self._next_lost_check = 0.0  # there may be more
             if lost:
                 c = lost[0]
                 log.warning(
@@ -181,6 +190,7 @@ class Worker:
             self._next_lost_check = time.monotonic() + min(5.0, self.lease_seconds)
             if await self.store.lost_due(now):
                 self._draining_for_lost = True
+                self._next_lost_check = 0.0
                 return False
         free = self.concurrency - len(self._inflight)
         if free < max(1, self.concurrency // 4) and self._inflight:
@@ -246,7 +256,10 @@ class Worker:
     async def _reaper(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                for r in await self.store.reap(self.clock(), max_losses=self.max_losses):
+                reaped = await self.store.reap(self.clock(), max_losses=self.max_losses)
+                if any(r.status == "pending" for r in reaped):
+                    self._next_lost_check = 0.0  # run them (alone) without waiting
+                for r in reaped:
                     metrics.attempt_finished(r.handler, "lost", r.status)
                     log.warning(
                         "execution.lost", execution_id=str(r.execution_id), attempt=r.attempt,

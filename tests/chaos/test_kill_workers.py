@@ -95,6 +95,8 @@ async def test_kill_9_of_workers_at_random_loses_nothing_and_repeats_no_saved_st
         env = _support.env_for(
             pg_url, CHAOS_LEDGER_DSN=pg_url, CHAOS_SLEEP_MS="200",
             SOLO_OS_LEASE_SECONDS="2", SOLO_OS_WORKER_CONCURRENCY="16", SOLO_OS_POLL_INTERVAL="0.2",
+            # Random kills are not a poison: no execution may be dead for being lost too often.
+            SOLO_OS_MAX_LOSSES="100",
         )
         rng = random.Random()
         kills = 0
