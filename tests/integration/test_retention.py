@@ -280,11 +280,15 @@ async def _empty(store: store_mod.Store) -> bool:
 
 
 def test_cli_prune_and_stats(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI prunes against the real clock, so the rows are aged from today, not from NOW
+    # (seeding from the fixed NOW made a day-old row older than --older-than 2d as time passed).
+    shift = datetime.now(UTC) - NOW
+
     async def fill() -> None:
         s = store_mod.connect(database_url)
         try:
-            await seed(s, age=timedelta(days=400))
-            await seed(s, age=DAY)
+            await seed(s, age=timedelta(days=400) - shift)
+            await seed(s, age=DAY - shift)
         finally:
             await s.close()
 
