@@ -390,14 +390,10 @@ class Store(
         cond = [ex.c.status == "pending", ex.c.run_after <= now]
         if lost is not None:
             cond.append(ex.c.losses > 0 if lost else ex.c.losses == 0)
-        due = (
-            sa.select(ex.c.id)
-            .where(*cond)
-            .order_by(ex.c.run_after)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("due")
-        )
+        due_q = sa.select(ex.c.id).where(*cond).order_by(ex.c.run_after).limit(limit)
+        if lost:
+            due_q = due_q.with_hint(ex, "INDEXED BY ix_executions_lost", "sqlite")
+        due = due_q.with_for_update(skip_locked=True).cte("due")
         stmt = (
             sa.update(ex)
             .where(ex.c.id == due.c.id)
@@ -620,6 +616,9 @@ class Store(
             sa.select(ex.c.id)
             .where(ex.c.status == "pending", ex.c.run_after <= now, ex.c.losses > 0)
             .limit(1)
+            # The small partial index of lost executions, not a scan of the pending backlog
+            # (SQLite without statistics would pick the status index).
+            .with_hint(ex, "INDEXED BY ix_executions_lost", "sqlite")
         )
         async with self._read() as conn:
             return (await conn.execute(q)).first() is not None

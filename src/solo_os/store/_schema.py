@@ -87,6 +87,12 @@ executions = sa.Table(
         sqlite_where=sa.text("status = 'running'"),
     ),
     sa.Index("ix_executions_event", "event_id"),
+    sa.Index(  # migration 0004
+        "ix_executions_lost",
+        "run_after",
+        postgresql_where=sa.text("status = 'pending' AND losses > 0"),
+        sqlite_where=sa.text("status = 'pending' AND losses > 0"),
+    ),
     sa.Index("ix_executions_status_updated", "status", "updated_at"),
 )
 

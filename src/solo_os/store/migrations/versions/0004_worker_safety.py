@@ -21,11 +21,20 @@ revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
+LOST = "status = 'pending' AND losses > 0"
 
 
 def upgrade() -> None:
     with op.batch_alter_table("executions") as batch:
         batch.add_column(sa.Column("losses", sa.Integer, nullable=False, server_default="0"))
+    # Finding a due execution that was lost before must not scan a backlog of others.
+    op.create_index(
+        "ix_executions_lost",
+        "executions",
+        ["run_after"],
+        postgresql_where=sa.text(LOST),
+        sqlite_where=sa.text(LOST),
+    )
     op.create_table(
         "signin_throttle",
         sa.Column("client", sa.String(255), primary_key=True),
@@ -38,5 +47,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("signin_throttle")
+    op.drop_index("ix_executions_lost", table_name="executions")
     with op.batch_alter_table("executions") as batch:
         batch.drop_column("losses")
