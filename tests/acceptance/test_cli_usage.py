@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -222,3 +223,20 @@ def test_a_port_in_use_exits_3(runner: CliRunner, project: Path) -> None:
         r = runner.invoke(cli, ["run", "--port", str(port)])
     assert r.exit_code == 3, r.output
     assert r.stderr.startswith(f"cannot listen on 127.0.0.1:{port}")
+
+
+def test_every_variable_solo_os_reads_is_known_to_the_typo_warning() -> None:
+    """A variable read anywhere in src/ must not be warned about as unknown."""
+    from solo_os import config
+
+    read = set()
+    for path in (ROOT / "src" / "solo_os").rglob("*.py"):
+        read |= set(re.findall(
+            r"(?:environ\.get\(|environ\[|getenv\(|envvar=|alias=|_ENV = )[\"'](SOLO_OS_[A-Z0-9_]+)",
+            path.read_text(),
+        ))
+    assert read, "found the variables"
+    assert config.misspelt(read) == []
+    assert config.misspelt(["SOLO_OS_NOT_A_SETTING"]) == [
+        "SOLO_OS_NOT_A_SETTING is set, but solo-os reads no such variable"
+    ]
