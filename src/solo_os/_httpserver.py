@@ -1,4 +1,4 @@
-"""uvicorn, guarded against slow and too many clients (``run`` and ``serve``).
+"""uvicorn, guarded against slow and too many clients (``run``, ``serve``, the metrics port).
 
 uvicorn closes idle keep-alive connections but has no timeout for a request that arrives
 slowly: a client that sends its head one byte a second holds a connection (and a file

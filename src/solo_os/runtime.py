@@ -172,6 +172,8 @@ class Runtime:
         """``GET /metrics`` on a port of its own (``SOLO_OS_METRICS_PORT``), in this loop."""
         import uvicorn  # only processes that serve metrics on their own port need it here
 
+        from solo_os import _httpserver  # the same slow-client guard as the webhook port
+
         class _Server(uvicorn.Server):
             @contextlib.contextmanager
             def capture_signals(self) -> Any:  # the process's main loop owns the signals
@@ -191,7 +193,10 @@ class Runtime:
             ) from None
         app = metrics.asgi_app(self.gauges, self._current_store, self._metrics_token())
         server = _Server(
-            uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, server_header=False)
+            uvicorn.Config(
+                app, lifespan="off", log_config=None, access_log=False, server_header=False,
+                http=_httpserver.protocol_for(self.settings),
+            )
         )
         self._metrics_server = server
         sock.listen(128)  # scrapes that come before the server's task starts wait in the backlog
@@ -278,9 +283,10 @@ def hard_exit_after(seconds: float) -> None:
     """End the process ``seconds`` from now if it has not ended by itself (CLI processes only).
 
     The worker drains for most of the grace period, records what is still running as
-    interrupted and exits; this is the backstop for when it cannot, e.g. a plain ``def`` handler
-    spinning in a C extension that never releases the GIL. faulthandler's watchdog is a C
-    thread that needs no GIL: it writes every thread's stack to stderr (where the process was
-    stuck) and exits with status 1.
+    interrupted and exits; this is the backstop for when it cannot finish in time (threads
+    that keep the interpreter busy, a store that does not answer). faulthandler's watchdog is a
+    C thread that needs no GIL once armed: it writes every thread's stack to stderr (where the
+    process was stuck) and exits with status 1. (Arming needs the interpreter: a C extension
+    that holds the GIL from before the signal blocks even this; only SIGKILL ends that.)
     """
     faulthandler.dump_traceback_later(max(0.1, seconds), exit=True)

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
+from solo_os import _httpserver
 from solo_os import runtime as runtime_mod
-from solo_os.cli import _common, _server, _supervise
+from solo_os.cli import _common, _supervise
 
 AppArg = _common.AppArg
 AppOpt = _common.AppOpt
@@ -51,7 +52,7 @@ def _check_port(host: str, port: int) -> None:
 
 async def _serve_async(rt: runtime_mod.Runtime, host: str, port: int) -> None:
     await rt.start()
-    server = uvicorn.Server(_server.uvicorn_config(rt.asgi(lifespan=False), rt.settings, host, port))
+    server = uvicorn.Server(_httpserver.uvicorn_config(rt.asgi(lifespan=False), rt.settings, host, port))
     stop_server = server.handle_exit
 
     def handle_exit(sig: int, frame: Any) -> None:
