@@ -110,6 +110,11 @@ async def test_slow_clients_are_cut_off_and_do_not_delay_normal_ones(
             after = await _deliver(client, base, 5, "after")
         logs = procs.logs()
 
+    print(
+        f"latency before {max(before):.3f}s, beside {SLOW} slow clients {max(during):.3f}s, "
+        f"after {max(after):.3f}s; slow ones closed after "
+        f"{min(e - t for t, _, e, _ in closed):.2f}-{max(e - t for _, t, e, _ in closed):.2f}s"
+    )
     assert len(closed) == SLOW
     # The server's clock starts between connect() and its return: closed no earlier than the
     # timeout after the first, and not much later than the timeout after the second.
