@@ -12,6 +12,7 @@ The few substitutions, each for a stated reason:
   ``ID`` and ``<id>`` become the id of a real execution or event;
 - ``export DATABASE_URL=...`` naming another machine (``db.internal``) is skipped: the
   commands after it run against the local database instead;
+- ``solo-os send`` gets ``--url`` of the server started before it (the docs' default port);
 - ``python3 scripts/dev.py run`` is not run here: tests/acceptance/test_readme_run.py runs it;
 - a command of another tool that needs a service we do not run (docker, terraform, promtool, a
   non-local URL) is skipped and listed.
@@ -19,6 +20,7 @@ The few substitutions, each for a stated reason:
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -233,9 +235,10 @@ class Walk:
         command = self.concrete(command)
         words = solo_words(command) or []
         if words and words[0] in SERVERS:
-            self.start(command, words)
-            self.stop()
+            self.start(command, words)  # runs until the next server command, or the end
             return
+        if words and words[0] == "send" and "--url" not in words and "http" in self.ports:
+            command += f" --url http://127.0.0.1:{self.ports['http']}"  # where the server listens
         self.sh(command)
         self.ran.append(command)
 
@@ -317,6 +320,28 @@ def test_quickstart(tmp_path: Path) -> None:
     finally:
         w.stop()
     assert w.skipped == ["python3 scripts/dev.py run: run by tests/acceptance/test_readme_run.py"]
+
+
+def test_the_example_apps_docstring(tmp_path: Path) -> None:
+    """examples/billing/app.py says how to run it and send it a delivery, from the repository's
+    root: here a folder with the same layout (so the databases land in a temporary folder)."""
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    w = project(tmp_path, "")
+    w.env["FULFILMENTS_DB"] = str(tmp_path / "fulfilments.db")
+    doc = ast.get_docstring(ast.parse((ROOT / "examples" / "billing" / "app.py").read_text())) or ""
+    commands = [line.strip() for line in doc.splitlines() if line.startswith("    ") and line.strip()]
+    assert any(c.startswith(".venv/bin/solo-os run ") for c in commands)
+    assert any(c.startswith(".venv/bin/solo-os send ") for c in commands)
+    try:
+        for command in commands:
+            w.line(command)
+        deadline = time.monotonic() + 30
+        while '"succeeded"' not in w.sh(".venv/bin/solo-os executions list --json --handler fulfil").stdout:
+            assert time.monotonic() < deadline, w.log()
+            time.sleep(0.3)
+    finally:
+        w.stop()
+    assert w.skipped == [] and len(w.ran) == len(commands)
 
 
 # --- the how-to pages -----------------------------------------------------------------------------
