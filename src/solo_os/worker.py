@@ -180,7 +180,7 @@ class Worker:
                     losses=c.losses, attempt=c.attempt,
                 )
                 self._alone = c.id
-                self._inflight[c.id] = asyncio.create_task(self._execute(c))
+                self._start(c)
                 return False
         elif self._draining_for_lost:
             return False  # finish what runs, then take the lost one alone
@@ -198,8 +198,27 @@ class Worker:
         limit = min(free, CLAIM_BATCH)
         claimed = await self.store.claim(self.worker_id, limit, now, self.lease_seconds, lost=False)
         for c in claimed:
-            self._inflight[c.id] = asyncio.create_task(self._execute(c))
+            self._start(c)
         return len(claimed) == limit
+
+    def _start(self, c: records.Claimed) -> None:
+        task = asyncio.create_task(self._execute(c))
+        self._inflight[c.id] = task
+        task.add_done_callback(functools.partial(self._ended, c))
+
+    def _ended(self, c: records.Claimed, task: asyncio.Task[None]) -> None:
+        """Whatever happened in ``_execute``, its slot is free again; an error that escaped it
+        (a bug, not the handler's: those are attempts) is logged, and the lease runs out."""
+        if self._inflight.get(c.id) is task:
+            del self._inflight[c.id]
+        if self._alone == c.id:
+            self._alone = None
+        self._slot_freed.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error(
+                "execution.crashed", execution_id=str(c.id), handler=c.handler,
+                attempt=c.attempt, error=f"{type(exc).__name__}: {exc}",
+            )
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Sleep until work may be due, a slot frees up (when full), stop, or the poll interval."""
@@ -247,7 +266,9 @@ class Worker:
             await _wait_any(stop, timeout=interval)
             if self._inflight:
                 try:
-                    await self.store.renew(self.worker_id, self.clock(), self.lease_seconds)
+                    await self.store.renew(
+                        self.worker_id, self.clock(), self.lease_seconds, list(self._inflight)
+                    )
                 except errors.StoreError as exc:
                     log.warning("worker.renew_failed", error=str(exc))
                 except Exception:

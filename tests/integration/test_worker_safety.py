@@ -89,6 +89,10 @@ def bad_app(release: threading.Event, ran: list[str]) -> App:
         while not release.is_set() and time.monotonic() < deadline:
             pass
 
+    @app.on("billing", "long", timeout=30)
+    async def long(event: Any, ctx: Context) -> None:
+        await asyncio.sleep(4)
+
     @app.on("billing", "hang_async", retry=twice, timeout=0.5)
     async def hang_async(event: Any, ctx: Context) -> None:
         await asyncio.Event().wait()
@@ -274,3 +278,57 @@ async def test_lost_attempts_spend_no_budget_and_run_alone_then_poison_goes_dead
     assert x.last_error is not None and "lost 3 times" in x.last_error
     assert [a.outcome for a in attempts] == ["lost"] * 3
     assert "lost 3 times" in (attempts[-1].error_message or "")
+
+
+async def test_an_error_escaping_the_worker_s_own_code_frees_the_slot_and_is_retried(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+    app = bad_app(threading.Event(), ran)
+    real_finished = worker_mod.Worker._finished
+    broke = 0
+
+    def finished_that_breaks_once(self: worker_mod.Worker, *args: Any) -> Any:
+        nonlocal broke
+        if broke == 0:
+            broke += 1
+            raise RuntimeError("a bug in the worker, not in the handler")
+        return real_finished(self, *args)
+
+    monkeypatch.setattr(worker_mod.Worker, "_finished", finished_that_breaks_once)
+    with capture_logs() as logs:
+        async with helpers.running(app, database_url, concurrency=2, lease_seconds=1.0) as h:
+            busy = await _post(h, "long", "busy")  # keeps the worker's heartbeat going
+            await helpers.eventually(lambda: _running(h, busy))
+            first = await _post(h, "healthy", "first")
+            second = await _post(h, "healthy", "second")
+
+            async def taken_back() -> bool:
+                for x in (first, second):
+                    if any(a.outcome == "lost" for a in await h.store.list_attempts(x)):
+                        return True
+                return False
+
+            await helpers.eventually(taken_back, timeout=10)
+            # Taken back while the worker is still busy: its lease was not renewed with the
+            # lease of what the worker does run.
+            still_busy = await _running(h, busy)
+            await helpers.eventually(lambda: _settled(h, [first, second]), timeout=20)
+            outcomes = {
+                str(x): [a.outcome for a in await h.store.list_attempts(x)] for x in (first, second)
+            }
+    crashed = [e for e in logs if e["event"] == "execution.crashed"]
+    assert len(crashed) == 1 and crashed[0]["log_level"] == "error"
+    victim = crashed[0]["execution_id"]
+    other = next(x for x in outcomes if x != victim)
+    # The slot (concurrency 1) was freed: the other one ran; the victim's lease ran out, it
+    # was taken back as lost (no budget spent) and ran again alone.
+    assert outcomes[victim] == ["lost", "succeeded"]
+    assert outcomes[other] == ["succeeded"]
+    assert still_busy
+    assert sorted(ran) == ["first", "first", "second"] or sorted(ran) == ["first", "second", "second"]
+
+
+async def _running(h: helpers.Harness, xid: UUID) -> bool:
+    x = await h.store.get_execution(xid)
+    return x is not None and x.status == "running"

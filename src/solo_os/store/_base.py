@@ -543,15 +543,26 @@ class Store(
         )
         return {row.id for row in held}
 
-    async def renew(self, worker_id: str, now: datetime, lease_seconds: float) -> int:
-        """Extend the lease of every execution ``worker_id`` runs."""
+    async def renew(
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_seconds: float,
+        ids: Sequence[UUID] | None = None,
+    ) -> int:
+        """Extend the lease of every execution ``worker_id`` runs, or of those of ``ids`` (what
+        the worker still runs: one whose task died keeps no lease, and is taken back)."""
+        expires = now + timedelta(seconds=lease_seconds)
+        cond = [ex.c.worker_id == worker_id, ex.c.status == "running"]
+        renewed = 0
         async with self._write() as conn:
-            res = await conn.execute(
-                sa.update(ex)
-                .where(ex.c.worker_id == worker_id, ex.c.status == "running")
-                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-            )
-        return int(res.rowcount or 0)
+            for chunk in [None] if ids is None else _chunks(list(ids), 500):
+                where = cond if chunk is None else [*cond, ex.c.id.in_(chunk)]
+                res = await conn.execute(
+                    sa.update(ex).where(*where).values(lease_expires_at=expires)
+                )
+                renewed += int(res.rowcount or 0)
+        return renewed
 
     async def release(self, worker_id: str, ids: Iterable[UUID] | None = None) -> int:
         """Give back leased executions at once (graceful shutdown).
