@@ -237,15 +237,16 @@ async def test_lost_attempts_spend_no_budget_and_run_alone_then_poison_goes_dead
     async with helpers.running(app, database_url, roles=("serve",)) as h:
         ids = [await _post(h, "healthy", f"k{i}") for i in range(6)]
         now = store_mod.utcnow()
-        # A process claims all six (a budget of one attempt each) and dies.
-        assert len(await h.store.claim("ghost:1", 10, now, 1.0)) == 6
-        reaped = await h.store.reap(now + timedelta(seconds=2), max_losses=3)
+        # A process claims all six (a budget of one attempt each) and dies: its lease (none
+        # here) has run out when the reaper looks.
+        assert len(await h.store.claim("ghost:1", 10, now, 0.0)) == 6
+        reaped = await h.store.reap(store_mod.utcnow(), max_losses=3)
         assert sorted(r.execution_id for r in reaped) == sorted(ids)
         assert {(r.status, r.losses) for r in reaped} == {("pending", 1)}
         xs = [await h.store.get_execution(x) for x in ids]
         assert all(x is not None and (x.status, x.max_attempts) == ("pending", 2) for x in xs)
         # They are not handed out with other work, one at a time only.
-        later = now + timedelta(seconds=3)
+        later = store_mod.utcnow()
         assert await h.store.claim("w:2", 10, later, 30, lost=False) == []
         assert await h.store.lost_due(later)
 
