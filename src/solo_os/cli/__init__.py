@@ -147,17 +147,21 @@ class LazyGroup(TyperGroup):
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         _mode.json_output = _mode.wants_json(argv)
-        if not _mode.json_output or not standalone_mode:
-            return super().main(argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
+        expand = windows_expand_args
         try:
-            code = super().main(argv, prog_name, complete_var, False, windows_expand_args, **extra)
-        except Exception as exc:
-            if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
-                raise
-            # a usage error (click's ClickException): JSON like every other error under --json
-            _mode.emit_error("usage_error", exc.format_message(), exc.exit_code)
-            sys.exit(exc.exit_code)
-        sys.exit(code if isinstance(code, int) else 0)
+            if not _mode.json_output or not standalone_mode:
+                return super().main(argv, prog_name, complete_var, standalone_mode, expand, **extra)
+            try:
+                code = super().main(argv, prog_name, complete_var, False, expand, **extra)
+            except Exception as exc:
+                if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+                    raise
+                # a usage error (click's ClickException): JSON like every other error under --json
+                _mode.emit_error("usage_error", exc.format_message(), exc.exit_code)
+                sys.exit(exc.exit_code)
+            sys.exit(code if isinstance(code, int) else 0)
+        finally:
+            _mode.json_output = False  # for whoever calls a command's function directly next
 
 
 cli = typer.Typer(
