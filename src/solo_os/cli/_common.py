@@ -257,7 +257,7 @@ def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")  # UTC, and it says so
     text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -84,8 +84,8 @@ def db_prune(
     verb = "would delete" if dry_run else "deleted"
     _common.out.print(
         f"{verb} {result.executions} execution(s) finished before "
-        f"{_common.cell(result.execution_cutoff)} UTC and {result.events} event(s) received "
-        f"before {_common.cell(result.event_cutoff)} UTC",
+        f"{_common.cell(result.execution_cutoff)} and {result.events} event(s) received "
+        f"before {_common.cell(result.event_cutoff)}",
         highlight=False,
     )
 
