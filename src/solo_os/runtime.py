@@ -191,7 +191,9 @@ class Runtime:
             raise errors.ConfigError(
                 f"SOLO_OS_METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror or exc})"
             ) from None
-        app = metrics.asgi_app(self.gauges, self._current_store, self._metrics_token())
+        app = self._with_readyz(
+            metrics.asgi_app(self.gauges, self._current_store, self._metrics_token())
+        )
         server = _Server(
             uvicorn.Config(
                 app, lifespan="off", log_config=None, access_log=False, server_header=False,
@@ -201,6 +203,28 @@ class Runtime:
         self._metrics_server = server
         sock.listen(128)  # scrapes that come before the server's task starts wait in the backlog
         self._metrics_task = asyncio.create_task(server.serve(sockets=[sock]), name="solo-os-metrics")
+
+    def _with_readyz(self, inner: Any) -> Any:
+        """``inner`` (the metrics app) plus ``GET /readyz``: a ``worker`` process has no other
+        port, and its supervisor should see when no worker loop runs."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or scope["path"] != "/readyz":
+                await inner(scope, receive, send)
+                return
+            status, body = 200, b'{"status":"ready"}'
+            if (reason := self.unready()) is not None:
+                status, body = 503, b'{"status":"unavailable","worker":"%s"}' % reason.encode()
+            else:
+                try:
+                    await self._current_store().ping()
+                except errors.StoreError:
+                    status, body = 503, b'{"status":"unavailable","store":"unreachable"}'
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        return app
 
     async def stop(self) -> None:
         self._stop.set()

@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from structlog.testing import capture_logs
 
@@ -333,3 +335,41 @@ async def test_an_error_escaping_the_worker_s_own_code_frees_the_slot_and_is_ret
 async def _running(h: helpers.Harness, xid: UUID) -> bool:
     x = await h.store.get_execution(xid)
     return x is not None and x.status == "running"
+
+
+async def test_a_worker_process_answers_readyz_on_its_metrics_port(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = bad_app(threading.Event(), [])
+    broken = asyncio.Event()
+    real_loop = worker_mod.Worker._loop
+    starts = 0
+
+    async def loop_that_breaks_once(self: worker_mod.Worker, stop: asyncio.Event) -> None:
+        nonlocal starts
+        starts += 1
+        if starts == 1:
+            await broken.wait()
+            raise RuntimeError("the loop broke")
+        await real_loop(self, stop)
+
+    monkeypatch.setattr(worker_mod.Worker, "_loop", loop_that_breaks_once)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    settings = {"SOLO_OS_METRICS_PORT": port, "SOLO_OS_METRICS_HOST": "127.0.0.1"}
+    async with (
+        helpers.running(app, database_url, roles=("worker",), settings=settings),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as own,
+    ):
+        down = await own.get("/readyz")
+        assert down.status_code == 503 and down.json() == {
+            "status": "unavailable", "worker": "not running"
+        }
+        broken.set()
+
+        async def ready() -> bool:
+            return (await own.get("/readyz")).status_code == 200
+
+        await helpers.eventually(ready, timeout=10)
+        assert (await own.get("/metrics")).status_code == 200
