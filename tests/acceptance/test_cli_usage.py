@@ -240,3 +240,19 @@ def test_every_variable_solo_os_reads_is_known_to_the_typo_warning() -> None:
     assert config.misspelt(["SOLO_OS_NOT_A_SETTING"]) == [
         "SOLO_OS_NOT_A_SETTING is set, but solo-os reads no such variable"
     ]
+
+
+def test_the_public_names_load_on_first_use() -> None:
+    probe = (
+        "import sys, solo_os\n"
+        "before = 'pydantic' in sys.modules\n"
+        "from solo_os import *\n"
+        "import solo_os.app, solo_os.errors\n"
+        "assert App is solo_os.app.App and StoreError is solo_os.errors.StoreError\n"
+        "assert sorted(n for n in solo_os.__all__ if n in dir(solo_os)) == sorted(solo_os.__all__)\n"
+        "print(before, sources.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (0, "False solo_os.sources\n"), out.stderr
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = solo_os.Nope  # type: ignore[attr-defined]
