@@ -79,6 +79,13 @@ async def test_poison_bodies_never_stop_the_worker(database_url: str) -> None:
         **{k: "succeeded" for k in odd},
         **{f"ok-{i}": "succeeded" for i in range(5)},
     }
+    # A restart changes nothing: the same outcomes, and new work runs.
+    async with helpers.running(app, database_url) as h:
+        r = await _post(h, "after-restart", b'{"i": 99}')
+        assert r.status_code == 200
+        await helpers.eventually(lambda: _all_settled(h))
+        assert await _executions(h) == {**done, "after-restart": ("succeeded", None)}
+        assert len(await h.store.list_events(store_mod.Filters(status="rejected", limit=0))) == 1
     # Both databases hand the handler the same values.
     assert seen["huge"] == {"n": 1.2345678901234568e29, "m": 18446744073709551615}
     assert seen["nul"] == {"s": "a\x00b", "t": ["\x00"]}
