@@ -6,8 +6,9 @@
   and one that raises ``KeyboardInterrupt``: all 20 succeed, ``SystemExit`` and
   ``KeyboardInterrupt`` never end the process, the poison kills it exactly
   ``SOLO_OS_MAX_LOSSES`` times (2 here) and is dead, named as lost.
-- SIGTERM while plain ``def`` handlers hang and spin: the process ends within
-  ``SOLO_OS_SHUTDOWN_GRACE`` and the attempts are recorded as interrupted.
+- SIGTERM (``worker``) or SIGINT (``run``) while plain ``def`` handlers hang and spin: the
+  process ends within ``SOLO_OS_SHUTDOWN_GRACE``, with status 0, and the attempts are recorded
+  as interrupted.
 """
 
 from __future__ import annotations
@@ -112,9 +113,9 @@ async def test_a_poison_that_kills_its_worker_is_dead_and_takes_no_neighbour_wit
         assert outcomes.count("lost") <= 1 and (error or "").startswith(name), state[key]
 
 
-@pytest.mark.parametrize("role", ["worker", "run"])
-async def test_sigterm_ends_the_process_within_the_grace_whatever_its_threads_do(
-    database_url: str, tmp_path: Path, role: str
+@pytest.mark.parametrize(("role", "sig"), [("worker", signal.SIGTERM), ("run", signal.SIGINT)])
+async def test_a_stop_signal_ends_the_process_within_the_grace_whatever_its_threads_do(
+    database_url: str, tmp_path: Path, role: str, sig: signal.Signals
 ) -> None:
     env = _env(database_url)
     store = store_mod.connect(database_url)
@@ -137,7 +138,7 @@ async def test_sigterm_ends_the_process_within_the_grace_whatever_its_threads_do
             assert all(s == "running" for s, _, _ in state.values()), (state, procs.logs())
             await asyncio.sleep(0.3)  # the spinning thread is well under way
             sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             while proc.poll() is None and time.monotonic() - sent < 30:
                 await asyncio.sleep(0.02)
             took = time.monotonic() - sent
