@@ -200,7 +200,7 @@ def check_database(url: str, *, create: bool) -> None:
     if not create and not path.exists():
         raise errors.ConfigError(
             f"DATABASE_URL: no database at {path}: run this where your app runs (its .env), "
-            "set DATABASE_URL, or create it with 'solo-os db upgrade'"
+            "set DATABASE_URL, or run 'solo-os db upgrade' first to create it"
         )
 
 

@@ -40,6 +40,7 @@ def scheduler(app_arg: AppArg = None, app: AppOpt = None) -> None:
     """Only the scheduler: fires the app's schedules (exactly once across replicas)."""
     with _common.friendly_errors():
         application = _common.load_app(app_arg, app)
+        _common.check_database(application.settings.database_url, create=False)
         _common.setup_logging(application.settings, application.service)
         if not application.schedules:
             structlog.get_logger("solo_os.scheduler").warning(

@@ -26,7 +26,7 @@ def _serve(target: str | None, host: str, port: int, roles: tuple[str, ...], mig
         application = _common.load_app(target)
         _check_port(host, port)
         application.prepare()  # every settings and secrets problem at once, before anything starts
-        _common.check_database(application.settings.database_url, create=True)
+        _common.check_database(application.settings.database_url, create=migrate)
         _common.setup_logging(application.settings, application.service)
         rt = runtime_mod.Runtime(application, roles=roles, migrate=migrate)
         rt.prepare()
@@ -128,6 +128,7 @@ def worker(
     with _common.friendly_errors():
         application = _common.load_app(app)
         application.prepare()
+        _common.check_database(application.settings.database_url, create=False)
         if metrics_port:
             application._settings = application.settings.model_copy(update={"metrics_port": metrics_port})
         _common.setup_logging(application.settings, application.service)
