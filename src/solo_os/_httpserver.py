@@ -92,7 +92,8 @@ class GuardedHttpTools(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
-        self._arm(self.body_timeout, "body_timeout")
+        if not (self.parser.should_upgrade() and self._should_upgrade()):
+            self._arm(self.body_timeout, "body_timeout")  # (an upgraded connection has no body)
 
     def on_message_complete(self) -> None:
         self._disarm()

@@ -53,6 +53,28 @@ async def _slowloris(
         writer.close()
 
 
+async def _slow_second_request(port: int) -> tuple[float, bytes, bytes]:
+    """A kept-alive connection: one quick request, then a second one sent a byte a second.
+    Returns how long the second one was given, the first answer and the second."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    first = await asyncio.wait_for(reader.readuntil(b'"ok"}'), 10)
+    t0 = time.monotonic()
+    second = b""
+    try:
+        for byte in b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: " + b"a" * 100:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            if await _closed_within(reader, 1.0):
+                break
+        second = await asyncio.wait_for(reader.read(), 5)
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+    return time.monotonic() - t0, first, second
+
+
 async def _deliver(client: httpx.AsyncClient, base: str, n: int, tag: str) -> list[float]:
     latencies = []
     for i in range(n):
@@ -82,10 +104,12 @@ async def test_slow_clients_are_cut_off_and_do_not_delay_normal_ones(
             opened: list[float] = []
             closed: list[tuple[float, float, float, bytes]] = []
             slow = [asyncio.create_task(_slowloris(port, opened, closed)) for _ in range(SLOW)]
+            kept_alive = asyncio.create_task(_slow_second_request(port))
             while len(opened) < SLOW:
                 await asyncio.sleep(0.05)
             during = await _deliver(client, base, 10, "during")
             await asyncio.wait_for(asyncio.gather(*slow), 30)
+            second_took, first_answer, _ = await asyncio.wait_for(kept_alive, 30)
 
             # A body that trickles in is cut at the body timeout.
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -123,6 +147,9 @@ async def test_slow_clients_are_cut_off_and_do_not_delay_normal_ones(
     assert all(answer.startswith(b"HTTP/1.1 408") for *_, answer in closed), closed[:3]
     assert max(during) <= max(before) + 1.0, (before, during)
     assert body_cut <= 2.0 + 1.5, body_cut
+    # A later request on a kept-alive connection gets the same header deadline.
+    assert first_answer.startswith(b"HTTP/1.1 200")
+    assert HEADER_TIMEOUT - 0.1 <= second_took <= HEADER_TIMEOUT + 2.0, second_took
     assert refused >= 5, refused
     assert max(after) <= max(before) + 1.0, (before, after)
     assert "http.connections_closed" in logs
