@@ -43,11 +43,13 @@ def ensure_env(command: str) -> None:
         )
     # run: the project's dependencies only, leaving any test tools in place (--inexact)
     groups = ["--no-default-groups", "--inexact"] if command == "run" else []
-    subprocess.run(
-        [str(uv), "sync", "--frozen", "--quiet", "--compile-bytecode", *groups, "--python", sys.executable],
-        check=True,
-        cwd=ROOT,
-    )
+    sync = [str(uv), "sync", "--frozen", "--quiet", *groups, "--python", sys.executable]
+    # Compiling every installed package takes a while, so only when uv installs something (or
+    # the environment was never compiled): an environment in sync is left as it is.
+    compiled = ROOT / ".venv" / ".bytecode-compiled"
+    if not compiled.exists() or subprocess.run([*sync, "--check"], cwd=ROOT, capture_output=True).returncode:
+        subprocess.run([*sync, "--compile-bytecode"], check=True, cwd=ROOT)
+        compiled.touch()
     # solo-os itself is installed editable (its source is here): compile it as well
     subprocess.run(
         [str(_bin(ROOT / ".venv", "python")), "-m", "compileall", "-q", str(ROOT / "src")],
