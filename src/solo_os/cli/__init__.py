@@ -3,7 +3,9 @@
 Each command's module is imported only when that command runs: ``solo-os --help`` and
 ``--version`` import Typer and nothing of the runtime (no pydantic, SQLAlchemy, uvicorn or
 httpx), see ``bench/cli_startup.py``. ``COMMANDS`` names every command with the module that
-defines it and its one-line help (a test checks the line against the real command's).
+defines it and its one-line help (a test checks the line against the real command's). Help is
+plain text (``rich_markup_mode=None``): Rich's help formatter alone costs about as much again as
+the rest of ``--help``; the commands' tables and progress bars still use Rich.
 """
 
 from __future__ import annotations
