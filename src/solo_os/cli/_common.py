@@ -41,7 +41,7 @@ APP_HELP = "the app: path/to/app.py or module:attribute (default: $SOLO_OS_APP, 
 AppOpt = Annotated[
     str | None, typer.Option("--app", "-a", envvar="SOLO_OS_APP", show_envvar=False, help=APP_HELP)
 ]
-AppArg = Annotated[str | None, typer.Argument(metavar="[APP]", show_default=False, help=APP_HELP)]
+AppArg = Annotated[str | None, typer.Argument(metavar="APP", show_default=False, help=APP_HELP)]
 Json = Annotated[bool, typer.Option("--json", help="JSON for scripts (errors too)")]
 
 # exit codes (docs/reference/cli.md)
