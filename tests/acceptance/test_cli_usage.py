@@ -256,3 +256,21 @@ def test_the_public_names_load_on_first_use() -> None:
     assert (out.returncode, out.stdout) == (0, "False solo_os.sources\n"), out.stderr
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = solo_os.Nope  # type: ignore[attr-defined]
+
+
+def test_every_command_that_prints_takes_json() -> None:
+    import typer
+
+    def leaves(command: object, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], object]]:
+        subs = getattr(command, "commands", None)
+        if subs is None:
+            return [(path, command)]
+        return [leaf for name in list(subs) for leaf in leaves(subs[name], (*path, name))]
+
+    found = leaves(typer.main.get_command(cli), ())
+    assert len(found) > 25
+    for path, command in found:
+        if path[0] in ("run", "serve", "worker", "scheduler"):  # servers: logs, not output
+            continue
+        options = {o for p in command.params for o in p.opts}  # type: ignore[attr-defined]
+        assert "--json" in options, path

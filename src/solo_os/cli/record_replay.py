@@ -100,6 +100,9 @@ def events_export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write here instead of standard output")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="accepted for symmetry: the export is JSON lines (errors too)")
+    ] = False,
 ) -> None:
     """Stored deliveries as JSON lines, oldest first (raw body and headers; never signatures)."""
     with _common.friendly_errors():
