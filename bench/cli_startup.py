@@ -4,8 +4,9 @@
 
 Each command runs ``--runs`` times, alternating between the two tools so that both see the same
 machine; the CPU time (user + system) of each child process comes from ``wait4``. It prints the
-median and the best run of each, the ratio solo-os / Celery (the budget: at most 0.5), and the
-modules of the runtime that ``solo-os --help`` imported (there should be none). Celery comes with
+median and the best run of each, the ratio solo-os / Celery (the budget: at most 0.5), the
+modules of the runtime that ``solo-os --help`` imported (there should be none), and the slowest
+imports of the top-level CLI by ``python -X importtime``. Celery comes with
 the ``bench`` dependency group. Both tools run from this interpreter's ``bin/``; whether their
 bytecode is compiled matters as much as the imports (``scripts/dev.py`` compiles it), so the
 script says which it measured. Results go to ``bench/results/cli_startup.json`` too.
@@ -51,6 +52,18 @@ def heavy_imports() -> list[str]:
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("IMPORTED"))
     return list(json.loads(line.removeprefix("IMPORTED ").replace("'", '"')))
+
+
+def import_times(top: int = 8) -> list[tuple[str, int]]:
+    """``python -X importtime``: the slowest imports of the top-level CLI (cumulative µs)."""
+    command = [sys.executable, "-X", "importtime", "-c", "import solo_os.cli"]
+    err = subprocess.run(command, capture_output=True, text=True, check=True).stderr
+    rows = []
+    for line in err.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((parts[2].rstrip(), int(parts[1])))
+    return sorted(rows, key=lambda r: -r[1])[:top]
 
 
 def bytecode_compiled() -> bool:
@@ -104,6 +117,9 @@ def main() -> int:
             f"{f['ratio']:>8.2f}"
         )
     print(f"runtime modules imported by solo-os --help: {', '.join(imported) or 'none'}")
+    print("slowest imports of the top-level CLI (python -X importtime, cumulative):")
+    for name, micros in import_times():
+        print(f"  {micros / 1000:6.1f} ms  {name}")
     print(f"budget (solo-os <= {BUDGET} x celery, no runtime imports): {'met' if ok else 'NOT met'}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cli_startup.json").write_text(
