@@ -119,10 +119,12 @@ def environ(env_file: str | Path = ".env") -> Mapping[str, str]:
 
 
 #: Variables solo-os reads outside ``Settings``: the app to load, secrets' re-read interval, the
-#: container health check, the process supervisor's and the test plugin's own.
+#: container health check, the process supervisor's and the test plugin's own; and those of
+#: solo-os's own test suite (so its runs warn about nothing).
 OTHER_VARIABLES = frozenset({
     "SOLO_OS_APP", "SOLO_OS_SECRET_TTL", "SOLO_OS_REUSE_PORT", "SOLO_OS_HEALTH_URL",
     "SOLO_OS_TEST_DATABASE_URL", "SOLO_OS_SCREENSHOTS", "SOLO_OS_TF_PLUGIN_DIR",
+    "SOLO_OS_CHROMIUM", "SOLO_OS_LONG_TESTS", "SOLO_OS_TEST_PG",
 })
 
 
