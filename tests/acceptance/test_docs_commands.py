@@ -10,8 +10,8 @@ The few substitutions, each for a stated reason:
 - a synopsis line (``solo-os dlq list [--source S] ... [--json]``) is checked against the CLI
   (every subcommand and option it names exists) and runs without its optional ``[...]`` parts;
   ``ID`` and ``<id>`` become the id of a real execution or event;
-- ``export DATABASE_URL=...`` naming another machine (``db.internal``) is skipped: the
-  commands after it run against the local database instead;
+- ``export VAR=...`` naming another machine (``postgresql://solo@db.internal/solo``,
+  ``10.0.0.5``) is skipped: the commands after it run with the local defaults instead;
 - ``solo-os send`` gets ``--url`` of the server started before it (the docs' default port);
 - ``python3 scripts/dev.py run`` is not run here: tests/acceptance/test_readme_run.py runs it;
 - a command of another tool that needs a service we do not run (docker, terraform, promtool, a
@@ -216,10 +216,13 @@ class Walk:
             return
         export = re.fullmatch(r"export ([A-Z_][A-Z0-9_]*)=(\S+)", command)
         if export:
-            host = re.search(r"@([^/:]+)", export.group(2))
-            if host and host.group(1) not in ("127.0.0.1", "localhost"):
+            value = export.group(2)
+            host = re.search(r"(?:@|://)([^/:@]+)(?:[:/]|$)", value) or re.fullmatch(
+                r"(\d+\.\d+\.\d+\.\d+)", value
+            )
+            if host and host.group(1) not in ("127.0.0.1", "localhost", "0.0.0.0"):  # noqa: S104
                 where = host.group(1)
-                self.skipped.append(f"{command}: {where} is an example host; a local database instead")
+                self.skipped.append(f"{command}: {where} is an example host; local defaults instead")
             else:
                 self.env[export.group(1)] = export.group(2)
                 self.ran.append(command)
