@@ -47,6 +47,7 @@ VENV_BIN = Path(sys.executable).parent
 SECRET = "docs-test-secret-0123456789"
 SERVERS = ("run", "serve", "worker", "scheduler")
 SHELL_LANGS = ("", "sh", "bash", "shell", "console")
+LOCAL_TOOLS = ("echo", "cp", "cat", "printf", "mkdir", "openssl")  # run as written: nothing external
 HOWTOS = sorted((DOCS / "how-to").glob("*.md"))
 pytestmark = pytest.mark.slow
 
@@ -229,8 +230,13 @@ class Walk:
             return
         words = solo_words(command)
         if words is None:
-            if command.startswith("python3 scripts/dev.py"):
+            if command.startswith("python3 scripts/dev.py run"):
                 self.skipped.append(f"{command}: run by tests/acceptance/test_readme_run.py")
+            elif command.startswith("python3 scripts/dev.py test"):
+                self.skipped.append(f"{command}: the test suite itself (.ci/run)")
+            elif command.split()[0] in LOCAL_TOOLS:
+                self.sh(command)
+                self.ran.append(command)
             else:
                 self.skipped.append(f"{command}: another tool or service, not run here")
             return
@@ -345,6 +351,31 @@ def test_the_example_apps_docstring(tmp_path: Path) -> None:
     finally:
         w.stop()
     assert w.skipped == [] and len(w.ran) == len(commands)
+
+
+def test_readme(tmp_path: Path) -> None:
+    """The README's app and the commands after it (the first block is test_readme_run's)."""
+    page = (ROOT / "README.md").read_text()
+    app = re.search(r"```python\n(.*?)```", page, re.S)
+    assert app
+    w = project(tmp_path, app.group(1))
+    setup, after = [b for b in blocks(page) if b.lang in SHELL_LANGS][:2]
+    try:
+        for line in [*setup.lines, *after.lines]:
+            w.line(line)
+        listed = json.loads(w.sh("solo-os executions list --json").stdout)
+        deadline = time.monotonic() + 30
+        while not any(x["handler"] == "fulfil" and x["status"] == "succeeded" for x in listed):
+            assert time.monotonic() < deadline, (listed, w.log())
+            time.sleep(0.3)
+            listed = json.loads(w.sh("solo-os executions list --json").stdout)
+    finally:
+        w.stop()
+    assert w.skipped == [
+        "python3 scripts/dev.py run: run by tests/acceptance/test_readme_run.py",
+        "python3 scripts/dev.py test: the test suite itself (.ci/run)",
+    ]
+    assert len(w.ran) == len(after.lines)
 
 
 # --- the how-to pages -----------------------------------------------------------------------------
