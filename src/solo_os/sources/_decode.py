@@ -42,16 +42,23 @@ def form_fields(body: bytes) -> list[tuple[str, str]]:
         ) from None
 
 
+def _looks_like_json(body: bytes) -> bool:
+    """A body labelled as a form that is a JSON object or array (``curl --data '{...}'`` sends
+    JSON with curl's default form content type); no provider's form starts with ``{`` or ``[``."""
+    return body.lstrip()[:1] in (b"{", b"[")
+
+
 def decode_body(headers: Headers, body: bytes) -> Any:
     """The document a verified body stands for (SPEC section 2, form-encoded deliveries).
 
     JSON is decoded by ``solo_os._json`` (its depth limit). A form
-    (``application/x-www-form-urlencoded``) whose ``payload`` field holds a JSON object or array
+    (``application/x-www-form-urlencoded``, unless the body starts like a JSON object or array,
+    as ``curl --data '{...}'`` sends it) whose ``payload`` field holds a JSON object or array
     (Slack interactivity, GitHub's form content type) is that JSON; any other form is its fields
     as a dict of strings, the first value of a repeated field (Slack slash commands, Twilio).
     Raises ``PayloadError`` where the body is neither.
     """
-    if is_form(headers):
+    if is_form(headers) and not _looks_like_json(body):
         fields: dict[str, str] = {}
         for name, value in form_fields(body):
             fields.setdefault(name, value)
