@@ -15,8 +15,9 @@ from uuid import UUID
 
 import _common as c
 
-from solo_os import _loader, ingress
+from solo_os import _loader
 from solo_os import store as store_mod
+from solo_os.runtime import ingress
 from solo_os.sources import _base as sources_base
 
 # First 8 hex digits of cloned ids, one prefix per (purpose, table): never collide.
@@ -102,7 +103,7 @@ async def _template(db: c.Database, app_path: str, key: str, finish: bool) -> tu
         [result] = await s.ingest([event])
         execution_id = event.executions[0].id
         if finish:
-            from solo_os import records
+            from solo_os.core import records
 
             claimed = await s.claim("seed", 10, store_mod.utcnow(), 60)
             mine = [x for x in claimed if x.id == execution_id]

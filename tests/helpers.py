@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from solo_os import App, config
-from solo_os import runtime as runtime_mod
+from solo_os.runtime import runtime as runtime_mod
 
 SECRET = "test-secret-0123456789"
 

@@ -29,8 +29,9 @@ from uuid import UUID
 import httpx
 from pydantic import BaseModel, Field, PositiveInt
 
-from solo_os import App, Context, NonRetryable, Retry, config, ingress, sources
+from solo_os import App, Context, NonRetryable, Retry, config, sources
 from solo_os import store as store_mod
+from solo_os.runtime import ingress
 
 app = App(service="billing")
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from solo_os import sources
     from solo_os.app import App
-    from solo_os.context import Context
+    from solo_os.core.retry import Retry
     from solo_os.errors import (
         ConfigError,
         NonRetryable,
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         SoloOSError,
         StoreError,
     )
-    from solo_os.retry import Retry
+    from solo_os.runtime.context import Context
 
 __version__ = "0.1.0"
 
@@ -43,7 +43,7 @@ __all__ = [
 
 _WHERE = {
     "App": "solo_os.app",
-    "Context": "solo_os.context",
+    "Context": "solo_os.runtime.context",
     "ConfigError": "solo_os.errors",
     "NonRetryable": "solo_os.errors",
     "RateLimited": "solo_os.errors",
@@ -51,7 +51,7 @@ _WHERE = {
     "SignatureError": "solo_os.errors",
     "SoloOSError": "solo_os.errors",
     "StoreError": "solo_os.errors",
-    "Retry": "solo_os.retry",
+    "Retry": "solo_os.core.retry",
 }
 
 

@@ -11,8 +11,10 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pydantic
 
-from solo_os import config, errors, ratelimit, records, retry, schemas
-from solo_os import cron as cron_mod
+from solo_os import config, errors
+from solo_os.core import cron as cron_mod
+from solo_os.core import ratelimit, records, retry, schemas
+from solo_os.outbound import options as options_mod
 from solo_os.sources import _base as sources_base
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,7 +115,7 @@ class App:
         self._routes: dict[tuple[str, str], tuple[Handler, ...]] = {}
         self._dead_hooks: list[Callable[[records.DeadLetter], Any]] = []
         self._rate_limits: dict[str, ratelimit.Limit] = {}
-        self._http_options = ratelimit.HttpOptions()
+        self._http_options = options_mod.HttpOptions()
         self._schedules: dict[str, Schedule] = {}
         self._alerting: Alerting | None = None
         self._prepared = False
@@ -322,10 +324,10 @@ class App:
         backoff: float = 0.5,
         max_backoff: float = 10.0,
         max_connections: int = 100,
-    ) -> ratelimit.HttpOptions:
-        """Set how ``ctx.http`` calls are made (see ``ratelimit.HttpOptions``)."""
+    ) -> options_mod.HttpOptions:
+        """Set how ``ctx.http`` calls are made (see ``options_mod.HttpOptions``)."""
         try:
-            self._http_options = ratelimit.HttpOptions(
+            self._http_options = options_mod.HttpOptions(
                 timeout=timeout, connect_timeout=connect_timeout, max_wait=max_wait,
                 retries=retries, backoff=backoff, max_backoff=max_backoff,
                 max_connections=max_connections,
@@ -341,7 +343,7 @@ class App:
         return self._rate_limits
 
     @property
-    def http_options(self) -> ratelimit.HttpOptions:
+    def http_options(self) -> options_mod.HttpOptions:
         return self._http_options
 
     @property

@@ -27,9 +27,10 @@ from typing import Any
 
 import structlog
 
-from solo_os import _loader, config, errors, secrets
-from solo_os import logging as slog
-from solo_os import runtime as runtime_mod
+from solo_os import _loader, config, errors
+from solo_os import secret_sources as secrets
+from solo_os.observability import logs as slog
+from solo_os.runtime import runtime as runtime_mod
 
 log = structlog.get_logger("solo_os.aws_lambda")
 

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from solo_os import App
-from solo_os import runtime as runtime_mod
+from solo_os.runtime import runtime as runtime_mod
 from tests import helpers
 
 CHROMIUM = os.environ.get("SOLO_OS_CHROMIUM", "/usr/bin/chromium")

@@ -18,8 +18,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from solo_os import App, Context, Retry, RetryAfter, records, sources
+from solo_os import App, Context, Retry, RetryAfter, sources
 from solo_os import store as store_mod
+from solo_os.core import records
 from tests import helpers
 from tests.browser.conftest import ADMIN_TOKEN, CHROMIUM_ARGS, live_server
 from tests.browser.test_dashboard import _nav, _record, _shot

@@ -34,8 +34,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from solo_os import _loader, ingress
+from solo_os import _loader
 from solo_os import store as store_mod
+from solo_os.runtime import ingress
 from solo_os.sources import _base as sources_base
 from tests import helpers
 from tests.chaos import _support

@@ -11,9 +11,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from solo_os import App, Context, Retry, errors, records, sources
+from solo_os import App, Context, Retry, errors, sources
 from solo_os import store as store_mod
 from solo_os.admin import revalidate as revalidate_mod
+from solo_os.core import records
 from solo_os.store import _schema
 from tests import helpers
 from tests.apps.billing import Effects, InvoicePaid, LenientInvoice, make_app

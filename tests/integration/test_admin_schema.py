@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from solo_os import runtime as runtime_mod
 from solo_os import store as store_mod
+from solo_os.runtime import runtime as runtime_mod
 from tests import helpers
 from tests.apps.billing import Effects, make_app
 

@@ -13,8 +13,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from solo_os import App, Context, Retry, _capture, sources
+from solo_os import App, Context, Retry, sources
 from solo_os import store as store_mod
+from solo_os.runtime import capture as _capture
 from solo_os.store import _admin, _schema
 from tests import helpers
 from tests.conftest import _PG_BASE, PG_ADMIN_URL

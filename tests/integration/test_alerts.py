@@ -26,6 +26,7 @@ from structlog.testing import capture_logs
 
 from solo_os import App, ConfigError, Context, NonRetryable, alerts, sources
 from solo_os import store as store_mod
+from solo_os.runtime import alerter as alerter_mod
 from solo_os.store import _alerts as outbox
 from solo_os.store import _schema
 from tests import helpers
@@ -332,7 +333,7 @@ async def test_a_delivery_gives_up_after_its_time_and_says_so(
     app.alerts(alerts.webhook(url_env="HOOK_URL"), group_wait=timedelta(0))
     app._settings = helpers.settings_for(database_url)
     app.prepare({"HOOK_URL": f"http://127.0.0.1:{http_server.port}/hook"})
-    alerter = alerts.Alerter(
+    alerter = alerter_mod.Alerter(
         app, store, clock=lambda: clock[0], base_delay=1.0, give_up_after=timedelta(seconds=30)
     )
     await store.record_occurrences([occurrence(1, NOW)], NOW, alerter.policy)

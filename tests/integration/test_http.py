@@ -19,7 +19,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from structlog.testing import capture_logs
 
-from solo_os import errors, http, ratelimit, tracing
+from solo_os import errors
+from solo_os.core import ratelimit
+from solo_os.observability import tracing
+from solo_os.outbound import http
+from solo_os.outbound import options as options_mod
 from tests.apps.http_app import Target
 
 EXECUTION = uuid.UUID("0190f0c4-7b2e-7c3a-9f00-000000000001")
@@ -33,7 +37,7 @@ def target() -> Iterator[Target]:
 
 
 async def client_for(**options: Any) -> http.Client:
-    client = http.Client(options=ratelimit.HttpOptions(**options), rng=random.Random(42))
+    client = http.Client(options=options_mod.HttpOptions(**options), rng=random.Random(42))
     await client.start()
     return client
 
@@ -156,7 +160,7 @@ async def test_a_timeout_can_be_set_per_call(target: Target, client: http.Client
 
 
 def test_the_default_timeout_is_ten_seconds() -> None:
-    assert ratelimit.HttpOptions().timeout == 10.0
+    assert options_mod.HttpOptions().timeout == 10.0
 
 
 # --- Retry-After -------------------------------------------------------------------------------

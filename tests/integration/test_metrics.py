@@ -16,9 +16,10 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from solo_os import App, Context, Retry, errors, metrics, sources
-from solo_os import runtime as runtime_mod
+from solo_os import App, Context, Retry, errors, sources
 from solo_os import store as store_mod
+from solo_os.observability import metrics
+from solo_os.runtime import runtime as runtime_mod
 from solo_os.testing import Clock
 from tests import helpers
 from tests.apps.billing import Effects, make_app
@@ -260,7 +261,7 @@ async def test_a_taken_metrics_port_is_one_clear_error(sqlite_url: str) -> None:
 
 
 def test_the_gauges_cache_expires_with_the_clock() -> None:
-    from solo_os import metrics
+    from solo_os.observability import metrics
 
     clock = Clock()
     gauges = metrics.StoreGauges(5.0, clock)

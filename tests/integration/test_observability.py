@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import BaseModel
 
 from solo_os import App, Context, sources
-from solo_os import logging as slog
 from solo_os import store as store_mod
+from solo_os.observability import logs as slog
 from tests import helpers
 from tests.apps.billing import Effects, make_app
 

@@ -1,6 +1,6 @@
 """Poison deliveries cannot stop the worker (issue 14), on SQLite and PostgreSQL.
 
-A body nested deeper than ``solo_os._json.MAX_DEPTH`` is rejected at ingress; huge numbers,
+A body nested deeper than ``solo_os.core.json_decoder.MAX_DEPTH`` is rejected at ingress; huge numbers,
 NUL in strings and duplicate keys are accepted and read back the same on both databases; a
 stored event that can no longer be read (a row from before the limit, a damaged row) makes
 its own execution dead with the error, and every other delivery still runs, also after a

@@ -15,8 +15,10 @@ import structlog
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
-from solo_os import App, Context, errors, ingress, metrics, sources
+from solo_os import App, Context, errors, sources
 from solo_os import store as store_mod
+from solo_os.observability import metrics
+from solo_os.runtime import ingress
 from tests import helpers
 
 ENV = {

@@ -22,8 +22,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from solo_os import _loader, scheduler
+from solo_os import _loader
 from solo_os import store as store_mod
+from solo_os.runtime import scheduler
 from tests import helpers
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "billing" / "app.py"

@@ -15,9 +15,11 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from solo_os import _ids, records
 from solo_os import store as store_mod
 from solo_os.cli import cli
+from solo_os.core import ids as _ids
+from solo_os.core import records
+from solo_os.runtime import pruner as pruner_mod
 from solo_os.store import _retention, _schema
 from tests.apps.billing import Effects, make_app
 from tests.helpers import eventually, invoice, running
@@ -248,7 +250,7 @@ async def test_table_stats(store: store_mod.Store) -> None:
 
 async def test_the_daily_pruner_runs_and_stops(store: store_mod.Store) -> None:
     await seed(store, age=40 * DAY)
-    pruner = store.pruner(30, first_delay=0.0, interval=3600)
+    pruner = pruner_mod.Pruner(store, timedelta(days=30), first_delay=0.0, interval=3600)
     stop = asyncio.Event()
     task = asyncio.create_task(pruner.run(stop))
     await eventually(lambda: _runs(pruner, 1))
@@ -257,14 +259,14 @@ async def test_the_daily_pruner_runs_and_stops(store: store_mod.Store) -> None:
     await asyncio.wait_for(task, 5)
 
 
-async def _runs(pruner: _retention.Pruner, n: int) -> bool:
+async def _runs(pruner: pruner_mod.Pruner, n: int) -> bool:
     return pruner.runs >= n
 
 
 async def test_the_worker_role_prunes_daily_unless_retention_is_off(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_retention, "FIRST_RUN_DELAY", 0.0)
+    monkeypatch.setattr(pruner_mod, "FIRST_RUN_DELAY", 0.0)
     app = make_app(Effects())
     async with running(app, database_url, roles=("serve",)) as h:
         await seed(h.store, age=40 * DAY)

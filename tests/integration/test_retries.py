@@ -11,9 +11,10 @@ from uuid import UUID
 import pytest
 from structlog.testing import capture_logs
 
-from solo_os import App, Context, NonRetryable, Retry, RetryAfter, records, sources
+from solo_os import App, Context, NonRetryable, Retry, RetryAfter, sources
 from solo_os import store as store_mod
-from solo_os import worker as worker_mod
+from solo_os.core import records
+from solo_os.runtime import worker as worker_mod
 from tests import helpers
 
 

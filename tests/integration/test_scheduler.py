@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from solo_os import App, Context, Retry, _loader, alerts, scheduler
+from solo_os import App, Context, Retry, _loader, alerts
 from solo_os import store as store_mod
+from solo_os.runtime import scheduler
 from solo_os.store import _schema
 from tests import helpers
 
@@ -337,7 +338,7 @@ async def test_failure_streak_alerts_once_then_recovery(database_url: str, store
 
 async def test_the_running_scheduler_fires_every_second_into_the_worker(database_url: str) -> None:
     """Real time: a per-second schedule in ``run``'s roles; each second runs once, promptly."""
-    from solo_os import metrics
+    from solo_os.observability import metrics
 
     ran: list[tuple[datetime, datetime, str]] = []
     app = App(service="cron-live")

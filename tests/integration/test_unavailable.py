@@ -12,8 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from solo_os import runtime as runtime_mod
 from solo_os import store as store_mod
+from solo_os.runtime import runtime as runtime_mod
 from solo_os.store.sqlite import SQLiteStore
 from tests import helpers
 from tests.apps.billing import Effects, make_app

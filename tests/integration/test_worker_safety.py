@@ -25,7 +25,7 @@ from structlog.testing import capture_logs
 
 from solo_os import App, Context, Retry, sources
 from solo_os import store as store_mod
-from solo_os import worker as worker_mod
+from solo_os.runtime import worker as worker_mod
 from tests import helpers
 
 

@@ -87,7 +87,7 @@ def test_generated_secrets_fit_each_source() -> None:
 
 
 def test_captured_logs_carry_bound_context_and_hide_secrets() -> None:
-    from solo_os import logging as slog
+    from solo_os.observability import logs as slog
 
     slog.redactor.add("hunter2-hunter2")
     log = structlog.get_logger("kit")

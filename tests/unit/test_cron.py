@@ -1,6 +1,6 @@
 """``cron.next_fire``: tables over DST transitions, leap days, seconds, and validation errors.
 
-DST rules under test (see ``solo_os/cron.py``): a wall-clock schedule (fixed minute and hour)
+DST rules under test (see ``solo_os/core/cron.py``): a wall-clock schedule (fixed minute and hour)
 fires each local time once — a time skipped by spring-forward right after the gap, a repeated
 time at its first occurrence; an interval schedule (``*`` in minute or hour) follows elapsed
 time — nonexistent times do not fire, a repeated hour fires again.
@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solo_os import App, ConfigError, cron
+from solo_os import App, ConfigError
+from solo_os.core import cron
 
 BERLIN = "Europe/Berlin"
 NEW_YORK = "America/New_York"

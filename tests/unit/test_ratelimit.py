@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solo_os import ratelimit
-from solo_os.ratelimit import Bucket, Grant, Limit
+from solo_os.core import ratelimit
+from solo_os.core.ratelimit import Bucket, Grant, Limit
+from solo_os.outbound import options as options_mod
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 
@@ -76,7 +77,7 @@ def test_bad_limits_are_refused_with_a_reason(kwargs: dict[str, object], message
 )
 def test_bad_http_options_are_refused(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ratelimit.HttpOptions(**kwargs)  # type: ignore[arg-type]
+        options_mod.HttpOptions(**kwargs)  # type: ignore[arg-type]
 
 
 # --- the bucket -----------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from solo_os import errors, http, ratelimit
+from solo_os import errors
+from solo_os.core import ratelimit
+from solo_os.outbound import http
 
 
 class MemoryBuckets:

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from solo_os import errors, retry
+from solo_os import errors
+from solo_os.core import retry
 
 POLICY = retry.Retry(max_attempts=5, base_delay=2.0, max_delay=30.0, jitter=False)
 

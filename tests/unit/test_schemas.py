@@ -12,8 +12,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from typer.testing import CliRunner
 
-from solo_os import App, errors, schemas, sources
+from solo_os import App, errors, sources
 from solo_os.cli import cli
+from solo_os.core import schemas
 
 # --- upcasting ----------------------------------------------------------------------------------
 

@@ -17,8 +17,9 @@ import pytest
 from moto import mock_aws
 from structlog.testing import capture_logs
 
-from solo_os import errors, secrets, sources
-from solo_os import logging as slog
+from solo_os import errors, sources
+from solo_os import secret_sources as secrets
+from solo_os.observability import logs as slog
 
 # --- the environment (default) ------------------------------------------------------------
 

@@ -23,11 +23,12 @@ from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solo_os import app as app_mod
-from solo_os import errors, records
-from solo_os import scheduler as scheduler_mod
+from solo_os import errors
 from solo_os import store as store_mod
 from solo_os.admin import auth, models
 from solo_os.admin import revalidate as revalidate_mod
+from solo_os.core import records
+from solo_os.runtime import scheduler as scheduler_mod
 
 log = structlog.get_logger("solo_os.admin")
 T = TypeVar("T")

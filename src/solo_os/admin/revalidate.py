@@ -17,8 +17,9 @@ from uuid import UUID
 import structlog
 
 from solo_os import app as app_mod
-from solo_os import ingress, records
 from solo_os import store as store_mod
+from solo_os.core import records
+from solo_os.runtime import ingress
 from solo_os.sources import _base as sources_base
 
 log = structlog.get_logger("solo_os.admin")

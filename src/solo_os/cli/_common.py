@@ -22,11 +22,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from solo_os import _loader, config, errors, tracing
+from solo_os import _loader, config, errors
 from solo_os import app as app_mod
-from solo_os import logging as slog
 from solo_os import store as store_mod
 from solo_os.cli import _mode
+from solo_os.observability import logs as slog
+from solo_os.observability import tracing
 
 T = TypeVar("T")
 out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)

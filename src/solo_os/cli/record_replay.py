@@ -30,10 +30,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from solo_os import app as app_mod
-from solo_os import config, errors, ingress, records
+from solo_os import config, errors
 from solo_os import store as store_mod
 from solo_os.cli import _common
 from solo_os.cli import records as records_cli
+from solo_os.core import records
+from solo_os.runtime import ingress
 from solo_os.sources import _base as sources_base
 
 FORMAT = "solo-os.event/1"

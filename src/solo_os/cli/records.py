@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
-from solo_os import records
 from solo_os import store as store_mod
 from solo_os.cli import _common
+from solo_os.core import records
 
 _GROUP: dict[str, Any] = {"no_args_is_help": True, "add_completion": False, "rich_markup_mode": None}
 events = typer.Typer(help="Stored webhook deliveries.", **_GROUP)

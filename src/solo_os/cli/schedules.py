@@ -13,10 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from solo_os import app as app_mod
 from solo_os import errors
-from solo_os import runtime as runtime_mod
-from solo_os import scheduler as scheduler_mod
 from solo_os import store as store_mod
 from solo_os.cli import _common
+from solo_os.runtime import runtime as runtime_mod
+from solo_os.runtime import scheduler as scheduler_mod
 
 schedules = typer.Typer(
     help="Cron schedules: list, run now, backfill, pause.",

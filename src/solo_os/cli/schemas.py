@@ -11,8 +11,8 @@ import typer
 
 from solo_os import app as app_mod
 from solo_os import errors
-from solo_os import schemas as schemas_mod
 from solo_os.cli import _common
+from solo_os.core import schemas as schemas_mod
 
 schemas = typer.Typer(
     help="Handlers' input schemas: export them as JSON Schema, check for breaking changes.",

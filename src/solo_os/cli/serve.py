@@ -11,9 +11,9 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from solo_os import _httpserver
-from solo_os import runtime as runtime_mod
 from solo_os.cli import _common, _supervise
+from solo_os.runtime import httpserver as _httpserver
+from solo_os.runtime import runtime as runtime_mod
 
 AppArg = _common.AppArg
 AppOpt = _common.AppOpt

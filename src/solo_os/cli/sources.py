@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from solo_os import config, errors
-from solo_os import secrets as secrets_mod
+from solo_os import secret_sources as secrets_mod
 from solo_os.cli import _common
 from solo_os.sources import _base as sources_base
 from solo_os.sources import _keys

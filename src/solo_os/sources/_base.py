@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from solo_os import errors
-from solo_os import secrets as secrets_mod
+from solo_os import secret_sources as secrets_mod
 from solo_os.sources import _decode
 
 #: Header names containing any of these are taken for credentials and not stored (see

@@ -1,6 +1,6 @@
 """How a verified body becomes the document the schema sees (SPEC section 2).
 
-JSON is decoded by ``solo_os._json`` (the one decoder, with its depth limit). A form
+JSON is decoded by ``solo_os.core.json_decoder`` (the one decoder, with its depth limit). A form
 (``application/x-www-form-urlencoded``: Slack slash commands and interactivity, Twilio, GitHub's
 form content type) is decoded after its signature was checked over the raw bytes.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any, Protocol
 
-from solo_os import _json, errors
+from solo_os import errors
+from solo_os.core import json_decoder as _json
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_FIELDS = 1000  # Slack, Twilio and GitHub send a few dozen; more is not a provider
@@ -51,7 +52,7 @@ def _looks_like_json(body: bytes) -> bool:
 def decode_body(headers: Headers, body: bytes) -> Any:
     """The document a verified body stands for (SPEC section 2, form-encoded deliveries).
 
-    JSON is decoded by ``solo_os._json`` (its depth limit). A form
+    JSON is decoded by ``solo_os.core.json_decoder`` (its depth limit). A form
     (``application/x-www-form-urlencoded``, unless the body starts like a JSON object or array,
     as ``curl --data '{...}'`` sends it) whose ``payload`` field holds a JSON object or array
     (Slack interactivity, GitHub's form content type) is that JSON; any other form is its fields

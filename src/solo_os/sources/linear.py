@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from solo_os import _json, errors
+from solo_os import errors
+from solo_os.core import json_decoder as _json
 from solo_os.sources import _base
 
 HEADER = "linear-signature"

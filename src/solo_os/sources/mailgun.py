@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from solo_os import _json, errors
+from solo_os import errors
+from solo_os.core import json_decoder as _json
 from solo_os.sources import _base, _decode
 
 MAX_TOKEN_CHARS = 256  # Mailgun's tokens are 50 characters

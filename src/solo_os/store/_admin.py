@@ -19,7 +19,8 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solo_os import _ids, records
+from solo_os.core import ids as _ids
+from solo_os.core import records
 from solo_os.store import _logs, _schema
 
 if TYPE_CHECKING:

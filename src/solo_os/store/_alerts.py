@@ -26,7 +26,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solo_os import _ids
+from solo_os.core import ids as _ids
 from solo_os.store import _schema
 
 al = _schema.alerts

@@ -20,7 +20,9 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from solo_os import _json, errors, records
+from solo_os import errors
+from solo_os.core import json_decoder as _json
+from solo_os.core import records
 from solo_os.store import _admin, _ratelimit, _retention, _schedules, _schema
 
 ev = _schema.events
@@ -943,7 +945,7 @@ def read_input(
 
     ``payload`` and ``headers`` are the stored JSON text; ``body`` the raw delivery, read where
     no payload could be kept (PostgreSQL's jsonb refuses ``\\u0000``, see ingress). Decoded with
-    the decoder ingress used (``solo_os._json``). Anything that goes wrong is returned as
+    the decoder ingress used (``solo_os.core.json_decoder``). Anything that goes wrong is returned as
     ``problem`` for the worker to fail this execution with; it never escapes into the claim.
     """
     try:

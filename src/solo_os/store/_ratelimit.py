@@ -18,7 +18,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solo_os import ratelimit
+from solo_os.core import ratelimit
 from solo_os.store import _schema
 
 rl = _schema.rate_limits

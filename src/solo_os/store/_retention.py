@@ -9,7 +9,7 @@ A mixin of ``Store``. What goes:
   duplicate; an event with a pending, running or dead execution is never deleted.
 
 Deletes run in batches of ``batch_size`` rows, one short transaction each, so ingest and
-workers keep writing in between. ``Pruner`` runs it once a day inside the worker role; on
+workers keep writing in between. ``solo_os.runtime.pruner`` runs it once a day inside the worker role; on
 PostgreSQL a session advisory lock lets one process prune at a time (SQLite's single writer
 serializes the batches anyway).
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,8 +39,6 @@ IDEMPOTENCY_FLOOR = timedelta(days=7)
 FINISHED = ("succeeded", "cancelled")
 BATCH_SIZE = 500
 PRUNE_LOCK = 0x501006  # pg_try_advisory_lock key: one pruning process at a time
-DAY = 86_400.0
-FIRST_RUN_DELAY = 300.0  # seconds after start (jittered) before the first automatic prune
 
 
 @dataclass(frozen=True)
@@ -149,10 +146,6 @@ class Retention:
                     await lock_conn.invalidate()
                     raise
 
-    def pruner(self, retention_days: int, **options: Any) -> Pruner:
-        """The daily background prune for this store (started by the runtime's worker role)."""
-        return Pruner(self, timedelta(days=retention_days), **options)
-
     # --- statistics --------------------------------------------------------------------------
 
     async def table_stats(self) -> DatabaseStats:
@@ -199,56 +192,3 @@ async def _sqlite_sizes(conn: AsyncConnection) -> tuple[dict[str, int | None], i
     except sa.exc.OperationalError:  # built without the dbstat table
         sizes = {}
     return sizes, page_size * page_count
-
-
-# --- the daily run ----------------------------------------------------------------------------
-
-
-class Pruner:
-    """Prunes once a day in the background of a worker process (``SOLO_OS_RETENTION_DAYS``)."""
-
-    def __init__(
-        self,
-        store: Retention,
-        retention: timedelta,
-        *,
-        interval: float = DAY,
-        first_delay: float | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.store = store
-        self.retention = retention
-        self.interval = interval
-        self._rng = rng or random.Random()
-        base = FIRST_RUN_DELAY if first_delay is None else first_delay
-        # Jitter: replicas started together do not all reach for the lock at once.
-        self.first_delay = base * (0.5 + self._rng.random())
-        self.runs = 0
-
-    async def run(self, stop: asyncio.Event) -> None:
-        delay = self.first_delay
-        while not await _stopped(stop, delay):
-            delay = self.interval
-            try:
-                result = await self.store.prune_exclusive(self.retention)
-            except errors.StoreError as exc:
-                log.warning("retention.failed", error=str(exc))
-                delay = min(self.interval, 600.0)  # try again soon, not tomorrow
-                continue
-            self.runs += 1
-            if result is None:
-                log.info("retention.skipped", reason="another process is pruning")
-            else:
-                log.info(
-                    "retention.pruned",
-                    executions=result.executions,
-                    events=result.events,
-                    older_than_days=round(self.retention.total_seconds() / DAY, 3),
-                )
-
-
-async def _stopped(stop: asyncio.Event, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds; True when ``stop`` was set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout)
-    return stop.is_set()

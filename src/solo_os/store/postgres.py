@@ -24,7 +24,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from solo_os import errors, records
+from solo_os import errors
+from solo_os.core import records
 from solo_os.store import _base
 
 CHANNEL = "solo_os_work"  # also spelled out in _INGEST and _FINISH below

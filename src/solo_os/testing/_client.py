@@ -11,7 +11,8 @@ from uuid import UUID
 import httpx
 
 from solo_os import app as app_mod
-from solo_os import errors, ingress
+from solo_os import errors
+from solo_os.runtime import ingress
 from solo_os.sources import _base as sources_base
 from solo_os.sources import _decode as sources_decode
 from solo_os.testing import _clock

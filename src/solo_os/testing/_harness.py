@@ -25,13 +25,14 @@ import pydantic
 import structlog
 
 from solo_os import app as app_mod
-from solo_os import config, errors, records
-from solo_os import http as http_mod
-from solo_os import logging as slog
-from solo_os import runtime as runtime_mod
-from solo_os import scheduler as scheduler_mod
+from solo_os import config, errors
 from solo_os import store as store_mod
-from solo_os import worker as worker_mod
+from solo_os.core import records
+from solo_os.observability import logs as slog
+from solo_os.outbound import http as http_mod
+from solo_os.runtime import runtime as runtime_mod
+from solo_os.runtime import scheduler as scheduler_mod
+from solo_os.runtime import worker as worker_mod
 from solo_os.sources import _base as sources_base
 from solo_os.store import _alerts as alerts_store
 from solo_os.testing import _client, _clock

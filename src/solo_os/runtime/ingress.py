@@ -23,9 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from solo_os import _ids, errors, metrics, records, tracing
 from solo_os import app as app_mod
+from solo_os import errors
 from solo_os import store as store_mod
+from solo_os.core import ids as _ids
+from solo_os.core import records
+from solo_os.observability import metrics, tracing
 from solo_os.sources import _base as sources_base
 from solo_os.sources import _decode as sources_decode
 
@@ -228,7 +231,7 @@ def build_event(
     problems: list[dict[str, Any]] = []
     document: Any = None
     stored_text: str | None = None
-    try:  # JSON through solo_os._json (its depth limit), or a form (SPEC section 2)
+    try:  # JSON through solo_os.core.json_decoder (its depth limit), or a form (SPEC section 2)
         document = source.decode(headers, body)
         stored_text = _payload_text(headers, body, document)
     except errors.PayloadError as exc:

@@ -34,10 +34,14 @@ import pydantic
 import structlog
 from opentelemetry import trace
 
-from solo_os import _batch, context, errors, metrics, records, retry, tracing
 from solo_os import app as app_mod
-from solo_os import http as http_mod
+from solo_os import errors
 from solo_os import store as store_mod
+from solo_os.core import records, retry
+from solo_os.observability import metrics, tracing
+from solo_os.outbound import http as http_mod
+from solo_os.runtime import batch as _batch
+from solo_os.runtime import context
 
 log = structlog.get_logger("solo_os.worker")
 CLAIM_BATCH = 200

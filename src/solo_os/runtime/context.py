@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from solo_os import _capture, errors, tracing
-from solo_os import http as http_mod
+from solo_os import errors
+from solo_os.observability import tracing
+from solo_os.outbound import http as http_mod
+from solo_os.runtime import capture as _capture
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from solo_os import config
-from solo_os import worker as worker_mod
+from solo_os.runtime import worker as worker_mod
 
 log = structlog.get_logger("solo_os.server")
 LOG_EVERY_SECONDS = 10.0

@@ -34,8 +34,9 @@ from uuid import UUID
 import structlog
 
 from solo_os import app as app_mod
-from solo_os import errors, metrics
+from solo_os import errors
 from solo_os import store as store_mod
+from solo_os.observability import metrics
 from solo_os.store import _schedules as fires_mod
 
 log = structlog.get_logger("solo_os.scheduler")

@@ -1,4 +1,4 @@
-"""Outbound call limits: what ``app.rate_limit`` and ``app.http`` declare, and the pure math.
+"""Outbound call limits: what ``app.rate_limit`` declares, and the pure token-bucket math.
 
 No I/O here. The token bucket is a state (``Bucket``) and a function (``take``) from a state,
 a clock reading and a demand to the next state and what was granted; the store keeps the state
@@ -61,46 +61,6 @@ class Limit:
         if self.burst is not None:
             return float(self.burst)
         return float(max(1, math.ceil(self.per_second - _EPSILON)))
-
-
-@dataclass(frozen=True)
-class HttpOptions:
-    """How ``ctx.http`` calls are made; ``app.http(...)`` sets them per app.
-
-    ``timeout`` bounds each phase of one try (connect, write, pool wait, read between bytes);
-    ``connect_timeout`` overrides it for connecting. ``max_wait`` bounds how long a call waits
-    for a rate-limit token or a paused key before the execution is rescheduled instead.
-    ``retries`` is the number of tries per call (1 = no retry); retried tries wait
-    ``backoff * 2 ** (n - 1)`` seconds at most (full jitter), capped by ``max_backoff``.
-    """
-
-    timeout: float = 10.0
-    connect_timeout: float | None = None
-    max_wait: float = 30.0
-    retries: int = 3
-    backoff: float = 0.5
-    max_backoff: float = 10.0
-    max_connections: int = 100
-
-    def __post_init__(self) -> None:
-        for name in ("timeout", "backoff", "max_backoff"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"http {name}= must be a number of seconds >= 0")
-        if not self.timeout > 0:
-            raise ValueError("http timeout= must be > 0 seconds")
-        if self.connect_timeout is not None and not (
-            isinstance(self.connect_timeout, int | float)
-            and math.isfinite(self.connect_timeout)
-            and self.connect_timeout > 0
-        ):
-            raise ValueError("http connect_timeout= must be > 0 seconds")
-        if not (isinstance(self.max_wait, int | float) and 0 <= self.max_wait <= 3600):
-            raise ValueError("http max_wait= must be between 0 and 3600 seconds")
-        if not (isinstance(self.retries, int) and 1 <= self.retries <= 10):
-            raise ValueError("http retries= is the number of tries per call: 1 to 10")
-        if not (isinstance(self.max_connections, int) and self.max_connections >= 1):
-            raise ValueError("http max_connections= must be >= 1")
 
 
 @dataclass(frozen=True)

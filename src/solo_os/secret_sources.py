@@ -42,7 +42,7 @@ from typing import Any
 import structlog
 
 from solo_os import errors
-from solo_os import logging as slog
+from solo_os.observability import logs as slog
 
 log = structlog.get_logger("solo_os.secrets")
 

@@ -27,7 +27,7 @@ import orjson
 import structlog
 
 from solo_os import errors
-from solo_os import logging as logging_mod
+from solo_os.observability import logs as logging_mod
 
 MAX_LINES = 200
 MAX_LINE_CHARS = 2000

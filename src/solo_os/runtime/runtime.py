@@ -13,18 +13,23 @@ import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from solo_os import _batch, config, errors, ingress, metrics, records
-from solo_os import alerts as alerts_mod
 from solo_os import app as app_mod
-from solo_os import logging as slog
-from solo_os import scheduler as scheduler_mod
+from solo_os import config, errors
 from solo_os import store as store_mod
-from solo_os import worker as worker_mod
+from solo_os.core import records
+from solo_os.observability import logs as slog
+from solo_os.observability import metrics
+from solo_os.runtime import alerter as alerter_mod
+from solo_os.runtime import batch as _batch
+from solo_os.runtime import ingress
+from solo_os.runtime import pruner as pruner_mod
+from solo_os.runtime import scheduler as scheduler_mod
+from solo_os.runtime import worker as worker_mod
 
 log = structlog.get_logger("solo_os.runtime")
 Role = str  # "serve" | "worker" | "scheduler"
@@ -94,15 +99,15 @@ class Runtime:
         if "worker" in self.roles:
             self.worker = self._new_worker()
             self._worker_task = asyncio.create_task(self._keep_working(), name="solo-os-worker")
-            if self.settings.retention_days:  # the daily prune (store/_retention.py)
-                pruner = self.store.pruner(self.settings.retention_days)
+            if self.settings.retention_days:  # the daily prune (runtime/pruner.py)
+                pruner = pruner_mod.Pruner(self.store, timedelta(days=self.settings.retention_days))
                 task = asyncio.create_task(pruner.run(self._stop), name="solo-os-retention")
                 self._background.append(task)
         if "scheduler" in self.roles and self.app.schedules:  # fires exactly once across replicas
             fires = scheduler_mod.Scheduler(self.app, self.store, clock=self.clock)
             self._background.append(asyncio.create_task(fires.run(self._stop), name="solo-os-scheduler"))
         if self.app.alerting is not None and self.roles & {"worker", "scheduler"}:
-            alerter = alerts_mod.Alerter(self.app, self.store, clock=self.clock)
+            alerter = alerter_mod.Alerter(self.app, self.store, clock=self.clock)
             self._background.append(asyncio.create_task(alerter.run(self._stop), name="solo-os-alerts"))
         if self.settings.metrics_port:
             await self._serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
@@ -172,7 +177,9 @@ class Runtime:
         """``GET /metrics`` on a port of its own (``SOLO_OS_METRICS_PORT``), in this loop."""
         import uvicorn  # only processes that serve metrics on their own port need it here
 
-        from solo_os import _httpserver  # the same slow-client guard as the webhook port
+        from solo_os.runtime import (
+            httpserver as _httpserver,  # the same slow-client guard as the webhook port
+        )
 
         class _Server(uvicorn.Server):
             @contextlib.contextmanager

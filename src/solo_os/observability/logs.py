@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import structlog
 
-from solo_os import tracing
+from solo_os.observability import tracing
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _SECRET_KEYS = ("secret", "signature", "authorization", "password", "token", "cookie", "api_key")

@@ -31,7 +31,10 @@ import httpx
 import structlog
 from opentelemetry import trace
 
-from solo_os import errors, ratelimit, tracing
+from solo_os import errors
+from solo_os.core import ratelimit
+from solo_os.observability import tracing
+from solo_os.outbound import options as options_mod
 
 _log = structlog.get_logger("solo_os.http")
 T = TypeVar("T")
@@ -157,13 +160,13 @@ class Client:
         self,
         *,
         limits: Mapping[str, ratelimit.Limit] | None = None,
-        options: ratelimit.HttpOptions | None = None,
+        options: options_mod.HttpOptions | None = None,
         buckets: Buckets | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.limits = dict(limits or {})
-        self.options = options or ratelimit.HttpOptions()
+        self.options = options or options_mod.HttpOptions()
         if self.limits and buckets is None:
             raise errors.ConfigError("rate limits need a store to share their buckets in")
         self._buckets = buckets

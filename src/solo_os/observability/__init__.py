@@ -1,0 +1,1 @@
+"""Logs, metrics and traces: what solo-os tells its operator about itself."""
