@@ -1,0 +1,63 @@
+"""IngestPort: a delivery is stored once per (source, key); a rejected one can be upgraded."""
+
+from __future__ import annotations
+
+import asyncio
+
+from solo_os.store import Store
+from solo_os.testing import Clock
+from tests.store._support import event
+
+
+async def test_accepted_then_duplicate_keeps_the_first_event(store: Store, clock: Clock) -> None:
+    first = event(clock(), key="k1", handlers=("fulfil", "notify"))
+    [r1] = await store.ingest([first])
+    assert (r1.outcome, r1.event_id, r1.executions) == ("accepted", first.id, 2)
+
+    again = event(clock.advance(5), key="k1")
+    [r2] = await store.ingest([again])
+    assert (r2.outcome, r2.event_id) == ("duplicate", first.id)
+    assert await store.get_event(again.id) is None
+    assert (await store.counts()).get("pending") == 2  # the duplicate made no executions
+
+
+async def test_same_key_other_source_is_another_event(store: Store, clock: Clock) -> None:
+    a, b = event(clock(), key="k", source="shop"), event(clock(), key="k", source="crm")
+    results = await store.ingest([a, b])
+    assert [r.outcome for r in results] == ["accepted", "accepted"]
+    assert [r.event_id for r in results] == [a.id, b.id]  # results in the batch's order
+
+
+async def test_rejected_then_accepted_upgrades_the_same_event(store: Store, clock: Clock) -> None:
+    bad = event(clock(), key="k2", status="rejected")
+    [r1] = await store.ingest([bad])
+    assert (r1.outcome, r1.executions) == ("rejected", 0)
+    assert r1.errors
+
+    rejected_again = event(clock.advance(1), key="k2", status="rejected")
+    [r2] = await store.ingest([rejected_again])
+    assert (r2.outcome, r2.event_id) == ("rejected", bad.id)
+
+    good = event(clock.advance(1), key="k2", payload={"n": 2})
+    [r3] = await store.ingest([good])
+    assert (r3.outcome, r3.event_id, r3.executions) == ("accepted", bad.id, 1)
+    stored = await store.get_event(bad.id)
+    assert stored is not None
+    assert stored[0].status == "accepted" and stored[0].payload == {"n": 2}
+
+    [r4] = await store.ingest([event(clock.advance(1), key="k2")])
+    assert (r4.outcome, r4.event_id) == ("duplicate", bad.id)
+
+
+async def test_one_key_raced_by_two_connections_is_accepted_once(
+    store: Store, other: Store, clock: Clock
+) -> None:
+    rounds = 5
+    for i in range(rounds):
+        a = event(clock(), key=f"race-{i}")
+        b = event(clock(), key=f"race-{i}")
+        ra, rb = await asyncio.gather(store.ingest([a]), other.ingest([b]))
+        outcomes = sorted([ra[0].outcome, rb[0].outcome])
+        assert outcomes == ["accepted", "duplicate"]
+        assert ra[0].event_id == rb[0].event_id
+    assert (await store.counts()).get("pending") == rounds

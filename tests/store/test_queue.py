@@ -1,0 +1,139 @@
+"""QueuePort: claims, leases, outcomes, lease renewal, reaping and reading each input."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from solo_os.store import Store
+from solo_os.testing import Clock
+from tests.store._support import event, finished
+
+LEASE = 30.0
+
+
+async def test_claim_waits_for_run_after_and_skips_leased(store: Store, clock: Clock) -> None:
+    await store.ingest([event(clock(), handlers=("a",))])
+    assert await store.claim("w1", 10, clock() - timedelta(seconds=1), LEASE) == []  # not due yet
+    [c] = await store.claim("w1", 10, clock(), LEASE)
+    assert (c.handler, c.attempt) == ("a", 1)
+    assert await store.claim("w2", 10, clock.advance(LEASE - 1), LEASE) == []  # leased
+
+    retry_at = clock() + timedelta(minutes=5)
+    [done] = await store.finish("w1", [finished(c, clock(), "pending", run_after=retry_at)])
+    assert done.execution_id == c.id
+    assert await store.claim("w2", 10, clock.advance(minutes=4), LEASE) == []
+    [again] = await store.claim("w2", 10, clock.advance(minutes=1), LEASE)
+    assert (again.id, again.attempt) == (c.id, 2)
+
+
+async def test_two_concurrent_claimers_never_share_an_execution(
+    store: Store, other: Store, clock: Clock
+) -> None:
+    n = 40
+    await store.ingest([event(clock()) for _ in range(n)])
+    got: list[list[str]] = [[], []]
+    for _ in range(n):
+        a, b = await asyncio.gather(
+            store.claim("w1", 3, clock(), LEASE), other.claim("w2", 3, clock(), LEASE)
+        )
+        got[0].extend(str(c.id) for c in a)
+        got[1].extend(str(c.id) for c in b)
+        if not a and not b:
+            break
+    assert not set(got[0]) & set(got[1])
+    assert len(got[0]) + len(got[1]) == n
+    assert len(set(got[0] + got[1])) == n
+
+
+async def test_finish_success_failure_and_dead(store: Store, clock: Clock) -> None:
+    await store.ingest([event(clock(), handlers=("ok", "retry", "die"), max_attempts=2)])
+    claimed = {c.handler: c for c in await store.claim("w", 10, clock(), LEASE)}
+    results = [
+        finished(claimed["ok"], clock(), "succeeded"),
+        finished(claimed["retry"], clock(), "pending", run_after=clock() + timedelta(seconds=10)),
+        finished(claimed["die"], clock(), "dead"),
+    ]
+    assert len(await store.finish("w", results)) == 3
+    statuses = await store.execution_statuses([c.id for c in claimed.values()])
+    assert statuses == {
+        claimed["ok"].id: "succeeded",
+        claimed["retry"].id: "pending",
+        claimed["die"].id: "dead",
+    }
+    [attempt] = await store.list_attempts(claimed["die"].id)
+    assert (attempt.attempt, attempt.outcome, attempt.error_type) == (1, "failed", "ValueError")
+    dead = await store.get_execution(claimed["die"].id)
+    assert dead is not None and dead.last_error is not None and "boom" in dead.last_error
+
+
+async def test_finish_without_the_lease_changes_nothing(
+    store: Store, clock: Clock
+) -> None:
+    await store.ingest([event(clock())])
+    [c] = await store.claim("w1", 1, clock(), LEASE)
+    assert await store.finish("someone-else", [finished(c, clock(), "succeeded")]) == []
+    assert (await store.execution_statuses([c.id]))[c.id] == "running"
+
+
+async def test_renew_extends_the_lease_of_the_holder_only(store: Store, clock: Clock) -> None:
+    await store.ingest([event(clock(), handlers=("a", "b"))])
+    a, b = await store.claim("w1", 2, clock(), LEASE)
+    assert await store.renew("w2", clock(), LEASE) == 0
+    assert await store.renew("w1", clock.advance(LEASE - 5), LEASE, ids=[a.id]) == 1
+    reaped = await store.reap(clock.advance(10))  # b's lease expired, a's was renewed
+    assert [r.execution_id for r in reaped] == [b.id]
+    assert (await store.execution_statuses([a.id]))[a.id] == "running"
+
+
+async def test_reap_records_a_lost_attempt_without_spending_the_budget(
+    store: Store, clock: Clock
+) -> None:
+    await store.ingest([event(clock(), max_attempts=3)])
+    [c] = await store.claim("w1", 1, clock(), LEASE)
+    assert await store.reap(clock.advance(LEASE - 1)) == []
+    [r] = await store.reap(clock.advance(2))
+    assert (r.execution_id, r.attempt, r.status, r.worker_id, r.losses) == (c.id, 1, "pending", "w1", 1)
+    x = await store.get_execution(c.id)
+    assert x is not None and (x.status, x.attempts, x.max_attempts) == ("pending", 1, 4)
+    [attempt] = await store.list_attempts(c.id)
+    assert (attempt.outcome, attempt.error_type) == ("lost", "LeaseExpired")
+    # a lost execution runs alone: only a claim of lost ones takes it
+    assert await store.claim("w2", 5, clock(), LEASE, lost=False) == []
+    assert await store.lost_due(clock())
+    [again] = await store.claim("w2", 5, clock(), LEASE, lost=True)
+    assert (again.id, again.attempt, again.losses) == (c.id, 2, 1)
+    # the late finish of the lost attempt changes nothing
+    assert await store.finish("w1", [finished(c, clock(), "succeeded")]) == []
+
+
+async def test_reap_marks_dead_after_max_losses(store: Store, clock: Clock) -> None:
+    await store.ingest([event(clock())])
+    for loss in (1, 2):
+        [c] = await store.claim("w", 1, clock(), LEASE)
+        [r] = await store.reap(clock.advance(LEASE + 1), max_losses=2)
+        assert (r.losses, r.status) == (loss, "pending" if loss < 2 else "dead")
+    x = await store.get_execution(c.id)
+    assert x is not None and x.status == "dead" and x.last_error is not None
+    assert "lost 2 times" in x.last_error
+
+
+async def test_release_gives_the_attempt_back(store: Store, clock: Clock) -> None:
+    await store.ingest([event(clock(), max_attempts=1)])
+    [c] = await store.claim("w", 1, clock(), LEASE)
+    assert await store.release("w") == 1
+    x = await store.get_execution(c.id)
+    assert x is not None and (x.status, x.max_attempts) == ("pending", 2)
+    [attempt] = await store.list_attempts(c.id)
+    assert attempt.outcome == "interrupted"
+
+
+async def test_each_claimed_execution_reads_its_own_input(store: Store, clock: Clock) -> None:
+    one, two = event(clock(), payload={"order": 1}), event(clock(), payload={"order": 2})
+    await store.ingest([one, two])
+    claimed = await store.claim("w", 10, clock(), LEASE)
+    docs = {c.idempotency_key: c.document for c in claimed}
+    assert docs == {one.idempotency_key: {"order": 1}, two.idempotency_key: {"order": 2}}
+    for c in claimed:
+        assert (c.source, c.event_type, c.input_error) == ("shop", "order.paid", None)
+        assert c.headers == {"content-type": "application/json"}
