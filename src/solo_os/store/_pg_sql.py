@@ -1,0 +1,126 @@
+"""PostgreSQL's hot SQL (ingest, claim, finish): the ``sql/postgres/*.sql`` files, loaded once.
+
+Batches travel as one array per column, expanded by ``unnest``. Each batch's columns are
+written once, as a ``Columns`` list of (column, PostgreSQL type, how to read it from an item):
+the same list renders the statement's ``unnest($1::uuid[], ...) AS t(id, ...)`` and builds
+the arrays passed to it, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from solo_os.core import records
+
+CHANNEL = "solo_os_work"  # LISTEN/NOTIFY channel that wakes workers
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Columns(Generic[T]):
+    """One array parameter per column, numbered from ``first``."""
+
+    columns: tuple[tuple[str, str, Callable[[T], Any]], ...]
+    first: int = 1
+
+    @property
+    def after(self) -> int:
+        """The number of the first parameter after these arrays."""
+        return self.first + len(self.columns)
+
+    def unnest(self) -> str:
+        """``unnest($n::type[], ...) AS t(column, ...)``."""
+        arrays = ", ".join(
+            f"${self.first + i}::{pg_type}[]" for i, (_, pg_type, _) in enumerate(self.columns)
+        )
+        names = ", ".join(name for name, _, _ in self.columns)
+        return f"unnest({arrays}) AS t({names})"
+
+    def arrays(self, items: Sequence[T]) -> list[list[Any]]:
+        """The arrays to bind, in parameter order."""
+        return [[get(item) for item in items] for _, _, get in self.columns]
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def last_error(r: records.Finished) -> str | None:
+    """The ``last_error`` an execution keeps after ``r`` (none once it succeeded)."""
+    if r.next_status == "succeeded":
+        return None
+    text = f"{r.error_type}: {r.error_message}" if r.error_type else (r.error_message or "")
+    return text[:4000]
+
+
+EVENTS: Columns[records.NewEvent] = Columns((
+    ("id", "uuid", lambda e: e.id),
+    ("source", "text", lambda e: e.source),
+    ("idempotency_key", "text", lambda e: e.idempotency_key),
+    ("type", "text", lambda e: e.type),
+    ("status", "text", lambda e: e.status),
+    ("payload", "text", lambda e: e.payload),
+    ("body", "bytea", lambda e: e.body),
+    ("headers", "text", lambda e: _dumps(e.headers)),
+    ("errors", "text", lambda e: _dumps(e.errors)),
+    ("correlation_id", "text", lambda e: e.correlation_id),
+    ("received_at", "timestamptz", lambda e: e.received_at),
+))
+
+ExecutionItem = tuple[records.NewEvent, records.NewExecution]
+
+EXECUTIONS: Columns[ExecutionItem] = Columns(
+    (
+        ("id", "uuid", lambda ex: ex[1].id),
+        ("event_id", "uuid", lambda ex: ex[0].id),
+        ("handler", "text", lambda ex: ex[1].handler),
+        ("max_attempts", "int", lambda ex: ex[1].max_attempts),
+        ("correlation_id", "text", lambda ex: ex[0].correlation_id),
+        ("created_at", "timestamptz", lambda ex: ex[0].received_at),
+        ("trace_parent", "text", lambda ex: ex[0].trace_parent),
+    ),
+    first=EVENTS.after,
+)
+
+RESULTS: Columns[records.Finished] = Columns((
+    ("id", "uuid", lambda r: r.execution_id),
+    ("attempt", "int", lambda r: r.attempt),
+    ("status", "text", lambda r: r.next_status),
+    ("run_after", "timestamptz", lambda r: r.run_after),
+    ("error", "text", last_error),
+    ("started_at", "timestamptz", lambda r: r.started_at),
+    ("ended_at", "timestamptz", lambda r: r.ended_at),
+    ("outcome", "text", lambda r: r.outcome),
+    ("error_type", "text", lambda r: r.error_type),
+    ("error_message", "text", lambda r: r.error_message),
+    ("traceback", "text", lambda r: r.traceback),
+))
+
+
+def _load(name: str, **fill: str) -> str:
+    text = (resources.files("solo_os.store") / "sql" / "postgres" / f"{name}.sql").read_text("utf-8")
+    return text.format(**fill) if fill else text
+
+
+INGEST = _load(
+    "ingest", events=EVENTS.unnest(), executions=EXECUTIONS.unnest(), channel=CHANNEL
+)
+"""Parameters: ``EVENTS.arrays(events)``, then ``EXECUTIONS.arrays(executions)``."""
+
+CLAIM = _load("claim")
+"""Parameters: now, limit, worker id, lease expiry, lost (bool or None)."""
+
+FINISH = _load(
+    "finish",
+    results=RESULTS.unnest(),
+    now=f"${RESULTS.after}",
+    worker=f"${RESULTS.after + 1}",
+    channel=CHANNEL,
+)
+"""Parameters: ``RESULTS.arrays(results)``, then now, then the worker id."""
