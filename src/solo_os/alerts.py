@@ -32,14 +32,14 @@ import ssl
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import structlog
 
 from solo_os import errors
+from solo_os.core import alert_text
+from solo_os.core.alert_text import Message as Message
 from solo_os.observability import logs as slog
 
 if TYPE_CHECKING:  # loaded where alerts are delivered, not by every app file that declares them
@@ -56,121 +56,14 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 # --- messages ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Message:
-    """One alert as every channel renders it."""
-
-    service: str
-    kind: str
-    key: str
-    subject: str
-    count: int
-    first_at: datetime
-    last_at: datetime
-    title: str
-    text: str
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    commands: list[str] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "kind": self.kind,
-            "key": self.key,
-            "subject": self.subject,
-            "count": self.count,
-            "first_at": self.first_at.isoformat(),
-            "last_at": self.last_at.isoformat(),
-            "title": self.title,
-            "text": self.text,
-            "samples": self.samples,
-            "commands": self.commands,
-        }
-
-
 def clean(value: Any) -> Any:
     """Known secrets out of a value headed for a channel (the log redactor's rules)."""
     return slog.redactor(None, "", {"value": value})["value"]
 
 
-def _span(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 90:
-        return f"{seconds}s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    if seconds < 48 * 3600:
-        return f"{round(seconds / 3600)} h"
-    return f"{round(seconds / 86400)} days"
-
-
 def render(alert: outbox.Alert, service: str) -> Message:
-    """The message for a closed alert (pure)."""
-    samples = [clean(dict(s)) for s in (alert.samples or [])]
-    latest = samples[0] if samples else {}
-    n = alert.total
-    subject = alert.subject
-    lines: list[str] = []
-    commands: list[str] = []
-    xid = latest.get("execution_id")
-    if alert.kind == "dead":
-        span = _span(max(1.0, ((alert.closed_at or alert.last_at) - alert.first_at).total_seconds()))
-        title = (
-            f"{n} executions of {subject} went dead" if n > 1 else f"An execution of {subject} went dead"
-        )
-        lines.append(f"{title} in the last {span}." if n > 1 else f"{title}.")
-        for s in samples:
-            lines.append(
-                f"- execution {s.get('execution_id')} (correlation id {s.get('correlation_id')}, "
-                f"{s.get('attempts')} attempt(s)): {s.get('error') or 'no error recorded'}"
-            )
-        if n > len(samples):
-            lines.append(f"- ... and {n - len(samples)} more")
-        if xid:
-            commands.append(f"solo-os executions show {xid}")
-        commands.append(f"solo-os dlq list --handler {subject}")
-        commands.append(f"solo-os dlq replay --all --handler {subject}")
-    elif alert.kind == "schedule_failing":
-        title = f"Schedule {subject} failed {latest.get('failures', n)} times in a row"
-        lines.append(f"{title}; the last run (fire time {latest.get('fire_at')}) went dead.")
-        lines.append(
-            f"- execution {xid} (correlation id {latest.get('correlation_id')}): "
-            f"{latest.get('error') or 'no error recorded'}"
-        )
-        if xid:
-            commands.append(f"solo-os executions show {xid}")
-        commands.append("solo-os schedules list")
-    elif alert.kind == "schedule_recovered":
-        title = f"Schedule {subject} recovered"
-        lines.append(
-            f"{title}: the run for {latest.get('fire_at')} succeeded after "
-            f"{latest.get('after_failures')} failure(s) in a row "
-            f"(execution {xid}, correlation id {latest.get('correlation_id')})."
-        )
-        if xid:
-            commands.append(f"solo-os executions show {xid}")
-    elif alert.kind == "schedule_missed":
-        missed = sum(int(s.get("missed", 0)) for s in samples) if n <= len(samples) else None
-        count = f"{missed} fire(s)" if missed is not None else "fires"
-        first = min((s.get("from", "") for s in samples), default="?")
-        last = max((s.get("to", "") for s in samples), default="?")
-        title = f"Schedule {subject} missed {count}"
-        lines.append(
-            f"{title} between {first} and {last}: no scheduler was running "
-            f"(catchup={latest.get('catchup')})."
-        )
-        commands.append(f"solo-os schedules backfill {subject} --from {first} --to {last}")
-    else:
-        title = f"{alert.kind}: {subject}"
-        lines.append(f"{n} occurrence(s).")
-    if commands:
-        lines.append("Inspect:")
-        lines.extend(f"  {c}" for c in commands)
-    return Message(
-        service=service, kind=alert.kind, key=alert.key, subject=subject, count=n,
-        first_at=alert.first_at, last_at=alert.last_at, title=f"[{service}] {title}",
-        text="\n".join(lines), samples=samples, commands=commands,
-    )
+    """The message for a closed alert (pure; ``core/alert_text.py``), secrets cleaned out."""
+    return alert_text.render(alert, service, scrub=clean)
 
 
 # --- channels ---------------------------------------------------------------------------------

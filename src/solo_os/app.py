@@ -14,6 +14,9 @@ import pydantic
 from solo_os import config, errors
 from solo_os.core import cron as cron_mod
 from solo_os.core import ratelimit, records, retry, schemas
+from solo_os.core.schedule_plan import Catchup as Catchup  # the pure plan reads a Schedule
+from solo_os.core.schedule_plan import Overlap as Overlap
+from solo_os.core.schedule_plan import Schedule as Schedule
 from solo_os.outbound import options as options_mod
 from solo_os.sources import _base as sources_base
 
@@ -46,25 +49,6 @@ class Handler:
             return payload
         name = self.schema.__name__
         return self.schema.model_validate(schemas.upcast(self.versioning, payload, name))
-
-
-Overlap = Literal["skip", "allow", "queue"]
-Catchup = Literal["none", "latest", "all"]
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """One ``@app.cron`` schedule: when it fires, and what happens around a fire (see
-    ``docs/scheduling.md``). Its handler is ``app.handlers[name]`` (``kind="cron"``)."""
-
-    name: str
-    expression: str
-    timezone: str
-    overlap: Overlap  # the previous run still goes: skip this fire, allow it, or queue it
-    catchup: Catchup  # after downtime: run no missed fire, the latest one, or all of them
-    catchup_window: timedelta  # fires missed longer ago than this are never run
-    alert_after_failures: int | None  # alert when this many fires in a row went dead
-    cron: cron_mod.Cron
 
 
 @runtime_checkable

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 from uuid import UUID
 
@@ -151,3 +151,105 @@ class DeadLetter:
     error: str | None
     source: str | None = None
     event_type: str | None = None
+
+
+# --- alerts (the store's outbox rows) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """How occurrences fold into alerts: a gathering wait, then at most one per key per window."""
+
+    window: timedelta
+    group_wait: timedelta
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One thing worth alerting about. ``source`` is unique: recorded twice, counted once."""
+
+    key: str  # alerts with the same key fold together ("dead:fulfil")
+    kind: str  # dead | schedule_failing | schedule_recovered | schedule_missed
+    subject: str  # the handler or schedule it is about
+    source: str
+    at: datetime
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: UUID
+    key: str
+    kind: str
+    subject: str
+    total: int  # occurrences folded into it
+    first_at: datetime
+    last_at: datetime
+    not_before: datetime
+    closed_at: datetime | None
+    samples: list[dict[str, Any]] | None
+    deliveries: dict[str, str] = field(default_factory=dict)  # channel -> status
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One alert to send to one channel (claimed under a lease)."""
+
+    alert: Alert
+    channel: str
+    attempt: int
+    created_at: datetime
+
+
+# --- schedules (what the scheduler's plan reads and returns) --------------------------------
+
+FireKind = Literal["scheduled", "catchup", "manual", "backfill"]
+FireStatus = Literal["fired", "skipped", "queued", "missed"]
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A fired execution of a schedule that reached a terminal state since last looked at."""
+
+    fire_id: UUID
+    fire_at: datetime
+    kind: str
+    execution_id: UUID | None
+    status: str  # succeeded | dead | cancelled | gone (purged)
+    error: str | None
+    correlation_id: str | None
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    """What ``plan`` decides from, read under the schedule's lock."""
+
+    name: str
+    paused: bool
+    active_since: datetime
+    last_fire: datetime | None  # the latest scheduled or caught-up fire (any status)
+    active: int  # fired executions still pending or running
+    queued: int  # fires waiting for the previous run (overlap="queue")
+    failures: int  # consecutive dead fires
+    alerted: bool  # the current failure streak has been alerted
+    settled: tuple[Settled, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlannedFire:
+    fire_at: datetime
+    kind: FireKind
+    status: FireStatus
+    missed_from: datetime | None = None  # a "missed" row stands for a run of missed fires
+    missed_count: int | None = None
+    alert: Occurrence | None = None  # recorded only if this fire is new
+
+
+@dataclass(frozen=True)
+class FirePlan:
+    fires: tuple[PlannedFire, ...] = ()
+    release: bool = False  # start the oldest queued fire first
+    failures: int = 0
+    alerted: bool = False
+    occurrences: tuple[Occurrence, ...] = ()
+    max_attempts: int = 1

@@ -7,7 +7,7 @@ the pure ``plan`` decide, insert the fires (unique per schedule and fire time) w
 executions, and notify the workers, so a fire starts within milliseconds. Any number of
 schedulers can run; a fire is inserted once whichever gets there first.
 
-``plan`` is where the policies live:
+``plan`` (``core/schedule_plan.py``) is where the policies live:
 
 - **catch-up**: fires more than ``LATE_GRACE`` late are *missed* (the scheduler was down).
   ``catchup="none"`` runs none of them, ``"latest"`` the latest one, ``"all"`` every one
@@ -36,163 +36,17 @@ import structlog
 from solo_os import app as app_mod
 from solo_os import errors
 from solo_os import store as store_mod
+from solo_os.core import records
+from solo_os.core.schedule_plan import LATE_GRACE as LATE_GRACE  # the plan lives in core
+from solo_os.core.schedule_plan import MAX_FIRES_PER_PASS as MAX_FIRES_PER_PASS
+from solo_os.core.schedule_plan import plan as plan
 from solo_os.observability import metrics
 from solo_os.store import _schedules as fires_mod
 
 log = structlog.get_logger("solo_os.scheduler")
-LATE_GRACE = timedelta(seconds=60)  # a fire this late still runs as if on time
-MAX_FIRES_PER_PASS = 10_000  # a bigger backlog is worked off over several passes
 FIRE_RETENTION = timedelta(days=7)
 _PRUNE_EVERY = timedelta(hours=1)
 _EPSILON = timedelta(microseconds=1)
-
-
-# --- the pure decision ---------------------------------------------------------------------
-
-
-def plan(
-    schedule: app_mod.Schedule,
-    state: fires_mod.ScheduleState,
-    *,
-    now: datetime,
-    max_attempts: int,
-    grace: timedelta = LATE_GRACE,
-    limit: int = MAX_FIRES_PER_PASS,
-) -> fires_mod.FirePlan:
-    """What to do for ``schedule`` at ``now`` given its stored ``state`` (no I/O)."""
-    failures, alerted, occurrences = _settle(schedule, state, now)
-    if state.paused:
-        return fires_mod.FirePlan(
-            failures=failures, alerted=alerted, occurrences=tuple(occurrences),
-            max_attempts=max_attempts,
-        )
-    start = max(state.last_fire or state.active_since, state.active_since)
-    on_time: list[datetime] = []
-    caught_up: list[datetime] = []
-    missed: list[datetime] = []  # only the first and the last are kept, see _missed
-    n_missed = 0
-    latest: datetime | None = None
-    seen = 0
-    for t in schedule.cron.between(start, now):
-        seen += 1
-        age = now - t
-        if age <= grace:
-            on_time.append(t)
-        elif age > schedule.catchup_window or schedule.catchup == "none":
-            n_missed, missed = _missed(missed, n_missed, t)
-        elif schedule.catchup == "all":
-            caught_up.append(t)
-        else:  # latest: the previous candidate is missed after all
-            if latest is not None:
-                n_missed, missed = _missed(missed, n_missed, latest)
-            latest = t
-        if seen >= limit:
-            break
-    truncated = seen >= limit
-    if latest is not None:
-        if on_time or truncated:  # an on-time fire is the catch-up; or a later one exists
-            n_missed, missed = _missed(missed, n_missed, latest)
-        else:
-            caught_up.append(latest)
-    fires: list[fires_mod.PlannedFire] = []
-    if n_missed:
-        fires.append(_missed_fire(schedule, missed[0], missed[-1], n_missed, now))
-    active, queued = state.active, state.queued
-    release = queued > 0 and active == 0
-    if release:
-        active, queued = active + 1, queued - 1
-    runs: list[tuple[datetime, fires_mod.FireKind]] = [(t, "catchup") for t in caught_up]
-    runs.extend((t, "scheduled") for t in on_time)
-    for t, kind in sorted(runs):
-        if schedule.overlap == "allow" or (active == 0 and queued == 0):
-            fires.append(fires_mod.PlannedFire(t, kind, "fired"))
-            active += 1
-        elif schedule.overlap == "queue" or kind == "catchup":
-            fires.append(fires_mod.PlannedFire(t, kind, "queued"))
-            queued += 1
-        else:
-            fires.append(fires_mod.PlannedFire(t, kind, "skipped"))
-    return fires_mod.FirePlan(
-        fires=tuple(sorted(fires, key=lambda f: f.fire_at)),
-        release=release,
-        failures=failures,
-        alerted=alerted,
-        occurrences=tuple(occurrences),
-        max_attempts=max_attempts,
-    )
-
-
-def _missed(missed: list[datetime], n: int, t: datetime) -> tuple[int, list[datetime]]:
-    """Count ``t`` as missed, keeping only the first and the last missed time."""
-    return n + 1, [missed[0], t] if missed else [t]
-
-
-def _missed_fire(
-    schedule: app_mod.Schedule, first: datetime, last: datetime, count: int, now: datetime
-) -> fires_mod.PlannedFire:
-    alert = fires_mod.Occurrence(
-        key=f"schedule-missed:{schedule.name}",
-        kind="schedule_missed",
-        subject=schedule.name,
-        source=f"missed:{schedule.name}:{last.isoformat()}",
-        at=now,
-        details={
-            "schedule": schedule.name,
-            "missed": count,
-            "from": first.isoformat(),
-            "to": last.isoformat(),
-            "catchup": schedule.catchup,
-            "catchup_window_seconds": schedule.catchup_window.total_seconds(),
-        },
-    )
-    return fires_mod.PlannedFire(
-        last, "scheduled", "missed", missed_from=first, missed_count=count, alert=alert
-    )
-
-
-def _settle(
-    schedule: app_mod.Schedule, state: fires_mod.ScheduleState, now: datetime
-) -> tuple[int, bool, list[fires_mod.Occurrence]]:
-    """Fold finished fires into the failure streak; alerts for a streak and its recovery."""
-    failures, alerted = state.failures, state.alerted
-    found: list[fires_mod.Occurrence] = []
-    threshold = schedule.alert_after_failures
-    for s in sorted(state.settled, key=lambda s: s.fire_at):
-        details = {
-            "schedule": schedule.name,
-            "fire_at": s.fire_at.isoformat(),
-            "execution_id": str(s.execution_id) if s.execution_id else None,
-            "correlation_id": s.correlation_id,
-            "error": (s.error or "")[:1000],
-        }
-        if s.status == "dead":
-            failures += 1
-            if threshold is not None and failures >= threshold and not alerted:
-                alerted = True
-                found.append(
-                    fires_mod.Occurrence(
-                        key=f"schedule-failing:{schedule.name}",
-                        kind="schedule_failing",
-                        subject=schedule.name,
-                        source=f"failing:{schedule.name}:{s.fire_id}",
-                        at=now,
-                        details={**details, "failures": failures},
-                    )
-                )
-        elif s.status == "succeeded":
-            if alerted:
-                found.append(
-                    fires_mod.Occurrence(
-                        key=f"schedule-recovered:{schedule.name}",
-                        kind="schedule_recovered",
-                        subject=schedule.name,
-                        source=f"recovered:{schedule.name}:{s.fire_id}",
-                        at=now,
-                        details={**details, "error": None, "after_failures": failures},
-                    )
-                )
-            failures, alerted = 0, False
-    return failures, alerted, found
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -225,11 +79,11 @@ class Scheduler:
     def schedules(self) -> dict[str, app_mod.Schedule]:
         return dict(self.app.schedules)
 
-    def _policy(self) -> fires_mod.AlertPolicy | None:
+    def _policy(self) -> records.AlertPolicy | None:
         alerting = self.app.alerting
         if alerting is None:
             return None
-        return fires_mod.AlertPolicy(alerting.window, alerting.group_wait)
+        return records.AlertPolicy(alerting.window, alerting.group_wait)
 
     def _max_attempts(self, name: str) -> int:
         return self.app.policy(self.app.handlers[name]).max_attempts or 1
@@ -359,7 +213,7 @@ async def trigger(
     lookup(application, name)
     max_attempts = application.policy(application.handlers[name]).max_attempts or 1
     _, created = await store.add_fires(
-        name, [fires_mod.PlannedFire(now, "manual", "fired")], max_attempts, now
+        name, [records.PlannedFire(now, "manual", "fired")], max_attempts, now
     )
     if not created:
         raise errors.StoreError(f"a fire of {name!r} at {now.isoformat()} already exists; try again")
@@ -389,14 +243,14 @@ async def backfill(
     """
     lookup(application, name)
     max_attempts = application.policy(application.handlers[name]).max_attempts or 1
-    status: fires_mod.FireStatus = "queued" if queue else "fired"
+    status: records.FireStatus = "queued" if queue else "fired"
     created = 0
     executions: list[UUID] = []
     for i in range(0, len(times), chunk):
         part = times[i : i + chunk]
         inserted, made = await store.add_fires(
             name,
-            [fires_mod.PlannedFire(t, "backfill", status) for t in part],
+            [records.PlannedFire(t, "backfill", status) for t in part],
             max_attempts,
             now,
         )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -27,6 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os.core import ids as _ids
+from solo_os.core.records import Alert as Alert  # the outbox's records live in core
+from solo_os.core.records import AlertPolicy as AlertPolicy
+from solo_os.core.records import Delivery as Delivery
+from solo_os.core.records import Occurrence as Occurrence
 from solo_os.store import _schema
 
 al = _schema.alerts
@@ -37,51 +40,6 @@ ex = _schema.executions
 
 _DEAD_SCAN = "dead-executions"
 _MAX_SAMPLES = 5
-
-
-@dataclass(frozen=True)
-class AlertPolicy:
-    """How occurrences fold into alerts: a gathering wait, then at most one per key per window."""
-
-    window: timedelta
-    group_wait: timedelta
-
-
-@dataclass(frozen=True)
-class Occurrence:
-    """One thing worth alerting about. ``source`` is unique: recorded twice, counted once."""
-
-    key: str  # alerts with the same key fold together ("dead:fulfil")
-    kind: str  # dead | schedule_failing | schedule_recovered | schedule_missed
-    subject: str  # the handler or schedule it is about
-    source: str
-    at: datetime
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Alert:
-    id: UUID
-    key: str
-    kind: str
-    subject: str
-    total: int  # occurrences folded into it
-    first_at: datetime
-    last_at: datetime
-    not_before: datetime
-    closed_at: datetime | None
-    samples: list[dict[str, Any]] | None
-    deliveries: dict[str, str] = field(default_factory=dict)  # channel -> status
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One alert to send to one channel (claimed under a lease)."""
-
-    alert: Alert
-    channel: str
-    attempt: int
-    created_at: datetime
 
 
 class AlertQueries:

@@ -20,76 +20,33 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os.core import ids as _ids
+from solo_os.core.records import AlertPolicy, Occurrence  # the plan's records live in core
+from solo_os.core.records import FireKind as FireKind
+from solo_os.core.records import FirePlan as FirePlan
+from solo_os.core.records import FireStatus as FireStatus
+from solo_os.core.records import PlannedFire as PlannedFire
+from solo_os.core.records import ScheduleState as ScheduleState
+from solo_os.core.records import Settled as Settled
 from solo_os.store import _alerts, _schema
-from solo_os.store._alerts import AlertPolicy, Occurrence, _aware, _chunks
+from solo_os.store._alerts import _aware, _chunks
 
 sc = _schema.schedules
 sf = _schema.schedule_fires
 ex = _schema.executions
 
-FireKind = Literal["scheduled", "catchup", "manual", "backfill"]
-FireStatus = Literal["fired", "skipped", "queued", "missed"]
 ACTIVE = ("pending", "running")
 TERMINAL = ("succeeded", "dead", "cancelled")
 AUTOMATIC_KINDS = ("scheduled", "catchup")  # what "the last fire" of a schedule counts
 
 
 # --- records -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Settled:
-    """A fired execution of a schedule that reached a terminal state since last looked at."""
-
-    fire_id: UUID
-    fire_at: datetime
-    kind: str
-    execution_id: UUID | None
-    status: str  # succeeded | dead | cancelled | gone (purged)
-    error: str | None
-    correlation_id: str | None
-
-
-@dataclass(frozen=True)
-class ScheduleState:
-    """What ``plan`` decides from, read under the schedule's lock."""
-
-    name: str
-    paused: bool
-    active_since: datetime
-    last_fire: datetime | None  # the latest scheduled or caught-up fire (any status)
-    active: int  # fired executions still pending or running
-    queued: int  # fires waiting for the previous run (overlap="queue")
-    failures: int  # consecutive dead fires
-    alerted: bool  # the current failure streak has been alerted
-    settled: tuple[Settled, ...] = ()
-
-
-@dataclass(frozen=True)
-class PlannedFire:
-    fire_at: datetime
-    kind: FireKind
-    status: FireStatus
-    missed_from: datetime | None = None  # a "missed" row stands for a run of missed fires
-    missed_count: int | None = None
-    alert: Occurrence | None = None  # recorded only if this fire is new
-
-
-@dataclass(frozen=True)
-class FirePlan:
-    fires: tuple[PlannedFire, ...] = ()
-    release: bool = False  # start the oldest queued fire first
-    failures: int = 0
-    alerted: bool = False
-    occurrences: tuple[Occurrence, ...] = ()
-    max_attempts: int = 1
 
 
 @dataclass(frozen=True)
