@@ -1,9 +1,10 @@
 """``ctx.http``: outbound HTTP for handlers, with shared rate limits, retries and idempotency keys.
 
 One ``Client`` per worker process holds one ``httpx.AsyncClient`` (a connection pool) and one
-``_Gate`` per rate-limited key; every attempt gets a light ``Session`` bound to its execution
-(``ctx.http``). Plain ``def`` handlers run in a worker thread and call ``ctx.http.sync``, which
-runs the same async code on the worker's event loop and blocks the thread for the answer.
+``Gate`` (``outbound/gate.py``) per rate-limited key; every attempt gets a light ``Session``
+bound to its execution (``ctx.http``). Plain ``def`` handlers run in a worker thread and call
+``ctx.http.sync``, which runs the same async code on the worker's event loop and blocks the
+thread for the answer.
 
 A call to a rate-limited key first takes a token from the key's bucket in the store, shared by
 every process. Concurrent callers in one process wait on the key's gate, and the gate takes
@@ -15,17 +16,14 @@ callers that are waiting now, so the declared rate holds across processes.
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import contextvars
 import logging
 import random
 import time
 import uuid
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -34,7 +32,13 @@ from opentelemetry import trace
 from solo_os import errors
 from solo_os.core import ratelimit
 from solo_os.observability import tracing
+from solo_os.outbound import gate as gate_mod
 from solo_os.outbound import options as options_mod
+from solo_os.outbound import retrying
+from solo_os.outbound.gate import Buckets as Buckets
+from solo_os.outbound.retrying import IDEMPOTENT_METHODS as IDEMPOTENT_METHODS
+from solo_os.outbound.retrying import NOT_SENT as NOT_SENT
+from solo_os.outbound.retrying import RETRY_AFTER_STATUSES
 
 _log = structlog.get_logger("solo_os.http")
 T = TypeVar("T")
@@ -45,112 +49,7 @@ STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar("solo_os_step"
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c8e-4b7a-5e2f-9c1d-0a7b3e5f2d91")
 """uuid5 namespace of derived ``Idempotency-Key`` values (fixed: changing it changes every key)."""
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-"""Transport errors raised before the request left this host: always safe to try again."""
-RETRY_AFTER_STATUSES = frozenset({429, 503})
 USER_AGENT = "solo-os"
-
-
-class Buckets(Protocol):
-    """The store's side of rate limits (``store.Store`` implements it)."""
-
-    async def take_tokens(
-        self, key: str, want: int, rate: float, capacity: float
-    ) -> ratelimit.Grant: ...
-
-    async def pause_key(self, key: str, seconds: float, capacity: float) -> datetime: ...
-
-
-@dataclass
-class _Waiter:
-    future: asyncio.Future[None]
-    deadline: float  # loop time
-
-
-class _Gate:
-    """The callers of one key in this process: one pump takes tokens for all of them.
-
-    The pump asks the store for as many tokens as callers wait, hands them out in arrival
-    order, and when short sleeps until the next token can be free (the store says when), so
-    a starved key costs one store round trip per refill, not one per caller. A caller that
-    could not be served by its deadline even if every coming token were its own is failed at
-    once with ``RateLimited``.
-    """
-
-    def __init__(self, limit: ratelimit.Limit, buckets: Buckets) -> None:
-        self.limit = limit
-        self._buckets = buckets
-        self._waiters: collections.deque[_Waiter] = collections.deque()
-        self._pump: asyncio.Task[None] | None = None
-        self._arrived = asyncio.Event()
-        self._next_free = 0.0  # loop time before which the store has no token for us
-
-    async def acquire(self, deadline: float) -> None:
-        """Return once a token is ours; raise ``RateLimited`` if none can be by ``deadline``."""
-        loop = asyncio.get_running_loop()
-        waiter = _Waiter(loop.create_future(), deadline)
-        self._waiters.append(waiter)
-        self._arrived.set()
-        if self._pump is None or self._pump.done():
-            self._pump = asyncio.create_task(self._run(), name=f"solo-os-ratelimit-{self.limit.key}")
-        await waiter.future
-
-    def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-        for w in self._waiters:
-            if not w.future.done():
-                w.future.set_exception(errors.RateLimited(1.0, self.limit.key))
-        self._waiters.clear()
-
-    def _live(self) -> list[_Waiter]:
-        live = [w for w in self._waiters if not w.future.done()]
-        self._waiters = collections.deque(live)
-        return live
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        rate, capacity, key = self.limit.per_second, self.limit.capacity, self.limit.key
-        while live := self._live():
-            if loop.time() >= self._next_free:
-                try:
-                    grant = await self._buckets.take_tokens(key, len(live), rate, capacity)
-                except Exception as exc:
-                    # Tokens exist only in the store: without it, nobody may call.
-                    self._fail_all(exc)
-                    return
-                given = 0
-                while given < grant.granted and self._waiters:
-                    w = self._waiters.popleft()
-                    if w.future.done():
-                        continue  # cancelled meanwhile; its token is spent (errs on the safe side)
-                    w.future.set_result(None)
-                    given += 1
-                if grant.granted >= len(live):
-                    continue  # everyone served; newcomers (if any) are asked for at once
-                self._next_free = loop.time() + grant.wait
-            now = loop.time()
-            ahead = max(0.0, self._next_free - now)
-            for position, w in enumerate(self._live()):
-                best = ahead + position / rate
-                if now + best > w.deadline:
-                    w.future.set_exception(errors.RateLimited(max(best, 0.001), key))
-            if not self._live():
-                return
-            # Sleep until a token may be free, or until a newcomer needs its deadline judged.
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), max(0.001, self._next_free - loop.time()))
-
-    def _fail_all(self, exc: Exception) -> None:
-        for w in self._live():
-            # One exception object per caller: a shared one would collect every traceback.
-            cls = type(exc) if isinstance(exc, errors.StoreError) else errors.StoreError
-            error = cls(f"rate limit {self.limit.key!r}: {exc}")
-            error.__cause__ = exc
-            w.future.set_exception(error)
-        self._waiters.clear()
 
 
 class Client:
@@ -172,7 +71,7 @@ class Client:
         self._buckets = buckets
         self._transport = transport
         self._rng = rng or random.Random()
-        self._gates: dict[str, _Gate] = {}
+        self._gates: dict[str, gate_mod.Gate] = {}
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -256,7 +155,7 @@ class Client:
     async def acquire(self, limit: ratelimit.Limit, deadline: float) -> None:
         gate = self._gates.get(limit.key)
         if gate is None:
-            gate = self._gates[limit.key] = _Gate(limit, self._store())
+            gate = self._gates[limit.key] = gate_mod.Gate(limit, self._store())
         await gate.acquire(deadline)
 
     async def pause(self, limit: ratelimit.Limit, seconds: float) -> datetime:
@@ -381,113 +280,120 @@ class Session:
         )
         self._decorate(request, step, idempotency_key)
         limit = self._client.limit_for(request.url, rate_key)
-        keyed = "idempotency-key" in request.headers
-        replayable = isinstance(request.stream, httpx.ByteStream)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_budget
+        deadline = asyncio.get_running_loop().time() + wait_budget
         if self._deadline is not None:
             deadline = min(deadline, self._deadline)
-        where = _where(request.url)
-        own_traceparent = "traceparent" in request.headers
-        tried = 0
+        call = retrying.Call(
+            method=method, request=request, limit=limit, tries=tries, deadline=deadline,
+            keyed="idempotency-key" in request.headers,
+            replayable=isinstance(request.stream, httpx.ByteStream),
+            follow_redirects=follow_redirects, where=_where(request.url),
+            own_traceparent="traceparent" in request.headers,
+        )
+        return await self._send(client, call)
+
+    async def _send(self, client: httpx.AsyncClient, call: retrying.Call) -> httpx.Response:
+        """Try ``call`` until it is answered for good, retrying what is safe to retry."""
         while True:
-            if limit is not None:
-                try:
-                    await self._client.acquire(limit, deadline)
-                except errors.RateLimited as exc:
-                    self._log.info(
-                        "http.rate_limited", method=method, **where, rate_key=limit.key,
-                        retry_in=round(exc.seconds, 3),
-                    )
-                    raise
-            tried += 1
+            if call.limit is not None:
+                await self._take_token(call, call.limit)
+            call.tried += 1
             t0 = time.perf_counter()
             try:
-                with tracing.span(
-                    f"HTTP {method}",
-                    kind=trace.SpanKind.CLIENT,
-                    attributes={
-                        "http.request.method": method,
-                        "server.address": request.url.host,
-                        "url.path": request.url.path,
-                        "http.request.resend_count": tried - 1,
-                    },
-                ) as span:
-                    if not own_traceparent:
-                        traceparent = tracing.current_traceparent()
-                        if traceparent:
-                            request.headers["traceparent"] = traceparent
-                    response = await client.send(request, follow_redirects=follow_redirects)
-                    span.set_attribute("http.response.status_code", response.status_code)
+                response = await self._send_once(client, call)
             except httpx.TransportError as exc:
-                ms = round((time.perf_counter() - t0) * 1000, 2)
-                safe = isinstance(exc, NOT_SENT) or method in IDEMPOTENT_METHODS or keyed
-                again = tried < tries and replayable and safe
-                delay = self._client.backoff(tried) if again else None
-                self._log.warning(
-                    "http.call", method=method, **where, error=type(exc).__name__,
-                    duration_ms=ms, attempt=tried, retry_in=_round(delay),
-                )
+                delay = self._after_transport_error(call, exc, t0)
                 if delay is None:
                     raise
                 await asyncio.sleep(delay)
                 continue
             ms = round((time.perf_counter() - t0) * 1000, 2)
-            status = response.status_code
-            pause = (
-                ratelimit.retry_after(response.headers.get("retry-after"), datetime.now(UTC))
-                if status in RETRY_AFTER_STATUSES
-                else None
-            )
-            if pause is not None and limit is not None:
-                until = await self._client.pause(limit, pause)
-                self._log.warning(
-                    "http.paused", rate_key=limit.key, seconds=round(pause, 3),
-                    until=until.isoformat(), status=status,
-                )
-            delay = self._retry_delay(
-                status, pause, tried, tries, replayable, method, keyed, deadline - loop.time()
-            )
-            level = "info" if status < 500 and status != 429 else "warning"
-            getattr(self._log, level)(
-                "http.call", method=method, **where, status=status, duration_ms=ms,
-                attempt=tried, retry_in=_round(delay),
-            )
-            if delay is None:
-                if pause is not None:
-                    # The server asks for more patience than this call may spend waiting:
-                    # the execution is retried when the server allows.
-                    raise errors.RetryAfter(
-                        pause, f"{method} {where['host']}{where['path']} answered {status}; "
-                        f"Retry-After {pause:g}s"
-                    )
+            again = await self._after_response(call, response, ms)
+            if again is None:
                 return response
             await response.aclose()
-            if limit is None or pause is None:
+            delay, at_gate = again
+            if not at_gate:
                 await asyncio.sleep(delay)  # a keyed call waits for the pause at its gate
 
-    def _retry_delay(
-        self,
-        status: int,
-        pause: float | None,
-        tried: int,
-        tries: int,
-        replayable: bool,
-        method: str,
-        keyed: bool,
-        budget: float,
+    async def _take_token(self, call: retrying.Call, limit: ratelimit.Limit) -> None:
+        try:
+            await self._client.acquire(limit, call.deadline)
+        except errors.RateLimited as exc:
+            self._log.info(
+                "http.rate_limited", method=call.method, **call.where, rate_key=limit.key,
+                retry_in=round(exc.seconds, 3),
+            )
+            raise
+
+    async def _send_once(self, client: httpx.AsyncClient, call: retrying.Call) -> httpx.Response:
+        request = call.request
+        with tracing.span(
+            f"HTTP {call.method}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "http.request.method": call.method,
+                "server.address": request.url.host,
+                "url.path": request.url.path,
+                "http.request.resend_count": call.tried - 1,
+            },
+        ) as span:
+            if not call.own_traceparent:
+                traceparent = tracing.current_traceparent()
+                if traceparent:
+                    request.headers["traceparent"] = traceparent
+            response = await client.send(request, follow_redirects=call.follow_redirects)
+            span.set_attribute("http.response.status_code", response.status_code)
+        return response
+
+    def _after_transport_error(
+        self, call: retrying.Call, exc: httpx.TransportError, t0: float
     ) -> float | None:
-        """Seconds to wait before trying again, or None to stop here."""
-        if tried >= tries or not replayable:
+        """Log a call that got no answer; the delay before trying again, or None to raise."""
+        ms = round((time.perf_counter() - t0) * 1000, 2)
+        delay = self._client.backoff(call.tried) if call.may_resend(exc) else None
+        self._log.warning(
+            "http.call", method=call.method, **call.where, error=type(exc).__name__,
+            duration_ms=ms, attempt=call.tried, retry_in=_round(delay),
+        )
+        return delay
+
+    async def _after_response(
+        self, call: retrying.Call, response: httpx.Response, ms: float
+    ) -> tuple[float, bool] | None:
+        """Log an answer; None to return it, else the seconds before trying again and whether
+        the key's gate does that waiting. Raises ``RetryAfter`` when the server asks for more
+        patience than this call may spend."""
+        status = response.status_code
+        pause = (
+            ratelimit.retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+            if status in RETRY_AFTER_STATUSES
+            else None
+        )
+        if pause is not None and call.limit is not None:
+            until = await self._client.pause(call.limit, pause)
+            self._log.warning(
+                "http.paused", rate_key=call.limit.key, seconds=round(pause, 3),
+                until=until.isoformat(), status=status,
+            )
+        remaining = call.deadline - asyncio.get_running_loop().time()
+        delay = call.delay_after(status, pause, remaining, self._client.backoff)
+        level = "info" if status < 500 and status != 429 else "warning"
+        getattr(self._log, level)(
+            "http.call", method=call.method, **call.where, status=status, duration_ms=ms,
+            attempt=call.tried, retry_in=_round(delay),
+        )
+        if delay is None:
+            if pause is not None:
+                # The server asks for more patience than this call may spend waiting:
+                # the execution is retried when the server allows.
+                where = call.where
+                raise errors.RetryAfter(
+                    pause, f"{call.method} {where['host']}{where['path']} answered {status}; "
+                    f"Retry-After {pause:g}s"
+                )
             return None
-        if pause is not None:
-            return pause if pause <= budget else None
-        retryable = status == 429 or (status >= 500 and status != 501)
-        if not retryable:
-            return None
-        if status != 429 and not (method in IDEMPOTENT_METHODS or keyed):
-            return None
-        return self._client.backoff(tried)
+        return delay, call.limit is not None and pause is not None
 
     def _decorate(self, request: httpx.Request, step: str | None, idempotency_key: str | bool) -> None:
         h = request.headers
