@@ -1,4 +1,9 @@
-"""Operations shared by the CLI, the admin API and the testing kit (replay, purge, cancel, ...).
+"""Operator use cases, written once: the CLI, the admin API and the testing kit call them.
 
-Empty for now: the use cases move here in the next step of the layout (issue 15, phase 2).
+One module per concept: ``replay`` and ``purge`` (dead letters), ``cancel`` (pending
+executions), ``rerun`` (a finished execution again, an accepted event's handlers again),
+``revalidate`` (rejected events against the current schemas), ``schedules`` (trigger, pause,
+resume, backfill, status). Each takes the store and returns plain records (frozen
+dataclasses) that each surface renders in its own words; ``errors`` holds the two refusals
+(``NotFound``, ``Conflict``) a surface maps to its own (404/409, an exit code).
 """
