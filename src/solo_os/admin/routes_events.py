@@ -96,8 +96,15 @@ def _revalidated_out(r: revalidate_mod.Revalidated) -> models.RevalidatedOut:
     )
 
 
+def _log_revalidated(results: list[revalidate_mod.Revalidated], dry_run: bool) -> None:
+    if not dry_run and results:
+        accepted = sum(1 for r in results if r.outcome == "accepted")
+        log.info("events.revalidated", events=len(results), accepted=accepted)
+
+
 def _revalidated(results: list[revalidate_mod.Revalidated], dry_run: bool) -> models.RevalidateOut:
     outs = [_revalidated_out(r) for r in results]
+    _log_revalidated(results, dry_run)
     return models.RevalidateOut(
         dry_run=dry_run,
         matched=len(outs),
@@ -162,4 +169,5 @@ async def revalidate_event(
     result = await revalidate_mod.revalidate_one(
         a.app, a.store(), event_id, now=store_mod.utcnow(), dry_run=dry_run
     )
+    _log_revalidated([result], dry_run)
     return _revalidated_out(result)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -14,6 +15,8 @@ from solo_os import config, errors
 from solo_os import store as store_mod
 from solo_os.cli import _common
 from solo_os.cli import records as records_cli
+from solo_os.ops import budgets as ops_budgets
+from solo_os.ops import purge, replay, select
 
 dlq = typer.Typer(
     help="Dead executions: inspect, replay with a fresh budget, purge.",
@@ -38,7 +41,7 @@ AppOpt = Annotated[
         help="the app, for each handler's attempt budget (default: $SOLO_OS_APP, else ./app.py if any)",
     ),
 ]
-CHUNK = 200
+CHUNK = replay.CHUNK
 
 
 def _filters(
@@ -90,44 +93,32 @@ def _select(
 
     async def pick(store: store_mod.Store) -> list[UUID]:
         if all_:
-            return await store.matching_ids(f)
+            return await select.matching(store, f, "dead")
         return chosen
 
     return pick
 
 
-def _in_chunks(
-    store: store_mod.Store,
-    ids: Sequence[UUID],
-    label: str,
-    act: Callable[[list[UUID]], Awaitable[int]],
-) -> Awaitable[int]:
-    async def go() -> int:
-        done = 0
-        with Progress(
-            TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=_common.err, transient=False, disable=len(ids) <= CHUNK,
-        ) as progress:
-            task = progress.add_task(label, total=len(ids))
-            for i in range(0, len(ids), CHUNK):
-                chunk = list(ids[i : i + CHUNK])
-                done += await act(chunk)
-                progress.advance(task, len(chunk))
-        return done
-
-    return go()
+@contextlib.contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for a long bulk action (shown past one chunk)."""
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=_common.err, transient=False, disable=total <= CHUNK,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
 
 
-def _budgets(target: str | None) -> tuple[dict[str, int], int]:
+def _budgets(target: str | None) -> ops_budgets.Budgets:
     default = config.load().max_retry_attempts
     if not target:
         try:
             target = _common.app_target()
         except errors.ConfigError:
-            return {}, default  # no app: every handler gets MAX_RETRY_ATTEMPTS
+            return ops_budgets.Budgets(default)  # no app: every handler gets MAX_RETRY_ATTEMPTS
     application: app_mod.App = _common.load_app(target)
-    budgets = {h.name: application.policy(h).max_attempts or default for h in application.handlers.values()}
-    return budgets, default
+    return ops_budgets.of_app(application, default)
 
 
 @dlq.command("replay")
@@ -148,30 +139,21 @@ def dlq_replay(
     with _common.friendly_errors():
         f = _filters(source, type_, handler, error, since, until, 0)
         pick = _select(ids, all_, f)
-        budgets, default = _budgets(app)
+        budgets = _budgets(app)
 
         async def go(store: store_mod.Store) -> dict[str, Any]:
             chosen = await pick(store)
             if dry_run:
-                would = await store.matching_ids(
-                    store_mod.Filters(status="dead", ids=tuple(chosen), limit=0)
-                )
+                would = await select.among(store, chosen, "dead")
                 return {"dry_run": True, "would_replay": len(would), "ids": [str(i) for i in would]}
-            replayed: list[UUID] = []
-
-            async def act(chunk: list[UUID]) -> int:
-                got = await store.replay(chunk, budgets, default, store_mod.utcnow())
-                replayed.extend(got)
-                return len(got)
-
-            await _in_chunks(store, chosen, "replaying", act)
-            done = set(replayed)
-            skipped = [i for i in chosen if i not in done]
-            found = {i for i in skipped if await store.get_execution(i) is not None}
+            with _progress("replaying", len(chosen)) as advance:
+                done = await replay.replay(store, chosen, budgets, store_mod.utcnow(), progress=advance)
+            skipped = done.skipped
+            missing = set(await select.missing(store, skipped))
             return {
-                "replayed": len(replayed),
-                "not_dead": [str(i) for i in skipped if i in found],
-                "not_found": [str(i) for i in skipped if i not in found],
+                "replayed": len(done.replayed),
+                "not_dead": [str(i) for i in skipped if i not in missing],
+                "not_found": [str(i) for i in skipped if i in missing],
             }
 
         result = _common.with_store(go)
@@ -227,7 +209,8 @@ def dlq_purge(
                 raise typer.Exit(1)
 
         async def go(store: store_mod.Store) -> int:
-            return await _in_chunks(store, chosen, "purging", store.purge)
+            with _progress("purging", len(chosen)) as advance:
+                return await purge.purge(store, chosen, progress=advance)
 
         purged = _common.with_store(go)
     if as_json:

@@ -2,16 +2,16 @@
 
 A delivery that failed its schema is stored ``rejected`` with the errors, so nothing is lost.
 After the schema (or the handler set) is fixed, this command runs every matching rejected
-event through the same ``ingress.build_event`` the webhook route uses, from the stored body
-and headers and under the stored idempotency key, and hands those that now pass to
-``Store.ingest``, which turns the rejected row into an accepted one and creates its
-executions in the same transaction. Events that still fail are left as they are.
+event through the use case the dashboard uses too (``ops.revalidate``: ``ingress.build_event``
+from the stored body and headers, under the stored idempotency key, then ``Store.ingest``,
+which turns the rejected row into an accepted one and creates its executions in the same
+transaction). Events that still fail stay rejected, with the new errors. Bodies are loaded a
+batch at a time, in one query per batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -24,10 +24,8 @@ from solo_os import store as store_mod
 from solo_os.cli import _common
 from solo_os.cli import records as records_cli
 from solo_os.core import records
-from solo_os.runtime import ingress
-from solo_os.sources import _base as sources_base
+from solo_os.ops import revalidate as revalidate_ops
 
-BATCH = 200
 SHOWN = 50
 AppOpt = _common.AppOpt
 DryRun = Annotated[bool, typer.Option("--dry-run", help="say what would be accepted, change nothing")]
@@ -61,71 +59,42 @@ async def _revalidate(application: app_mod.App, f: store_mod.Filters, dry_run: b
     try:
         rejected = await store.list_events(f)
         rejected.reverse()  # oldest first: the order they arrived in
-        results: list[dict[str, Any]] = []
         with Progress(
             TextColumn("revalidating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=_common.err, transient=False, disable=not rejected,
         ) as progress:
             task = progress.add_task("revalidating", total=len(rejected))
-            for i in range(0, len(rejected), BATCH):
-                chunk = rejected[i : i + BATCH]
-                results.extend(await _judge_chunk(application, store, chunk, dry_run))
-                progress.advance(task, len(chunk))
-        return results
+            verdicts = await revalidate_ops.revalidate_ids(
+                application, store, [e.id for e in rejected], now=datetime.now(UTC), dry_run=dry_run,
+                progress=lambda n: progress.advance(task, n),
+            )
+        by_id = {v.event_id: v for v in verdicts}
+        return [_row(listed, by_id.get(listed.id), dry_run) for listed in rejected]
     finally:
         await store.close()
 
 
-async def _judge_chunk(
-    application: app_mod.App,
-    store: store_mod.Store,
-    chunk: Sequence[records.Event],
-    dry_run: bool,
-) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
-    results: list[dict[str, Any]] = []
-    passing: list[tuple[dict[str, Any], records.NewEvent]] = []
-    for listed in chunk:
-        row: dict[str, Any] = {
-            "id": str(listed.id), "source": listed.source, "type": listed.type,
-            "idempotency_key": listed.idempotency_key,
-        }
-        results.append(row)
-        found = await store.get_event(listed.id)
-        if found is None:
-            row.update(outcome="gone")  # purged since it was listed
-            continue
-        event, body = found
-        source = application.sources.get(event.source)
-        if source is None:
-            row.update(outcome="skipped", reason=f"the app has no source {event.source!r}")
-            continue
-        built = ingress.build_event(
-            application, event.source, source, sources_base.DictHeaders(event.headers or {}), body,
-            now, _kept(event.correlation_id), key=event.idempotency_key,
-        )
-        if isinstance(built, dict):  # a handshake (never stored as an event in the first place)
-            row.update(outcome="skipped", reason="not an event")
-            continue
-        if built.status == "rejected":
-            row.update(outcome="still_rejected", type=built.type, errors=built.errors or [])
-            continue
-        row.update(type=built.type, executions=len(built.executions))
-        if dry_run:
-            row.update(outcome="would_accept")
-        else:
-            passing.append((row, built))
-    if passing:
-        outcomes = await store.ingest([built for _, built in passing])
-        for (row, _), result in zip(passing, outcomes, strict=True):
-            # "duplicate": a redelivery accepted it meanwhile; nothing new runs
-            row.update(outcome=result.outcome, event_id=str(result.event_id), executions=result.executions)
-    return results
-
-
-def _kept(correlation_id: str) -> Callable[[str | None], str]:
-    """The stored correlation id: the delivery keeps its thread through the logs."""
-    return lambda _key: correlation_id
+def _row(listed: records.Event, v: revalidate_ops.Revalidated | None, dry_run: bool) -> dict[str, Any]:
+    """One event's line, in this command's words (``still_rejected``, ``would_accept``, ...)."""
+    row: dict[str, Any] = {
+        "id": str(listed.id), "source": listed.source, "type": listed.type,
+        "idempotency_key": listed.idempotency_key,
+    }
+    if v is None:
+        row.update(outcome="gone")  # purged since it was listed
+    elif v.reason == "unknown_source":
+        row.update(outcome="skipped", reason=f"the app has no source {listed.source!r}")
+    elif v.reason == "not_an_event":  # a handshake (never stored as an event in the first place)
+        row.update(outcome="skipped", reason="not an event")
+    elif v.reason == "not_rejected":  # a redelivery accepted it meanwhile; nothing new runs
+        row.update(outcome="duplicate", event_id=str(v.event_id), executions=0)
+    elif v.outcome == "rejected":
+        row.update(outcome="still_rejected", type=v.type, errors=v.errors or [])
+    elif dry_run:
+        row.update(type=v.type, executions=v.executions, outcome="would_accept")
+    else:
+        row.update(type=v.type, executions=v.executions, outcome="accepted", event_id=str(v.event_id))
+    return row
 
 
 def _report(results: list[dict[str, Any]], dry_run: bool) -> None:

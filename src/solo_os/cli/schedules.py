@@ -15,8 +15,8 @@ from solo_os import app as app_mod
 from solo_os import errors
 from solo_os import store as store_mod
 from solo_os.cli import _common
+from solo_os.ops import schedules as schedules_ops
 from solo_os.runtime import runtime as runtime_mod
-from solo_os.runtime import scheduler as scheduler_mod
 
 schedules = typer.Typer(
     help="Cron schedules: list, run now, backfill, pause.",
@@ -61,42 +61,33 @@ def schedules_list(app_arg: AppArg = None, app: AppOpt = None, as_json: Json = F
     with _common.friendly_errors():
         application = _common.load_app(app_arg, app)
         names = sorted(application.schedules)
-        infos = _common.with_store(lambda s: s.schedule_info(names))
+        found = _common.with_store(lambda s: schedules_ops.status(application, s, names))
         now = datetime.now(UTC)
-        rows = []
-        for name in names:
-            sched = application.schedules[name]
-            info = infos[name]
-            rows.append(
-                {
-                    "name": name,
-                    "expression": sched.expression,
-                    "timezone": sched.timezone,
-                    "overlap": sched.overlap,
-                    "catchup": sched.catchup,
-                    "next_fire": sched.cron.next_after(now),
-                    "last_fire": info.last_fire_at,
-                    "last_kind": info.last_kind,
-                    "last_result": _result(info),
-                    "last_execution_id": info.last_execution_id,
-                    "failures": info.failures,
-                    "queued": info.queued,
-                    "paused": info.paused,
-                    "paused_at": info.paused_at,
-                }
-            )
+        rows = [_list_row(status, now) for status in found]
         if as_json:
             _common.emit_json(rows)
         else:
             _common.table(rows, LIST_COLUMNS, f"schedules ({len(rows)})")
 
 
-def _result(info: Any) -> str | None:
-    if info.last_status is None:
-        return None
-    if info.last_status != "fired":
-        return str(info.last_status)  # skipped, queued, missed
-    return str(info.last_result or "purged")
+def _list_row(status: schedules_ops.Status, now: datetime) -> dict[str, Any]:
+    sched, info = status.schedule, status.info
+    return {
+        "name": sched.name,
+        "expression": sched.expression,
+        "timezone": sched.timezone,
+        "overlap": sched.overlap,
+        "catchup": sched.catchup,
+        "next_fire": sched.cron.next_after(now),
+        "last_fire": info.last_fire_at,
+        "last_kind": info.last_kind,
+        "last_result": status.last_result,
+        "last_execution_id": info.last_execution_id,
+        "failures": info.failures,
+        "queued": info.queued,
+        "paused": info.paused,
+        "paused_at": info.paused_at,
+    }
 
 
 @schedules.command("trigger")
@@ -104,10 +95,10 @@ def schedules_trigger(name: Name, app: AppOpt = None, as_json: Json = False) -> 
     """Run a schedule now (a fire at the current time, marked manual; runs even when paused)."""
     with _common.friendly_errors():
         application = _app(app)
-        scheduler_mod.lookup(application, name)
+        schedules_ops.lookup(application, name)
 
         async def go(store: store_mod.Store) -> Any:
-            return await scheduler_mod.trigger(application, store, name, store_mod.utcnow())
+            return await schedules_ops.trigger(application, store, name, store_mod.utcnow())
 
         xid = _common.with_store(go)
         if as_json:
@@ -120,8 +111,10 @@ def schedules_trigger(name: Name, app: AppOpt = None, as_json: Json = False) -> 
 def _pause(name: str, app: str | None, paused: bool, as_json: bool) -> None:
     with _common.friendly_errors():
         application = _app(app)
-        scheduler_mod.lookup(application, name)
-        changed = _common.with_store(lambda s: s.set_paused(name, paused, store_mod.utcnow()))
+        schedules_ops.lookup(application, name)
+        changed = _common.with_store(
+            lambda s: schedules_ops.set_paused(application, s, name, paused, store_mod.utcnow())
+        )
     word = "paused" if paused else "resumed"
     if as_json:
         _common.emit_json({"schedule": name, "paused": paused, "changed": bool(changed)})
@@ -174,48 +167,51 @@ def schedules_backfill(
     """
     with _common.friendly_errors():
         application = _app(app)
-        sched = scheduler_mod.lookup(application, name)
+        sched = schedules_ops.lookup(application, name)
         start = parse_time(from_, "--from", sched.cron.zone)
         end = parse_time(to, "--to", sched.cron.zone)
         now = store_mod.utcnow()
-        if end < start:
-            raise errors.ConfigError("--to is before --from")
-        if end > now:
-            raise errors.ConfigError("--to is in the future: backfill runs past windows only")
-        times = scheduler_mod.backfill_times(sched, start, end)
+        window = schedules_ops.plan_backfill(sched, start, end, now)
         if dry_run:
-            data = {"schedule": name, "dry_run": True, "fires": [t.isoformat() for t in times]}
-            if as_json:
-                _common.emit_json(data)
-            else:
-                _common.out.print(f"dry run: {len(times)} fire(s) of {name} between {start} and {end}")
+            _dry_backfill(window, as_json)
             return
-        queue = not parallel and sched.overlap != "allow"
 
-        async def go(store: store_mod.Store) -> scheduler_mod.Backfilled:
+        async def go(store: store_mod.Store) -> schedules_ops.Backfilled:
+            times = window.times
             with Progress(
                 TextColumn(f"backfilling {name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 console=_common.err, transient=False, disable=as_json or not times,
             ) as progress:
                 task = progress.add_task("backfill", total=len(times))
-                return await scheduler_mod.backfill(
-                    application, store, name, times, now=now, queue=queue,
+                return await schedules_ops.backfill(
+                    application, store, window, now=now, parallel=parallel,
                     progress=lambda n: progress.advance(task, n),
                 )
 
-        result = _common.with_store(go)
-        data = {
-            "schedule": name,
-            "fires": result.fires,
-            "created": result.created,
-            "already_recorded": result.existing,
-            "started": len(result.executions),
-            "queued": result.created - len(result.executions),
-        }
-        if as_json:
-            _common.emit_json(data)
-        else:
-            _common.out.print(
-                f"backfilled {name}: {result.created} new fire(s) of {result.fires} "
-                f"({result.existing} already recorded); {data['started']} started, {data['queued']} queued"
-            )
+        _report_backfill(name, _common.with_store(go), as_json)
+
+
+def _report_backfill(name: str, result: schedules_ops.Backfilled, as_json: bool) -> None:
+    data = {
+        "schedule": name,
+        "fires": result.fires,
+        "created": result.created,
+        "already_recorded": result.existing,
+        "started": len(result.executions),
+        "queued": result.created - len(result.executions),
+    }
+    if as_json:
+        _common.emit_json(data)
+    else:
+        _common.out.print(
+            f"backfilled {name}: {result.created} new fire(s) of {result.fires} "
+            f"({result.existing} already recorded); {data['started']} started, {data['queued']} queued"
+        )
+
+
+def _dry_backfill(window: schedules_ops.Window, as_json: bool) -> None:
+    name, times = window.schedule.name, window.times
+    if as_json:
+        _common.emit_json({"schedule": name, "dry_run": True, "fires": [t.isoformat() for t in times]})
+    else:
+        _common.out.print(f"dry run: {len(times)} fire(s) of {name} between {window.start} and {window.end}")

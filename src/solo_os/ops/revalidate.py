@@ -18,8 +18,6 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-import structlog
-
 from solo_os import app as app_mod
 from solo_os import store as store_mod
 from solo_os.core import records
@@ -27,7 +25,6 @@ from solo_os.ops import errors
 from solo_os.runtime import ingress
 from solo_os.sources import _base as sources_base
 
-log = structlog.get_logger("solo_os.admin")
 BATCH = 200
 
 
@@ -96,9 +93,6 @@ async def revalidate(
                 verdicts[event_id] = Revalidated(event_id, "accepted", result.executions, type=new.type)
             else:
                 verdicts[event_id] = Revalidated(event_id, "rejected", errors=new.errors, type=new.type)
-    accepted = sum(1 for v in verdicts.values() if v.outcome == "accepted")
-    if not dry_run and verdicts:
-        log.info("events.revalidated", events=len(verdicts), accepted=accepted)
     return [verdicts[event.id] for event, _ in events]
 
 
