@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from datetime import UTC, datetime, timedelta
+import itertools
+import random
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
 from structlog.testing import capture_logs
 
-from solo_os import App, Context, NonRetryable, Retry, RetryAfter, sources
+from solo_os import App, Context, NonRetryable, Retry, RetryAfter, sources, testing
 from solo_os import store as store_mod
 from solo_os.core import records
 from solo_os.runtime import worker as worker_mod
@@ -42,42 +44,45 @@ async def _status(h: helpers.Harness, xid: UUID, status: str) -> bool:
 
 
 async def test_fails_twice_then_succeeds_with_delays_inside_the_policy(database_url: str) -> None:
-    calls: list[datetime] = []
-
     async def job(event: dict[str, Any], ctx: Context) -> None:
-        calls.append(datetime.now(UTC))
         if ctx.attempt < 3:
             raise ConnectionError(f"transient {ctx.attempt}")
 
     policy = Retry(max_attempts=5, base_delay=0.3, max_delay=0.5, jitter=False)
-    async with helpers.running(job_app(job, retry=policy), database_url) as h:
-        xid = await _one(h)
-        await helpers.eventually(lambda: _status(h, xid, "succeeded"))
-        x = await h.store.get_execution(xid)
-        attempts = await h.store.list_attempts(xid)
-    assert x is not None and x.attempts == 3 and x.last_error is None
+    async with testing.run(job_app(job, retry=policy), database_url=database_url) as solo:
+        posted = await solo.client.send("billing", "job", {"n": "k"})
+        assert posted.status == "accepted"
+        await solo.advance(seconds=5)  # the test clock runs each retry at its own time
+        [x] = await solo.executions()
+        attempts = await solo.attempts(x)
+    assert x.status == "succeeded" and x.attempts == 3 and x.last_error is None
     assert [a.outcome for a in attempts] == ["failed", "failed", "succeeded"]
     assert attempts[0].error_type == "ConnectionError" and "transient 1" in (attempts[0].error_message or "")
     assert attempts[0].traceback and "ConnectionError" in attempts[0].traceback
     # without jitter the delay is exactly the ceiling: 0.3 s, then min(0.6, 0.5) = 0.5 s
-    for k, ceiling in ((0, 0.3), (1, 0.5)):
-        gap = (attempts[k + 1].started_at - attempts[k].ended_at).total_seconds()
-        assert ceiling - 0.01 <= gap <= ceiling + 1.0, (k, gap)
+    gaps = [(b.started_at - a.ended_at).total_seconds() for a, b in itertools.pairwise(attempts)]
+    assert gaps == [0.3, 0.5]
 
 
-async def test_full_jitter_keeps_every_delay_under_the_ceiling(database_url: str) -> None:
+async def test_full_jitter_keeps_every_delay_under_the_ceiling(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def job(event: dict[str, Any], ctx: Context) -> None:
         if ctx.attempt < 4:
             raise ValueError("again")
 
+    # Every jitter draw at the top of its range: the delay is the ceiling itself, so a
+    # missing max_delay cap (0.8 s after the third attempt) fails the exact comparison.
+    monkeypatch.setattr(random.Random, "uniform", lambda self, a, b: b)
     policy = Retry(max_attempts=4, base_delay=0.2, max_delay=0.4, jitter=True)
-    async with helpers.running(job_app(job, retry=policy), database_url) as h:
-        xid = await _one(h)
-        await helpers.eventually(lambda: _status(h, xid, "succeeded"))
-        attempts = await h.store.list_attempts(xid)
-    for k in range(3):
-        gap = (attempts[k + 1].started_at - attempts[k].ended_at).total_seconds()
-        assert -0.01 <= gap <= min(0.4, 0.2 * 2**k) + 1.0
+    async with testing.run(job_app(job, retry=policy), database_url=database_url) as solo:
+        await solo.client.send("billing", "job", {"n": "k"})
+        await solo.advance(seconds=5)
+        [x] = await solo.executions()
+        attempts = await solo.attempts(x)
+    assert x.status == "succeeded"
+    gaps = [(b.started_at - a.ended_at).total_seconds() for a, b in itertools.pairwise(attempts)]
+    assert gaps == [0.2, 0.4, 0.4]
 
 
 async def test_exhausted_goes_dead_fires_the_hook_once_and_replay_succeeds(

@@ -35,6 +35,17 @@ def test_full_jitter_stays_within_zero_and_the_ceiling() -> None:
     assert max(delays) > 3.0 and min(delays) < 1.0  # spread over the whole range
 
 
+class _Highest(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_full_jitter_at_its_top_is_exactly_the_capped_ceiling() -> None:
+    policy = retry.Retry(max_attempts=10, base_delay=1.0, max_delay=5.0, jitter=True)
+    delays = [retry.decide(RuntimeError(), n, policy, _Highest()).delay for n in range(1, 6)]
+    assert delays == [1.0, 2.0, 4.0, 5.0, 5.0]  # 8 and 16 are capped at max_delay
+
+
 @pytest.mark.parametrize(
     ("error", "attempt", "action", "reason"),
     [
