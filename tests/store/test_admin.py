@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from solo_os.core import records
-from solo_os.store import Filters, Store
+from solo_os.store import Filters
+from solo_os.store.ports import AdminPort, IngestPort, QueuePort
 from solo_os.testing import Clock
 from tests.store._support import event, finished
 
 
-async def _dead(store: Store, clock: Clock, claimed: list[records.Claimed]) -> None:
+class Ports(IngestPort, QueuePort, AdminPort, Protocol):
+    """What these tests use of the store."""
+
+
+async def _dead(store: Ports, clock: Clock, claimed: list[records.Claimed]) -> None:
     await store.finish("w", [finished(c, clock(), "dead") for c in claimed])
 
 
-async def test_filters_narrow_executions(store: Store, clock: Clock) -> None:
+async def test_filters_narrow_executions(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock(), source="shop", handlers=("a", "b"))])
     await store.ingest([event(clock.advance(1), source="crm", handlers=("a",))])
     claimed = await store.claim("w", 10, clock(), 30)
@@ -37,7 +43,7 @@ async def test_filters_narrow_executions(store: Store, clock: Clock) -> None:
     assert {x.id for x in listed} == {crm_a.id, *(c.id for c in claimed if c.handler == "a")}
 
 
-async def test_replay_gives_dead_executions_a_fresh_budget(store: Store, clock: Clock) -> None:
+async def test_replay_gives_dead_executions_a_fresh_budget(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock(), handlers=("a", "b", "c"), max_attempts=1)])
     claimed = {c.handler: c for c in await store.claim("w", 10, clock(), 30)}
     await _dead(store, clock, [claimed["a"], claimed["b"]])
@@ -54,7 +60,7 @@ async def test_replay_gives_dead_executions_a_fresh_budget(store: Store, clock: 
     assert await store.replay([], {}, 1, clock()) == []
 
 
-async def test_cancel_and_purge(store: Store, clock: Clock) -> None:
+async def test_cancel_and_purge(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock(), handlers=("run", "die"))])
     await store.ingest([event(clock.advance(1), handlers=("wait",))])
     claimed = {c.handler: c for c in await store.claim("w", 2, clock(), 30)}
@@ -69,7 +75,7 @@ async def test_cancel_and_purge(store: Store, clock: Clock) -> None:
     assert set(await store.execution_statuses(ids)) == {claimed["run"].id}
 
 
-async def test_search_by_key_and_payload(store: Store, clock: Clock) -> None:
+async def test_search_by_key_and_payload(store: Ports, clock: Clock) -> None:
     wanted = event(clock(), key="order-77", payload={"customer": "zebra-crossing"})
     await store.ingest([wanted, event(clock(), payload={"customer": "aardvark"})])
     by_key = await store.search("order-77", Filters())

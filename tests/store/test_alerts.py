@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from solo_os.store import Store
 from solo_os.store._alerts import AlertPolicy, Occurrence
+from solo_os.store.ports import AlertPort
 from solo_os.testing import Clock
 
 POLICY = AlertPolicy(window=timedelta(hours=1), group_wait=timedelta(seconds=30))
@@ -17,7 +17,7 @@ def dead(n: int, clock: Clock) -> Occurrence:
     return Occurrence("dead:fulfil", "dead", "fulfil", f"execution:{n}", clock(), {"n": n})
 
 
-async def test_occurrences_dedup_and_fold(store: Store, other: Store, clock: Clock) -> None:
+async def test_occurrences_dedup_and_fold(store: AlertPort, other: AlertPort, clock: Clock) -> None:
     counts = await asyncio.gather(
         store.record_occurrences([dead(1, clock), dead(2, clock)], clock(), POLICY),
         other.record_occurrences([dead(2, clock), dead(3, clock)], clock(), POLICY),
@@ -32,7 +32,7 @@ async def test_occurrences_dedup_and_fold(store: Store, other: Store, clock: Clo
     assert await store.outbox_counts() == {"pending": 2, "sending": 0}
 
 
-async def test_outbox_lease_retry_and_finish(store: Store, other: Store, clock: Clock) -> None:
+async def test_outbox_lease_retry_and_finish(store: AlertPort, other: AlertPort, clock: Clock) -> None:
     await store.record_occurrences([dead(1, clock)], clock(), POLICY)
     await store.close_alerts(clock.advance(30), ["a", "b"])
     first, second = await asyncio.gather(

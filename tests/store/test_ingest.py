@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
-from solo_os.store import Store
+from solo_os.store.ports import IngestPort, ReadPort
 from solo_os.testing import Clock
 from tests.store._support import event
 
 
-async def test_accepted_then_duplicate_keeps_the_first_event(store: Store, clock: Clock) -> None:
+class Ports(IngestPort, ReadPort, Protocol):
+    """What these tests use of the store."""
+
+
+async def test_accepted_then_duplicate_keeps_the_first_event(store: Ports, clock: Clock) -> None:
     first = event(clock(), key="k1", handlers=("fulfil", "notify"))
     [r1] = await store.ingest([first])
     assert (r1.outcome, r1.event_id, r1.executions) == ("accepted", first.id, 2)
@@ -21,14 +26,14 @@ async def test_accepted_then_duplicate_keeps_the_first_event(store: Store, clock
     assert (await store.counts()).get("pending") == 2  # the duplicate made no executions
 
 
-async def test_same_key_other_source_is_another_event(store: Store, clock: Clock) -> None:
+async def test_same_key_other_source_is_another_event(store: Ports, clock: Clock) -> None:
     a, b = event(clock(), key="k", source="shop"), event(clock(), key="k", source="crm")
     results = await store.ingest([a, b])
     assert [r.outcome for r in results] == ["accepted", "accepted"]
     assert [r.event_id for r in results] == [a.id, b.id]  # results in the batch's order
 
 
-async def test_rejected_then_accepted_upgrades_the_same_event(store: Store, clock: Clock) -> None:
+async def test_rejected_then_accepted_upgrades_the_same_event(store: Ports, clock: Clock) -> None:
     bad = event(clock(), key="k2", status="rejected")
     [r1] = await store.ingest([bad])
     assert (r1.outcome, r1.executions) == ("rejected", 0)
@@ -50,7 +55,7 @@ async def test_rejected_then_accepted_upgrades_the_same_event(store: Store, cloc
 
 
 async def test_one_key_raced_by_two_connections_is_accepted_once(
-    store: Store, other: Store, clock: Clock
+    store: Ports, other: Ports, clock: Clock
 ) -> None:
     rounds = 5
     for i in range(rounds):

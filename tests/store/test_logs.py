@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Protocol
 
-from solo_os.store import Store
 from solo_os.store._logs import LogLine
+from solo_os.store.ports import IngestPort, LogPort, QueuePort
 from solo_os.testing import Clock
 from tests.store._support import event
 
 
-async def test_lines_per_attempt_in_order_and_written_once(store: Store, clock: Clock) -> None:
+class Ports(IngestPort, QueuePort, LogPort, Protocol):
+    """What these tests use of the store."""
+
+
+async def test_lines_per_attempt_in_order_and_written_once(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock())])
     [c] = await store.claim("w", 1, clock(), 30)
     t = clock()

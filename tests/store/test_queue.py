@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Protocol
 
-from solo_os.store import Store
+from solo_os.store.ports import AdminPort, IngestPort, QueuePort
 from solo_os.testing import Clock
 from tests.store._support import event, finished
 
 LEASE = 30.0
 
 
-async def test_claim_waits_for_run_after_and_skips_leased(store: Store, clock: Clock) -> None:
+class Ports(IngestPort, QueuePort, AdminPort, Protocol):
+    """What these tests use of the store."""
+
+
+async def test_claim_waits_for_run_after_and_skips_leased(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock(), handlers=("a",))])
     assert await store.claim("w1", 10, clock() - timedelta(seconds=1), LEASE) == []  # not due yet
     [c] = await store.claim("w1", 10, clock(), LEASE)
@@ -28,7 +33,7 @@ async def test_claim_waits_for_run_after_and_skips_leased(store: Store, clock: C
 
 
 async def test_two_concurrent_claimers_never_share_an_execution(
-    store: Store, other: Store, clock: Clock
+    store: Ports, other: Ports, clock: Clock
 ) -> None:
     n = 40
     await store.ingest([event(clock()) for _ in range(n)])
@@ -46,7 +51,7 @@ async def test_two_concurrent_claimers_never_share_an_execution(
     assert len(set(got[0] + got[1])) == n
 
 
-async def test_finish_success_failure_and_dead(store: Store, clock: Clock) -> None:
+async def test_finish_success_failure_and_dead(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock(), handlers=("ok", "retry", "die"), max_attempts=2)])
     claimed = {c.handler: c for c in await store.claim("w", 10, clock(), LEASE)}
     results = [
@@ -67,16 +72,14 @@ async def test_finish_success_failure_and_dead(store: Store, clock: Clock) -> No
     assert dead is not None and dead.last_error is not None and "boom" in dead.last_error
 
 
-async def test_finish_without_the_lease_changes_nothing(
-    store: Store, clock: Clock
-) -> None:
+async def test_finish_without_the_lease_changes_nothing(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock())])
     [c] = await store.claim("w1", 1, clock(), LEASE)
     assert await store.finish("someone-else", [finished(c, clock(), "succeeded")]) == []
     assert (await store.execution_statuses([c.id]))[c.id] == "running"
 
 
-async def test_renew_extends_the_lease_of_the_holder_only(store: Store, clock: Clock) -> None:
+async def test_renew_extends_the_lease_of_the_holder_only(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock(), handlers=("a", "b"))])
     a, b = await store.claim("w1", 2, clock(), LEASE)
     assert await store.renew("w2", clock(), LEASE) == 0
@@ -86,9 +89,7 @@ async def test_renew_extends_the_lease_of_the_holder_only(store: Store, clock: C
     assert (await store.execution_statuses([a.id]))[a.id] == "running"
 
 
-async def test_reap_records_a_lost_attempt_without_spending_the_budget(
-    store: Store, clock: Clock
-) -> None:
+async def test_reap_records_a_lost_attempt_without_spending_the_budget(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock(), max_attempts=3)])
     [c] = await store.claim("w1", 1, clock(), LEASE)
     assert await store.reap(clock.advance(LEASE - 1)) == []
@@ -107,7 +108,7 @@ async def test_reap_records_a_lost_attempt_without_spending_the_budget(
     assert await store.finish("w1", [finished(c, clock(), "succeeded")]) == []
 
 
-async def test_reap_marks_dead_after_max_losses(store: Store, clock: Clock) -> None:
+async def test_reap_marks_dead_after_max_losses(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock())])
     for loss in (1, 2):
         [c] = await store.claim("w", 1, clock(), LEASE)
@@ -118,7 +119,7 @@ async def test_reap_marks_dead_after_max_losses(store: Store, clock: Clock) -> N
     assert "lost 2 times" in x.last_error
 
 
-async def test_release_gives_the_attempt_back(store: Store, clock: Clock) -> None:
+async def test_release_gives_the_attempt_back(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock(), max_attempts=1)])
     [c] = await store.claim("w", 1, clock(), LEASE)
     assert await store.release("w") == 1
@@ -128,7 +129,7 @@ async def test_release_gives_the_attempt_back(store: Store, clock: Clock) -> Non
     assert attempt.outcome == "interrupted"
 
 
-async def test_each_claimed_execution_reads_its_own_input(store: Store, clock: Clock) -> None:
+async def test_each_claimed_execution_reads_its_own_input(store: Ports, clock: Clock) -> None:
     one, two = event(clock(), payload={"order": 1}), event(clock(), payload={"order": 2})
     await store.ingest([one, two])
     claimed = await store.claim("w", 10, clock(), LEASE)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import pytest
 
 from solo_os import errors
-from solo_os.store import Filters, Store
+from solo_os.store import Filters
+from solo_os.store.ports import IngestPort, QueuePort, ReadPort, RetentionPort
 from solo_os.testing import Clock
 from tests.store._support import event, finished
 
 
-async def test_prune_rules(store: Store) -> None:
+class Ports(IngestPort, QueuePort, RetentionPort, ReadPort, Protocol):
+    """What these tests use of the store."""
+
+
+async def test_prune_rules(store: Ports) -> None:
     # finish stamps the real time, so this test's times are set around it
     real = datetime.now(UTC)
     clock = Clock(real - timedelta(days=30))
@@ -25,8 +31,11 @@ async def test_prune_rules(store: Store) -> None:
     keep_waiting = next(c for c in claimed if c.handler == "wait")
     await store.finish(
         "w",
-        [finished(c, clock(), "dead" if c.handler == "die" else "succeeded")
-         for c in claimed if c is not keep_waiting]
+        [
+            finished(c, clock(), "dead" if c.handler == "die" else "succeeded")
+            for c in claimed
+            if c is not keep_waiting
+        ]
         + [finished(keep_waiting, clock(), "pending")],
     )
     now = real + timedelta(days=2)  # keep one day of executions: all finished ones go
@@ -51,6 +60,6 @@ async def test_prune_rules(store: Store) -> None:
     assert [x.handler for x in await store.list_executions(Filters(limit=0))] == ["wait"]
 
 
-async def test_negative_age_is_refused(store: Store) -> None:
+async def test_negative_age_is_refused(store: Ports) -> None:
     with pytest.raises(errors.ConfigError):
         await store.prune(timedelta(seconds=-1))

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Protocol
 
-from solo_os.store import Store
+from solo_os.store.ports import AdminPort, IngestPort, QueuePort, StepPort
 from solo_os.testing import Clock
 from tests.store._support import event
 
 
-async def test_save_and_load_steps(store: Store, clock: Clock) -> None:
+class Ports(IngestPort, QueuePort, StepPort, AdminPort, Protocol):
+    """What these tests use of the store."""
+
+
+async def test_save_and_load_steps(store: Ports, clock: Clock) -> None:
     await store.ingest([event(clock(), handlers=("a", "b"))])
     a, b = await store.claim("w", 2, clock(), 30)
     assert await store.load_steps(a.id) == {}
@@ -22,7 +27,7 @@ async def test_save_and_load_steps(store: Store, clock: Clock) -> None:
 
 
 async def test_same_name_twice_keeps_the_first_even_when_raced(
-    store: Store, other: Store, clock: Clock
+    store: Ports, other: Ports, clock: Clock
 ) -> None:
     await store.ingest([event(clock())])
     [c] = await store.claim("w", 1, clock(), 30)

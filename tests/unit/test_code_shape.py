@@ -38,29 +38,31 @@ HELPER_SUFFIXES = ("Queries", "Mixin")
 EXEMPT: dict[str, str] = {}
 
 # Offences left while the phase-2 refactors of issue 15 were in flight; the goal is empty.
-KNOWN_OFFENDERS: frozenset[str] = frozenset({
-    "class store/_admin.py:AdminQueries",
-    "class store/_base.py:Store",
-    "class store/_schedules.py:ScheduleQueries",
-    "function app.py:App.cron",
-    "function core/schemas.py:upcast",
-    "function runtime/ingress.py:build_event",
-    "function runtime/worker.py:Worker._execute",
-    "function store/_admin.py:AdminQueries.stats",
-    "function store/_alerts.py:AlertQueries.scan_dead",
-    "function store/_base.py:Store.claim",
-    "function store/_base.py:Store.finish",
-    "function store/_base.py:Store.reap",
-    "function store/_queue.py:QueueQueries.reap",
-    "function store/_schedules.py:ScheduleQueries.advance_schedule",
-    "function store/_stats.py:StatsQueries.stats",
-    "function store/sqlite.py:SQLiteStore.finish",
-    "module core/schemas.py",
-    "module runtime/worker.py",
-    "module store/_admin.py",
-    "module store/_base.py",
-    "module testing/_harness.py",
-})
+KNOWN_OFFENDERS: frozenset[str] = frozenset(
+    {
+        "class store/_admin.py:AdminQueries",
+        "class store/_base.py:Store",
+        "class store/_schedules.py:ScheduleQueries",
+        "function app.py:App.cron",
+        "function core/schemas.py:upcast",
+        "function runtime/ingress.py:build_event",
+        "function runtime/worker.py:Worker._execute",
+        "function store/_admin.py:AdminQueries.stats",
+        "function store/_alerts.py:AlertQueries.scan_dead",
+        "function store/_base.py:Store.claim",
+        "function store/_base.py:Store.finish",
+        "function store/_base.py:Store.reap",
+        "function store/_queue.py:QueueQueries.reap",
+        "function store/_schedules.py:ScheduleQueries.advance_schedule",
+        "function store/_stats.py:StatsQueries.stats",
+        "function store/sqlite.py:SQLiteStore.finish",
+        "module core/schemas.py",
+        "module runtime/worker.py",
+        "module store/_admin.py",
+        "module store/_base.py",
+        "module testing/_harness.py",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -147,10 +149,7 @@ def offences() -> set[str]:
     modules = _modules()
     found: set[str] = set()
     classes = {
-        node.name: node
-        for m in modules
-        for node in ast.walk(m.tree)
-        if isinstance(node, ast.ClassDef)
+        node.name: node for m in modules for node in ast.walk(m.tree) if isinstance(node, ast.ClassDef)
     }
     helpers = {
         name

@@ -36,9 +36,18 @@ class MemoryQueue:
 
     def put(self, handler: str, attempt: int, max_attempts: int, run_after: datetime) -> None:
         claimed = records.Claimed(
-            id=uuid.UUID(int=1), event_id=uuid.UUID(int=2), handler=handler, attempt=attempt,
-            max_attempts=max_attempts, correlation_id="c", source="billing", event_type="job",
-            idempotency_key="k", received_at=run_after, headers={}, document={"n": 1},
+            id=uuid.UUID(int=1),
+            event_id=uuid.UUID(int=2),
+            handler=handler,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            correlation_id="c",
+            source="billing",
+            event_type="job",
+            idempotency_key="k",
+            received_at=run_after,
+            headers={},
+            document={"n": 1},
         )
         self.due.append((run_after, claimed))
 
@@ -130,9 +139,7 @@ async def test_jittered_retry_delays_are_capped_exactly_at_max_delay() -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
-    delays = [
-        (f.run_after - f.ended_at).total_seconds() for f in queue.finished if f.run_after is not None
-    ]
+    delays = [(f.run_after - f.ended_at).total_seconds() for f in queue.finished if f.run_after is not None]
     # ceilings 0.2, 0.4, then min(0.8, 0.5): the draw at the top of the range is the ceiling
     assert delays == [0.2, 0.4, 0.5]
     assert [f.next_status for f in queue.finished] == ["pending", "pending", "pending", "dead"]
