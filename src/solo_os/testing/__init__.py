@@ -15,15 +15,10 @@ See ``docs/testing.md``.
 
 from solo_os.testing._client import Delivery, DeliveryClient, Posted
 from solo_os.testing._clock import Clock
-from solo_os.testing._harness import (
-    DrainTimeout,
-    Solo,
-    capture_logs,
-    generate_secret,
-    isolated_settings,
-    run,
-    secrets_for,
-)
+from solo_os.testing._drive import DrainTimeout
+from solo_os.testing._harness import Solo, run
+from solo_os.testing._logs import capture_logs
+from solo_os.testing._settings import generate_secret, isolated_settings, secrets_for
 from solo_os.testing.plugin import (
     pytest_addoption,
     solo,

@@ -3,172 +3,41 @@
 Nothing runs in the background: a test posts deliveries (they are verified, validated and
 stored exactly as in production), then calls ``drain()`` to run what is due, or
 ``advance()`` to let time pass with retries and cron fires run at their times. The worker
-and the scheduler are the real ones, reading the test clock.
+and the scheduler are the real ones, reading the test clock (``_drive``). Settings and
+secrets come from ``_settings``, captured logs from ``_logs``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
-import secrets as secrets_mod
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping, MutableMapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import httpx
-import pydantic
-import structlog
 
 from solo_os import app as app_mod
-from solo_os import config, errors
+from solo_os import errors
 from solo_os import store as store_mod
 from solo_os.core import records
-from solo_os.observability import logs as slog
-from solo_os.outbound import http as http_mod
+from solo_os.ops import budgets as ops_budgets
+from solo_os.ops import replay as ops_replay
+from solo_os.ops import schedules as ops_schedules
 from solo_os.runtime import runtime as runtime_mod
-from solo_os.runtime import scheduler as scheduler_mod
-from solo_os.runtime import worker as worker_mod
-from solo_os.sources import _base as sources_base
 from solo_os.store import _alerts as alerts_store
-from solo_os.testing import _client, _clock
+from solo_os.testing import _client, _clock, _drive
+from solo_os.testing._drive import DrainTimeout
+from solo_os.testing._logs import capture_logs
+from solo_os.testing._settings import BASE_URL, generate_secret, isolated_settings, secrets_for
 
-BASE_URL = "http://solo-os.test"
-POLL = 0.005  # seconds between looks at the queue while draining
-MAX_SKIP = timedelta(days=366)  # drain(skip_retries=True) gives up past this much test time
-
-
-class DrainTimeout(AssertionError):
-    """Work was still running or due when ``drain``'s real-time ``timeout`` ran out."""
-
-
-# --- settings and secrets --------------------------------------------------------------------
-
-
-class _IsolatedSettings(config.Settings):
-    """Settings from the given values only: tests do not read the environment or ``.env``."""
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, *_: Any, **__: Any) -> Any:
-        return (init_settings,)
-
-
-def isolated_settings(
-    application: app_mod.App, database_url: str, overrides: Mapping[str, Any] | None = None
-) -> config.Settings:
-    """The app's settings for a test: its explicit ``App(settings=...)`` if any, else the
-    defaults, with ``DATABASE_URL`` and ``overrides`` (SPEC names, ``MAX_RETRY_ATTEMPTS``, or
-    field names, ``max_retry_attempts``) applied."""
-    fields = config.Settings.model_fields
-    by_alias = {(f.alias or n).upper(): n for n, f in fields.items()}
-    values: dict[str, Any] = {}
-    for key, value in {**(overrides or {}), "DATABASE_URL": database_url}.items():
-        name = key if key in fields else by_alias.get(key.upper())
-        if name is None:
-            raise errors.ConfigError(f"solo-os test settings: unknown setting {key!r}")
-        values[fields[name].alias or name] = value
-    base = application._settings  # explicit settings given to App(...), or None
-    if base is not None:
-        values = {**{(f.alias or n): getattr(base, n) for n, f in fields.items()}, **values}
-    try:
-        return _IsolatedSettings(**values)
-    except pydantic.ValidationError as exc:
-        problems = [
-            f"{str(e['loc'][0]).upper() if e['loc'] else 'config'}: {e['msg']}" for e in exc.errors()
-        ]
-        raise errors.ConfigError(problems) from None
-
-
-def generate_secret(source: sources_base.Source) -> str:
-    """A fresh secret in the form ``source`` accepts (Stripe ``whsec_...``, Standard Webhooks
-    ``whsec_<base64>``, any text for the rest)."""
-    if source.kind == "standard_webhooks":
-        candidates = ["whsec_" + base64.b64encode(secrets_mod.token_bytes(32)).decode("ascii")]
-    elif type(source).example_secret is not sources_base.Source.example_secret:
-        candidates = [source.example_secret()]  # a format of its own (public keys: a test key)
-    else:
-        token = secrets_mod.token_hex(16)
-        candidates = [f"solo-test-{token}", f"whsec_test_{token}"]
-    for candidate in candidates:
-        if source.check_secrets((candidate,)) is None:
-            return candidate
-    raise errors.ConfigError(
-        f"source {source.name or source.kind!r}: no test secret fits its format; give one"
-        f" as {source.secret_env} in the solo_env fixture (or env= of solo_os.testing.run)"
-    )
-
-
-_session_secrets: dict[tuple[str, str], str] = {}
-
-
-def secrets_for(application: app_mod.App, given: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment the app reads its secrets from in a test: ``given``, with a generated
-    secret for every source whose variable it does not set, the test server's URL for a
-    source's ``public_url_env`` (Twilio, Square, HubSpot), and placeholders for the alert
-    channels' variables (URLs on ``alerts.solo-os.test``: nothing is sent from a test)."""
-    env = dict(given or {})
-    for name, source in application.sources.items():
-        for url_env, holds in source.variables().items():  # Twilio's public_url_env=, ...
-            if holds == "public URL" and url_env not in env:
-                env[url_env] = f"{BASE_URL}/webhooks/{name}"
-        if not source.verify_signatures or not source.secret_env:
-            continue
-        if source.secret_env in env or f"{source.secret_env}_FILE" in env:
-            continue
-        source.name = source.name or name
-        # One secret per variable and kind for the whole session: every secret is added to the
-        # log redactor, which must not grow with each test.
-        cache_key = (source.kind, source.secret_env)
-        if cache_key not in _session_secrets:
-            _session_secrets[cache_key] = generate_secret(source)
-        env[source.secret_env] = _session_secrets[cache_key]
-    alerting = application.alerting
-    for channel in alerting.channels if alerting is not None else ():
-        for attribute in ("url_env", "secret_env", "username_env", "password_env"):
-            variable = getattr(channel, attribute, None)
-            if isinstance(variable, str) and variable not in env:
-                if attribute == "url_env":  # an Apprise channel needs a URL Apprise knows
-                    scheme = "json" if getattr(channel, "kind", "") == "apprise" else "https"
-                    env[variable] = f"{scheme}://alerts.solo-os.test/{channel.name}"
-                else:
-                    env[variable] = _session_secrets.setdefault(
-                        ("alerts", variable), f"solo-test-{secrets_mod.token_hex(16)}"
-                    )
-    return env
-
-
-# --- captured logs -----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
-    """Like ``structlog.testing.capture_logs``, with the context solo-os binds through
-    contextvars merged in and secrets redacted, as in the JSON lines production writes."""
-    entries: list[MutableMapping[str, Any]] = []
-
-    def capture(_logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-        event["log_level"] = {"warn": "warning", "exception": "error"}.get(method, method)
-        entries.append(event)
-        raise structlog.DropEvent
-
-    processors = structlog.get_config()["processors"]
-    saved = list(processors)
-    processors.clear()  # the same list object: loggers already bound keep a reference to it
-    processors.extend([structlog.contextvars.merge_contextvars, slog.redactor, capture])
-    structlog.configure(processors=processors)
-    try:
-        yield entries
-    finally:
-        processors.clear()
-        processors.extend(saved)
-        structlog.configure(processors=processors)
-
-
-# --- the harness -------------------------------------------------------------------------------
+__all__ = [
+    "BASE_URL", "DrainTimeout", "Solo", "capture_logs", "generate_secret", "isolated_settings", "run",
+    "secrets_for",
+]
 
 
 class Solo:
@@ -201,9 +70,7 @@ class Solo:
         self.http_transport = http_transport
         self.concurrency = concurrency
         self._logs = logs
-        self._scheduler: scheduler_mod.Scheduler | None = None
-        if self.app.schedules:
-            self._scheduler = scheduler_mod.Scheduler(self.app, self.store, clock=clock)
+        self._driver = _drive.Driver(self)
 
     @property
     def store(self) -> store_mod.Store:
@@ -220,8 +87,7 @@ class Solo:
         return self.client.source(source).signing_secret()
 
     async def _start(self) -> None:
-        if self._scheduler is not None:
-            await self._scheduler.tick(self.clock())  # schedules become active at test start
+        await self._driver.start()
 
     # --- running work --------------------------------------------------------------------------
 
@@ -234,32 +100,14 @@ class Solo:
         cron fires on the way run at theirs, until no execution is pending at all (each
         retry ends in success or the dead-letter queue). ``timeout`` is real seconds.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        ran = await self._run_due(deadline)
-        if not skip_retries:
-            return ran
-        limit = self.clock() + MAX_SKIP
-        while (due := await self._next_retry()) is not None:
-            if due > limit:
-                raise DrainTimeout(
-                    f"drain(skip_retries=True): executions still pending after skipping"
-                    f" {MAX_SKIP.days} days of test time"
-                )
-            ran += await self._advance_to(due, deadline)
-        return ran
+        return await self._driver.drain(skip_retries=skip_retries, timeout=timeout)
 
     async def advance(
         self, delta: timedelta | float = 0.0, /, *, timeout: float = 30.0, **parts: float
     ) -> int:
         """Let ``delta`` (or ``minutes=5``-style parts) of test time pass with the app running:
         every retry and cron fire in between runs at its own time. Returns attempts run."""
-        step = delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
-        step += timedelta(**parts)
-        if step < timedelta(0):
-            raise ValueError(f"advance: time does not go backwards ({step})")
-        deadline = asyncio.get_running_loop().time() + timeout
-        return await self._advance_to(self.clock() + step, deadline)
+        return await self._driver.advance(delta, timeout=timeout, **parts)
 
     async def alerts(self) -> list[alerts_store.Alert]:
         """The alerts the app raised (``app.alerts(...)``), newest first: dead executions,
@@ -274,83 +122,16 @@ class Solo:
         await self.store.close_alerts(now, sorted(c.name for c in alerting.channels))
         return await self.store.list_alerts(limit=0)
 
+
     async def trigger(self, schedule: str) -> UUID:
         """Fire cron ``schedule`` now (like ``solo-os schedules trigger``); ``drain()`` runs it."""
-        return await scheduler_mod.trigger(self.app, self.store, schedule, self.clock())
+        return await ops_schedules.trigger(self.app, self.store, schedule, self.clock())
 
     async def replay(self, *executions: records.Execution | UUID) -> list[UUID]:
         """Put dead executions back to pending with a fresh attempt budget (``dlq replay``)."""
-        default = self.app.settings.max_retry_attempts
-        budgets = {h.name: self.app.policy(h).max_attempts or default for h in self.app.handlers.values()}
-        return await self.store.replay([_id(x) for x in executions], budgets, default, self.clock())
-
-    async def _advance_to(self, target: datetime, deadline: float) -> int:
-        ran = await self._run_due(deadline)
-        while True:
-            now = self.clock()
-            candidates = (await self._next_retry(), self._next_fire(now))
-            step = min((t for t in candidates if t is not None and t > now), default=None)
-            if step is None or step >= target:
-                self.clock.set(max(target, now))
-                return ran + await self._run_due(deadline)
-            self.clock.set(step)
-            ran += await self._run_due(deadline)
-
-    def _next_fire(self, now: datetime) -> datetime | None:
-        fires = [s.cron.next_after(now) for s in self.app.schedules.values()]
-        return min(fires, default=None)
-
-    async def _next_retry(self) -> datetime | None:
-        pending = await self.store.list_executions(store_mod.Filters(status="pending", limit=0))
-        return min((x.run_after for x in pending if x.run_after is not None), default=None)
-
-    async def _busy(self) -> list[records.Execution]:
-        """Executions running, or pending and due now."""
-        now = self.clock()
-        found = await self.store.list_executions(store_mod.Filters(status="running", limit=0))
-        pending = await self.store.list_executions(store_mod.Filters(status="pending", limit=0))
-        return found + [x for x in pending if x.run_after is None or x.run_after <= now]
-
-    async def _tick(self) -> None:
-        """Let the scheduler fire what is due (and start queued fires once nothing runs)."""
-        if self._scheduler is not None:
-            await self._scheduler.tick(self.clock())
-
-    async def _run_due(self, deadline: float) -> int:
-        await self._tick()
-        if not await self._busy():
-            return 0
-        options: dict[str, Any] = {"poll_interval": POLL, "shutdown_grace": 3600.0}
-        if self.concurrency:
-            options["concurrency"] = self.concurrency
-        worker = worker_mod.Worker(self.app, self.store, clock=self.clock, **options)
-        if self.http_transport is not None:
-            worker.http = http_mod.Client(
-                limits=self.app.rate_limits, options=self.app.http_options, buckets=self.store,
-                transport=self.http_transport,
-            )
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop), name="solo-os-test-worker")
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                await asyncio.sleep(POLL)
-                if task.done():
-                    task.result()  # the worker crashed: show why
-                    raise RuntimeError("the test worker stopped on its own")
-                busy = await self._busy()
-                if not busy:
-                    await self._tick()  # a queued cron fire starts once nothing of it runs
-                    if not await self._busy():
-                        break
-                    continue
-                if loop.time() > deadline:
-                    shown = ", ".join(f"{x.handler} ({x.status}, attempt {x.attempts})" for x in busy[:10])
-                    raise DrainTimeout(f"drain: still running or due when the timeout ran out: {shown}")
-        finally:
-            stop.set()
-            await task
-        return worker.executed
+        ids = [_id(x) for x in executions]
+        done = await ops_replay.replay(self.store, ids, ops_budgets.of_app(self.app), self.clock())
+        return list(done.replayed)
 
     # --- looking into the store ----------------------------------------------------------------
 
@@ -540,3 +321,4 @@ async def run(
         application._settings = saved
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
