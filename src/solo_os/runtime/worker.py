@@ -16,7 +16,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import dataclasses
 import functools
 import inspect
 import os
@@ -24,22 +23,21 @@ import random
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import pydantic
 import structlog
 from opentelemetry import trace
 
 from solo_os import app as app_mod
 from solo_os import errors
 from solo_os import store as store_mod
-from solo_os.core import records, retry
+from solo_os.core import records
 from solo_os.observability import metrics, tracing
 from solo_os.outbound import http as http_mod
+from solo_os.runtime import attempt as attempt_mod
 from solo_os.runtime import batch as _batch
 from solo_os.runtime import context
 
@@ -312,58 +310,23 @@ class Worker:
         started = self.clock()
         t0 = time.perf_counter()
         handler = self.app.handlers.get(c.handler)
-        bound = {
-            "correlation_id": c.correlation_id,
-            "execution_id": str(c.id),
-            "handler": c.handler,
-            "attempt": c.attempt,
-        }
-        if c.event_id is not None:
-            bound.update(event_id=str(c.event_id), source=c.source, event_type=c.event_type)
-        # Each execution runs in its own task with its own copy of the context: what is bound
-        # here is seen by the handler's loggers and gone when the task ends.
-        structlog.contextvars.bind_contextvars(**bound)
-        hlog = log.bind(**bound)
-        if c.attempt == 1 and c.received_at is not None:
-            metrics.receive_to_start.observe(max(0.0, (started - c.received_at).total_seconds()))
+        hlog = self._bind(c, started)
         outcome: records.AttemptOutcome = "succeeded"
         error: BaseException | None = None
+        # The handler is awaited in this very frame, inside this try: asyncio throws what a
+        # thread's future raised into the task's top coroutine, and a GeneratorExit thrown
+        # across another coroutine frame would skip these handlers.
         try:
-            if handler is None:
-                raise UnknownHandler(f"no handler named {c.handler!r} in this app")
-            if c.input_error is not None:
-                # Decoding is deterministic: retrying cannot make the stored event readable.
-                raise errors.NonRetryable(f"cannot read the stored event: {c.input_error}")
-            ctx = context.Context(
-                execution_id=c.id,
-                attempt=c.attempt,
-                max_attempts=c.max_attempts,
-                correlation_id=c.correlation_id,
-                handler=c.handler,
-                event=self._meta(c),
-                log=hlog,
-                steps=self.store,
-                scheduled_at=c.scheduled_at,
-                http=self.http.session(
-                    execution_id=c.id, correlation_id=c.correlation_id, log=hlog,
-                    deadline=asyncio.get_running_loop().time() + handler.timeout,
-                ),
-            )
-            args = (ctx,) if handler.kind == "cron" else (self._argument(handler, c), ctx)
-            with tracing.span(
-                f"execute {c.handler}",
-                parent=c.trace_parent,
-                kind=trace.SpanKind.CONSUMER,
-                attributes={"solo_os.execution_id": str(c.id), "solo_os.attempt": c.attempt},
-            ):
-                async with asyncio.timeout(handler.timeout):
-                    if handler.is_async:
-                        await handler.fn(*args)
+            fn, args = self._prepare(c, handler, hlog)
+            with self._span(c):
+                async with asyncio.timeout(fn.timeout):
+                    if fn.is_async:
+                        await fn.fn(*args)
                     else:
                         self._sync_running.add(c.id)
                         try:
                             call = functools.partial(
-                                contextvars.copy_context().run, self._in_thread, handler.fn, *args
+                                contextvars.copy_context().run, self._in_thread, fn.fn, *args
                             )
                             await asyncio.get_running_loop().run_in_executor(self._threads, call)
                         finally:
@@ -385,22 +348,7 @@ class Worker:
         await context.flush_logs(self.store, c.id, c.attempt)  # ctx.log's lines, per attempt
         finished = self._finished(c, handler, started, outcome, error)
         try:
-            if finished.extra.get("reason") == "rate_limited":
-                # No request was sent: give the attempt back (see _finished).
-                applied = await self.store.reschedule(
-                    self.worker_id, c.id, c.attempt, finished.run_after or finished.ended_at,
-                    f"{finished.error_type}: {finished.error_message}",
-                )
-            else:
-                applied = await self._finisher.submit(finished)
-            if not applied:
-                # Our lease ran out and the execution was taken back: its outcome is the
-                # other attempt's to write.
-                hlog.warning("execution.lease_lost", outcome=finished.outcome)
-            else:
-                self._report(hlog, handler, finished, error, duration)
-                if finished.next_status == "dead":
-                    await self._fire_dead(self._dead_letter(c, finished))
+            await self._record(c, handler, hlog, finished, error, duration)
         except errors.StoreError as exc:
             # Not written: the lease runs out and another attempt follows (at-least-once).
             hlog.error("execution.unrecorded", error=str(exc))
@@ -411,6 +359,78 @@ class Worker:
             self._slot_freed.set()
             self.executed += 1
 
+    def _bind(self, c: records.Claimed, started: datetime) -> Any:
+        """The attempt's logger; its fields bound for the handler's loggers too."""
+        bound = attempt_mod.log_fields(c)
+        # Each execution runs in its own task with its own copy of the context: what is bound
+        # here is seen by the handler's loggers and gone when the task ends.
+        structlog.contextvars.bind_contextvars(**bound)
+        if c.attempt == 1 and c.received_at is not None:
+            metrics.receive_to_start.observe(max(0.0, (started - c.received_at).total_seconds()))
+        return log.bind(**bound)
+
+    def _prepare(
+        self, c: records.Claimed, handler: app_mod.Handler | None, hlog: Any
+    ) -> tuple[app_mod.Handler, tuple[Any, ...]]:
+        """The handler and its arguments (``ctx``, and the payload for an event handler)."""
+        if handler is None:
+            raise UnknownHandler(f"no handler named {c.handler!r} in this app")
+        if c.input_error is not None:
+            # Decoding is deterministic: retrying cannot make the stored event readable.
+            raise errors.NonRetryable(f"cannot read the stored event: {c.input_error}")
+        ctx = context.Context(
+            execution_id=c.id,
+            attempt=c.attempt,
+            max_attempts=c.max_attempts,
+            correlation_id=c.correlation_id,
+            handler=c.handler,
+            event=attempt_mod.event_meta(c),
+            log=hlog,
+            steps=self.store,
+            scheduled_at=c.scheduled_at,
+            http=self.http.session(
+                execution_id=c.id, correlation_id=c.correlation_id, log=hlog,
+                deadline=asyncio.get_running_loop().time() + handler.timeout,
+            ),
+        )
+        return handler, (ctx,) if handler.kind == "cron" else (self._argument(handler, c), ctx)
+
+    @staticmethod
+    def _span(c: records.Claimed) -> contextlib.AbstractContextManager[Any]:
+        return tracing.span(
+            f"execute {c.handler}",
+            parent=c.trace_parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"solo_os.execution_id": str(c.id), "solo_os.attempt": c.attempt},
+        )
+
+    async def _record(
+        self,
+        c: records.Claimed,
+        handler: app_mod.Handler | None,
+        hlog: Any,
+        finished: records.Finished,
+        error: BaseException | None,
+        duration: float,
+    ) -> None:
+        """Write the attempt's outcome; log and count it, and call the dead hooks."""
+        if finished.extra.get("reason") == "rate_limited":
+            # No request was sent: give the attempt back (see attempt.finished).
+            applied = await self.store.reschedule(
+                self.worker_id, c.id, c.attempt, finished.run_after or finished.ended_at,
+                f"{finished.error_type}: {finished.error_message}",
+            )
+        else:
+            applied = await self._finisher.submit(finished)
+        if not applied:
+            # Our lease ran out and the execution was taken back: its outcome is the
+            # other attempt's to write.
+            hlog.warning("execution.lease_lost", outcome=finished.outcome)
+        else:
+            attempt_mod.report(hlog, handler, finished, error, duration)
+            if finished.next_status == "dead":
+                await self._fire_dead(attempt_mod.dead_letter(c, finished))
+
     def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         with self._threads_lock:
             self._threads_busy += 1
@@ -420,48 +440,8 @@ class Worker:
             with self._threads_lock:
                 self._threads_busy -= 1
 
-    @staticmethod
-    def _dead_letter(c: records.Claimed, f: records.Finished) -> records.DeadLetter:
-        return records.DeadLetter(
-            execution_id=c.id,
-            handler=c.handler,
-            event_id=c.event_id,
-            correlation_id=c.correlation_id,
-            attempts=c.attempt,
-            error_type=f.error_type,
-            error=f.error_message,
-            source=c.source,
-            event_type=c.event_type,
-        )
-
-    @staticmethod
-    def _meta(c: records.Claimed) -> context.EventMeta | None:
-        if c.event_id is None:
-            return None
-        return context.EventMeta(
-            id=c.event_id,
-            source=c.source or "",
-            type=c.event_type or "",
-            idempotency_key=c.idempotency_key or "",
-            received_at=c.received_at or store_mod.utcnow(),
-            headers=c.headers or {},
-        )
-
     def _argument(self, handler: app_mod.Handler, c: records.Claimed) -> Any:
-        source = self.app.sources.get(handler.source)
-        payload = source.payload(c.document) if source is not None else c.document
-        if handler.schema is None:
-            return payload
-        try:
-            return handler.load(payload)  # upcast from an older schema version, then validate
-        except pydantic.ValidationError as exc:
-            # Accepted under an older schema; retrying will not make it valid.
-            raise errors.NonRetryable(
-                f"payload no longer matches {handler.schema.__name__}: {exc.error_count()} error(s)"
-            ) from exc
-        except errors.PayloadError as exc:
-            details = "; ".join(str(d.get("msg")) for d in exc.details)
-            raise errors.NonRetryable(f"cannot upcast payload: {details}") from exc
+        return attempt_mod.argument(self.app, handler, c)
 
     def _finished(
         self,
@@ -471,75 +451,7 @@ class Worker:
         outcome: records.AttemptOutcome,
         error: BaseException | None,
     ) -> records.Finished:
-        ended = self.clock()
-        if error is None:
-            return records.Finished(c.id, c.attempt, started, ended, "succeeded", "succeeded")
-        if isinstance(error, errors.RateLimited):
-            # ctx.http found no rate-limit token in time and sent nothing: not the handler's
-            # failure, so the attempt is given back (store.reschedule) and none is spent.
-            return records.Finished(
-                c.id, c.attempt, started, ended, outcome, "pending",
-                run_after=ended + timedelta(seconds=error.seconds),
-                error_type=type(error).__name__, error_message=str(error)[:4000],
-                extra={"reason": "rate_limited", "delay": error.seconds},
-            )
-        # The budget stored with the execution wins: a replay grants a fresh one.
-        policy = dataclasses.replace(
-            self.app.policy(handler) if handler else self.app.policy_default(),
-            max_attempts=c.max_attempts,
-        )
-        decision = retry.decide(error, c.attempt, policy, self._rng)
-        if isinstance(error, TimeoutError):
-            message = f"timed out after {handler.timeout if handler else 0:g}s"
-        else:
-            message = str(error)[:4000]
-        tb = None
-        if not isinstance(error, errors.RetryAfter):
-            tb = "".join(traceback.format_exception(error))[-16_000:]
-        return records.Finished(
-            c.id,
-            c.attempt,
-            started,
-            ended,
-            outcome,
-            "dead" if decision.action == "dead" else "pending",
-            run_after=ended + timedelta(seconds=decision.delay) if decision.action == "retry" else None,
-            error_type=type(error).__name__,
-            error_message=message,
-            traceback=tb,
-            extra={"reason": decision.reason, "delay": decision.delay},
-        )
-
-    @staticmethod
-    def _report(
-        hlog: Any,
-        handler: app_mod.Handler | None,
-        f: records.Finished,
-        error: BaseException | None,
-        duration: float,
-    ) -> None:
-        name = handler.name if handler else "?"
-        metrics.attempt_seconds.labels(name).observe(duration)
-        ms = round(duration * 1000, 2)
-        if error is None:
-            metrics.attempt_finished(name, "succeeded", "succeeded")
-            hlog.info("execution.succeeded", duration_ms=ms)
-            return
-        if f.next_status == "dead":
-            metrics.attempt_finished(name, f.outcome, "dead")
-            hlog.error(
-                "execution.dead", duration_ms=ms, error_type=f.error_type, error=f.error_message,
-                reason=f.extra.get("reason"),
-            )
-        elif isinstance(error, errors.RetryAfter):
-            metrics.attempt_finished(name, "deferred", None)
-            hlog.info("execution.deferred", duration_ms=ms, retry_in=f.extra.get("delay"))
-        else:
-            metrics.attempt_finished(name, f.outcome, None)
-            hlog.warning(
-                "execution.failed", duration_ms=ms, error_type=f.error_type, error=f.error_message,
-                retry_in=round(float(f.extra.get("delay", 0.0)), 3),
-            )
+        return attempt_mod.finished(self.app, self._rng, c, handler, started, self.clock(), outcome, error)
 
     async def _write_finished(self, batch: Sequence[records.Finished]) -> list[bool]:
         applied = {id(r) for r in await self.store.finish(self.worker_id, batch)}

@@ -1,0 +1,165 @@
+"""One attempt of one execution, around the handler call: what the handler receives, what its
+outcome becomes (succeeded, retried at a time, given back, or dead), and how it is logged.
+
+The worker (``runtime/worker.py``) claims, calls the handler and writes the outcome back;
+everything here is decided from the claimed row, the app's policies and the error raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import traceback
+from datetime import datetime, timedelta
+from typing import Any
+
+import pydantic
+
+from solo_os import app as app_mod
+from solo_os import errors
+from solo_os import store as store_mod
+from solo_os.core import records, retry
+from solo_os.observability import metrics
+from solo_os.runtime import context
+
+
+def log_fields(c: records.Claimed) -> dict[str, Any]:
+    """What every log line of the attempt carries."""
+    bound: dict[str, Any] = {
+        "correlation_id": c.correlation_id,
+        "execution_id": str(c.id),
+        "handler": c.handler,
+        "attempt": c.attempt,
+    }
+    if c.event_id is not None:
+        bound.update(event_id=str(c.event_id), source=c.source, event_type=c.event_type)
+    return bound
+
+
+def event_meta(c: records.Claimed) -> context.EventMeta | None:
+    """``ctx.event``: the event that started the execution (None for a scheduled run)."""
+    if c.event_id is None:
+        return None
+    return context.EventMeta(
+        id=c.event_id,
+        source=c.source or "",
+        type=c.event_type or "",
+        idempotency_key=c.idempotency_key or "",
+        received_at=c.received_at or store_mod.utcnow(),
+        headers=c.headers or {},
+    )
+
+
+def argument(application: app_mod.App, handler: app_mod.Handler, c: records.Claimed) -> Any:
+    """The handler's first argument: the payload, upcast and validated against its schema."""
+    source = application.sources.get(handler.source)
+    payload = source.payload(c.document) if source is not None else c.document
+    if handler.schema is None:
+        return payload
+    try:
+        return handler.load(payload)  # upcast from an older schema version, then validate
+    except pydantic.ValidationError as exc:
+        # Accepted under an older schema; retrying will not make it valid.
+        raise errors.NonRetryable(
+            f"payload no longer matches {handler.schema.__name__}: {exc.error_count()} error(s)"
+        ) from exc
+    except errors.PayloadError as exc:
+        details = "; ".join(str(d.get("msg")) for d in exc.details)
+        raise errors.NonRetryable(f"cannot upcast payload: {details}") from exc
+
+
+def finished(
+    application: app_mod.App,
+    rng: random.Random,
+    c: records.Claimed,
+    handler: app_mod.Handler | None,
+    started: datetime,
+    ended: datetime,
+    outcome: records.AttemptOutcome,
+    error: BaseException | None,
+) -> records.Finished:
+    """The outcome to write back for an attempt that ended at ``ended``."""
+    if error is None:
+        return records.Finished(c.id, c.attempt, started, ended, "succeeded", "succeeded")
+    if isinstance(error, errors.RateLimited):
+        # ctx.http found no rate-limit token in time and sent nothing: not the handler's
+        # failure, so the attempt is given back (store.reschedule) and none is spent.
+        return records.Finished(
+            c.id, c.attempt, started, ended, outcome, "pending",
+            run_after=ended + timedelta(seconds=error.seconds),
+            error_type=type(error).__name__, error_message=str(error)[:4000],
+            extra={"reason": "rate_limited", "delay": error.seconds},
+        )
+    # The budget stored with the execution wins: a replay grants a fresh one.
+    policy = dataclasses.replace(
+        application.policy(handler) if handler else application.policy_default(),
+        max_attempts=c.max_attempts,
+    )
+    decision = retry.decide(error, c.attempt, policy, rng)
+    if isinstance(error, TimeoutError):
+        message = f"timed out after {handler.timeout if handler else 0:g}s"
+    else:
+        message = str(error)[:4000]
+    tb = None
+    if not isinstance(error, errors.RetryAfter):
+        tb = "".join(traceback.format_exception(error))[-16_000:]
+    return records.Finished(
+        c.id,
+        c.attempt,
+        started,
+        ended,
+        outcome,
+        "dead" if decision.action == "dead" else "pending",
+        run_after=ended + timedelta(seconds=decision.delay) if decision.action == "retry" else None,
+        error_type=type(error).__name__,
+        error_message=message,
+        traceback=tb,
+        extra={"reason": decision.reason, "delay": decision.delay},
+    )
+
+
+def dead_letter(c: records.Claimed, f: records.Finished) -> records.DeadLetter:
+    """What ``app.on_dead`` hooks receive."""
+    return records.DeadLetter(
+        execution_id=c.id,
+        handler=c.handler,
+        event_id=c.event_id,
+        correlation_id=c.correlation_id,
+        attempts=c.attempt,
+        error_type=f.error_type,
+        error=f.error_message,
+        source=c.source,
+        event_type=c.event_type,
+    )
+
+
+def report(
+    hlog: Any,
+    handler: app_mod.Handler | None,
+    f: records.Finished,
+    error: BaseException | None,
+    duration: float,
+) -> None:
+    """The attempt's log line and metrics, once its outcome is written."""
+    name = handler.name if handler else "?"
+    metrics.attempt_seconds.labels(name).observe(duration)
+    ms = round(duration * 1000, 2)
+    if error is None:
+        metrics.attempt_finished(name, "succeeded", "succeeded")
+        hlog.info("execution.succeeded", duration_ms=ms)
+        return
+    if f.next_status == "dead":
+        metrics.attempt_finished(name, f.outcome, "dead")
+        hlog.error(
+            "execution.dead", duration_ms=ms, error_type=f.error_type, error=f.error_message,
+            reason=f.extra.get("reason"),
+        )
+    elif isinstance(error, errors.RetryAfter):
+        metrics.attempt_finished(name, "deferred", None)
+        hlog.info("execution.deferred", duration_ms=ms, retry_in=f.extra.get("delay"))
+    else:
+        metrics.attempt_finished(name, f.outcome, None)
+        hlog.warning(
+            "execution.failed", duration_ms=ms, error_type=f.error_type, error=f.error_message,
+            retry_in=round(float(f.extra.get("delay", 0.0)), 3),
+        )
