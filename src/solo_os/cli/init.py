@@ -113,23 +113,8 @@ def init(
                 f"{len(existing)} file(s) already exist; nothing was written. Pass --force to overwrite them."
             )
             _common.fail("exists", problems, _common.EXIT_FAILED)
-        for f in files:
-            target = directory / f.target
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(f.text, encoding="utf-8")
-            except OSError as exc:
-                raise errors.ConfigError(f"cannot write {str(target)!r}: {exc.strerror}") from None
-    install, _ = install_source()
-    steps = [] if directory.resolve() == Path.cwd() else [f"cd {shlex.quote(str(directory))}"]
-    steps += [
-        "python3 -m venv .venv && . .venv/bin/activate",
-        f"pip install {install}",
-        "pip install -r requirements-dev.txt",
-        "cp .env.example .env                 # then set the signing secrets",
-        "pytest                               # the app's tests",
-        "solo-os run app.py                   # http://127.0.0.1:8000/webhooks/billing",
-    ]
+        _write(directory, files)
+    steps = _next_steps(directory)
     if as_json:
         _common.emit_json(
             {
@@ -149,3 +134,28 @@ def init(
     for f in files:
         _common.out.print(f"  {f.target}", highlight=False)
     _common.out.print("\nnext:\n" + "\n".join(f"  {s}" for s in steps), highlight=False)
+
+
+def _write(directory: Path, files: list[Planned]) -> None:
+    for f in files:
+        target = directory / f.target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(f.text, encoding="utf-8")
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot write {str(target)!r}: {exc.strerror}") from None
+
+
+def _next_steps(directory: Path) -> list[str]:
+    """What to run after ``init``, from the shell the command ran in."""
+    install, _ = install_source()
+    steps = [] if directory.resolve() == Path.cwd() else [f"cd {shlex.quote(str(directory))}"]
+    steps += [
+        "python3 -m venv .venv && . .venv/bin/activate",
+        f"pip install {install}",
+        "pip install -r requirements-dev.txt",
+        "cp .env.example .env                 # then set the signing secrets",
+        "pytest                               # the app's tests",
+        "solo-os run app.py                   # http://127.0.0.1:8000/webhooks/billing",
+    ]
+    return steps

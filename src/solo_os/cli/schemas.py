@@ -77,19 +77,33 @@ def schemas_check(
     (its version went up) is listed but does not fail.
     """
     with _common.friendly_errors():
-        try:
-            saved_text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise errors.ConfigError(f"FILE: cannot read {str(file)!r}: {reason}") from None
-        try:
-            saved_doc = json.loads(saved_text)
-        except ValueError as exc:
-            raise errors.ConfigError(f"FILE: {str(file)!r} is not JSON: {exc}") from None
-        saved = schemas_mod.load_export(saved_doc, str(file))
+        saved = _load_saved(file)
         _, current = _current(app_arg, app)
         changes = schemas_mod.compare(saved, current)
     failing = [c for c in changes if c.fails]
+    _report_changes(changes, failing, file, as_json)
+    if failing:
+        raise typer.Exit(1)
+
+
+def _load_saved(file: Path) -> dict[str, Any]:
+    """The export saved in ``file``."""
+    try:
+        saved_text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise errors.ConfigError(f"FILE: cannot read {str(file)!r}: {reason}") from None
+    try:
+        saved_doc = json.loads(saved_text)
+    except ValueError as exc:
+        raise errors.ConfigError(f"FILE: {str(file)!r} is not JSON: {exc}") from None
+    return schemas_mod.load_export(saved_doc, str(file))
+
+
+def _report_changes(
+    changes: list[schemas_mod.Change], failing: list[schemas_mod.Change], file: Path, as_json: bool
+) -> None:
+    """The changes as a table (or JSON), and the verdict."""
     if as_json:
         _common.emit_json(
             [
@@ -126,5 +140,3 @@ def schemas_check(
             )
         else:
             _common.out.print(f"[green]ok[/green]: no breaking change against {file}")
-    if failing:
-        raise typer.Exit(1)
