@@ -6,18 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from solo_os import store as store_mod
 from solo_os.ops import errors, select
+from solo_os.store import ports
 
 
-async def cancel(store: store_mod.Store, ids: Sequence[UUID], now: datetime) -> list[UUID]:
+async def cancel(store: ports.OperatorPort, ids: Sequence[UUID], now: datetime) -> list[UUID]:
     """Cancel those of ``ids`` that are pending now; the ids cancelled."""
     if not ids:
         return []
     return await store.cancel_pending(list(ids), now)
 
 
-async def cancel_one(store: store_mod.Store, execution_id: UUID, now: datetime) -> list[UUID]:
+async def cancel_one(store: ports.AdminPort, execution_id: UUID, now: datetime) -> list[UUID]:
     """Cancel one pending execution; refused (``NotFound``, ``Conflict``) otherwise."""
     await select.require(store, execution_id, "pending")
     cancelled = await cancel(store, [execution_id], now)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
-from solo_os import store as store_mod
 from solo_os.ops import errors, select
+from solo_os.store import ports
 
 CHUNK = 200
 
 
 async def purge(
-    store: store_mod.Store, ids: Sequence[UUID], *, progress: Callable[[int], None] | None = None
+    store: ports.OperatorPort, ids: Sequence[UUID], *, progress: Callable[[int], None] | None = None
 ) -> int:
     """Delete the dead (or cancelled) executions among ``ids``, ``CHUNK`` at a time; how many."""
     purged = 0
@@ -24,7 +24,7 @@ async def purge(
     return purged
 
 
-async def purge_one(store: store_mod.Store, execution_id: UUID) -> int:
+async def purge_one(store: ports.AdminPort, execution_id: UUID) -> int:
     """Delete one dead execution; refused (``NotFound``, ``Conflict``) when it is not dead."""
     await select.require(store, execution_id, "dead")
     purged = await purge(store, [execution_id])

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from solo_os import store as store_mod
 from solo_os.ops import budgets as budgets_mod
 from solo_os.ops import errors, select
+from solo_os.store import ports
 
 CHUNK = 200
 
@@ -27,7 +27,7 @@ class Replayed:
 
 
 async def replay(
-    store: store_mod.Store,
+    store: ports.OperatorPort,
     ids: Sequence[UUID],
     budgets: budgets_mod.Budgets,
     now: datetime,
@@ -45,7 +45,7 @@ async def replay(
 
 
 async def replay_one(
-    store: store_mod.Store, execution_id: UUID, budgets: budgets_mod.Budgets, now: datetime
+    store: ports.AdminPort, execution_id: UUID, budgets: budgets_mod.Budgets, now: datetime
 ) -> Replayed:
     """Replay one dead execution; refused (``NotFound``, ``Conflict``) when it is not dead."""
     await select.require(store, execution_id, "dead")

@@ -9,14 +9,14 @@ from datetime import datetime
 from uuid import UUID
 
 from solo_os import app as app_mod
-from solo_os import store as store_mod
 from solo_os.ops import budgets, errors
+from solo_os.store import ports
 
 RERUNNABLE = ("succeeded", "cancelled")
 
 
 async def rerun(
-    application: app_mod.App, store: store_mod.Store, execution_id: UUID, now: datetime
+    application: app_mod.App, store: ports.AdminPort, execution_id: UUID, now: datetime
 ) -> UUID:
     """A new pending execution copying a succeeded (or cancelled) one; its id."""
     x = await store.get_execution(execution_id)
@@ -35,7 +35,7 @@ async def rerun(
 
 
 async def resend(
-    application: app_mod.App, store: store_mod.Store, event_id: UUID, now: datetime
+    application: app_mod.App, store: ports.AdminPort, event_id: UUID, now: datetime
 ) -> list[UUID]:
     """New pending executions of an accepted event, one per handler that takes it; their ids."""
     found = await store.get_event(event_id)

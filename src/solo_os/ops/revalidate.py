@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from solo_os import app as app_mod
@@ -24,8 +24,13 @@ from solo_os.core import records
 from solo_os.ops import errors
 from solo_os.runtime import ingress
 from solo_os.sources import _base as sources_base
+from solo_os.store import ports
 
 BATCH = 200
+
+
+class RevalidatePort(ports.IngestPort, ports.AdminPort, Protocol):
+    """Loads rejected events with their bodies (admin reads) and ingests them again."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ def _rebuild(
 
 async def revalidate(
     application: app_mod.App,
-    store: store_mod.Store,
+    store: ports.IngestPort,
     events: Sequence[tuple[records.Event, bytes]],
     *,
     now: datetime,
@@ -98,7 +103,7 @@ async def revalidate(
 
 async def revalidate_ids(
     application: app_mod.App,
-    store: store_mod.Store,
+    store: RevalidatePort,
     ids: Sequence[UUID],
     *,
     now: datetime,
@@ -119,7 +124,7 @@ async def revalidate_ids(
 
 
 async def revalidate_one(
-    application: app_mod.App, store: store_mod.Store, event_id: UUID, *, now: datetime, dry_run: bool
+    application: app_mod.App, store: RevalidatePort, event_id: UUID, *, now: datetime, dry_run: bool
 ) -> Revalidated:
     """Judge one rejected event; refused (``NotFound``, ``Conflict``) otherwise."""
     events = await store.events_with_bodies(store_mod.Filters(limit=0), ids=[event_id])

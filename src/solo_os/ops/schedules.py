@@ -16,6 +16,7 @@ from solo_os import errors
 from solo_os import store as store_mod
 from solo_os.runtime import scheduler as scheduler_mod
 from solo_os.store import _schedules as schedules_store
+from solo_os.store import ports
 
 Backfilled = scheduler_mod.Backfilled
 lookup = scheduler_mod.lookup
@@ -39,7 +40,7 @@ class Status:
         return str(info.last_result or "purged")  # a fire whose execution was purged
 
 
-async def status(application: app_mod.App, store: store_mod.Store, names: list[str]) -> list[Status]:
+async def status(application: app_mod.App, store: ports.SchedulePort, names: list[str]) -> list[Status]:
     """The state of the schedules ``names`` (declared ones), in that order."""
     infos = await store.schedule_info(names)
     return [Status(application.schedules[n], infos[n]) for n in names]
@@ -51,7 +52,7 @@ async def trigger(application: app_mod.App, store: store_mod.Store, name: str, n
 
 
 async def set_paused(
-    application: app_mod.App, store: store_mod.Store, name: str, paused: bool, now: datetime
+    application: app_mod.App, store: ports.SchedulePort, name: str, paused: bool, now: datetime
 ) -> bool:
     """Pause or resume ``name`` on every scheduler; whether it changed."""
     lookup(application, name)
