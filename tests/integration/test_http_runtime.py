@@ -4,8 +4,6 @@ spending an attempt."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -122,45 +120,3 @@ async def test_a_retry_after_pauses_the_key_in_the_store(database_url: str, targ
         assert (x.status, x.attempts) == ("succeeded", 1)  # waited inside the call
     first, second = target.requests("/charge")
     assert second.at - first.at >= 0.95
-
-
-# --- the store's buckets (contract on both dialects) -----------------------------------------
-
-
-async def test_buckets_are_atomic_across_connections(database_url: str) -> None:
-    """200 demands from 4 stores (separate pools, as separate processes have) at once: the
-    bucket of 50 (refilling 1 an hour) grants exactly 50."""
-    stores = [store_mod.connect(database_url) for _ in range(4)]
-    try:
-        grants = await asyncio.gather(
-            *(stores[i % 4].take_tokens("k", 1, 1 / 3600, 50) for i in range(200))
-        )
-        assert sum(g.granted for g in grants) == 50
-        assert all(g.wait > 0 for g in grants if g.granted == 0)
-        state = await stores[0].rate_limit_state("k")
-        assert state is not None and state.tokens < 1
-    finally:
-        for s in stores:
-            await s.close()
-
-
-async def test_bucket_refills_pauses_and_keys_are_separate(store: store_mod.Store) -> None:
-    assert await store.rate_limit_state("a") is None
-    g = await store.take_tokens("a", 3, 10.0, 2.0)
-    assert (g.granted, round(g.wait, 2)) == (2, 0.1)
-    await asyncio.sleep(0.25)
-    assert (await store.take_tokens("a", 5, 10.0, 2.0)).granted == 2  # refilled to capacity
-    assert (await store.take_tokens("b", 1, 10.0, 2.0)).granted == 1  # another key
-    until = await store.pause_key("a", 30, 2.0)
-    later = await store.pause_key("a", 1, 2.0)
-    assert later == until  # a shorter pause does not shorten it
-    g = await store.take_tokens("a", 1, 10.0, 2.0)
-    assert g.granted == 0 and 29 < g.wait <= 30
-    state = await store.rate_limit_state("a")
-    assert state is not None and state.paused_until == until
-
-
-async def test_reschedule_needs_the_lease(store: store_mod.Store) -> None:
-    assert not await store.reschedule(
-        "nobody", uuid.uuid4(), 1, store_mod.utcnow(), "RateLimited: test"
-    )

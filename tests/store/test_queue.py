@@ -138,3 +138,17 @@ async def test_each_claimed_execution_reads_its_own_input(store: Ports, clock: C
     for c in claimed:
         assert (c.source, c.event_type, c.input_error) == ("shop", "order.paid", None)
         assert c.headers == {"content-type": "application/json"}
+
+
+async def test_reschedule_gives_the_attempt_back_and_needs_the_lease(store: Ports) -> None:
+    clock = Clock()  # reschedule never sets run_after before the real time: start from it
+    await store.ingest([event(clock(), max_attempts=1)])
+    [c] = await store.claim("w1", 1, clock(), LEASE)
+    later = clock() + timedelta(seconds=10)
+    assert not await store.reschedule("w2", c.id, c.attempt, later, "RateLimited: test")
+    assert await store.reschedule("w1", c.id, c.attempt, later, "RateLimited: test")
+    assert not await store.reschedule("w1", c.id, c.attempt, later, "RateLimited: test")  # gone
+    assert await store.list_attempts(c.id) == []  # no attempt row: it did no work
+    assert await store.claim("w2", 1, clock.advance(9), LEASE) == []
+    [again] = await store.claim("w2", 1, clock.advance(1), LEASE)
+    assert (again.id, again.attempt) == (c.id, 1)  # the attempt number is reused
