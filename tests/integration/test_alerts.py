@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import random
 import socket
 import threading
 from collections.abc import Iterator
@@ -324,6 +325,13 @@ async def test_the_dead_scan_counts_each_death_once_and_catches_late_commits(
     assert len(alerts_) == 1 and alerts_[0].total == 4
 
 
+class _Highest(random.Random):
+    """Every draw at the top of its range: the backoff at its longest."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
 async def test_a_delivery_gives_up_after_its_time_and_says_so(
     database_url: str, store: store_mod.Store, http_server: FakeHttp
 ) -> None:
@@ -334,7 +342,8 @@ async def test_a_delivery_gives_up_after_its_time_and_says_so(
     app._settings = helpers.settings_for(database_url)
     app.prepare({"HOOK_URL": f"http://127.0.0.1:{http_server.port}/hook"})
     alerter = alerter_mod.Alerter(
-        app, store, clock=lambda: clock[0], base_delay=1.0, give_up_after=timedelta(seconds=30)
+        app, store, clock=lambda: clock[0], base_delay=1.0, give_up_after=timedelta(seconds=30),
+        rng=_Highest(),
     )
     await store.record_occurrences([occurrence(1, NOW)], NOW, alerter.policy)
     with capture_logs() as logs:
@@ -344,7 +353,9 @@ async def test_a_delivery_gives_up_after_its_time_and_says_so(
     statuses = (await store.list_alerts())[0].deliveries
     assert statuses == {"webhook": "failed"}
     tries = len(http_server.requests)
-    assert 4 <= tries <= 8  # 1 s, 2 s, 4 s, 8 s, 16 s backoff (with jitter) within 30 s
+    # jitter at its top: tries at 0, 1, 3, 7 and 15 s, then (31 s being past the 30 s limit)
+    # one last try at the limit itself
+    assert tries == 6
     assert [e["event"] for e in logs].count("alert.failed") == 1
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-import pytest
-
-from solo_os import errors
 from solo_os.store import Filters
 from solo_os.store.ports import IngestPort, QueuePort, ReadPort, RetentionPort
 from solo_os.testing import Clock
@@ -58,8 +55,3 @@ async def test_prune_rules(store: Ports) -> None:
     with_dead = await store.prune(timedelta(days=1), include_dead=True, now=now)
     assert with_dead.executions == 1
     assert [x.handler for x in await store.list_executions(Filters(limit=0))] == ["wait"]
-
-
-async def test_negative_age_is_refused(store: Ports) -> None:
-    with pytest.raises(errors.ConfigError):
-        await store.prune(timedelta(seconds=-1))
