@@ -1,30 +1,37 @@
-"""Read queries of the admin API and dashboard: keyset pages, counts per source, stats.
+"""The admin API's queries: search, keyset pages, and the few changes it makes.
 
-A mixin of ``Store``: every query here reads through ``self._read()`` and works the same on
-SQLite and PostgreSQL. Pages are keyset ("cursor") pages over ``(time, id)``, newest first,
-so a page costs the same however deep it is and rows inserted meanwhile neither repeat nor
-get skipped. Time arithmetic (durations, buckets) differs per dialect and lives in
-``_epoch_seconds``.
+Part of ``Store`` (``AdminPort``; the overview's counts and stats are in ``_stats``). Every
+query works the same on SQLite and PostgreSQL. Pages are keyset ("cursor") pages over
+``(time, id)``, newest first, so a page costs the same however deep it is and rows inserted
+meanwhile neither repeat nor get skipped.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, cast
+from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os.core import ids as _ids
 from solo_os.core import records
-from solo_os.store import _logs, _schema
-
-if TYPE_CHECKING:
-    from solo_os.store._base import Filters
+from solo_os.store import _db, _schema
+from solo_os.store._admin_records import Bucket as Bucket
+from solo_os.store._admin_records import Cursor as Cursor
+from solo_os.store._admin_records import ExecutionKind as ExecutionKind
+from solo_os.store._admin_records import ExecutionOrder as ExecutionOrder
+from solo_os.store._admin_records import Failure as Failure
+from solo_os.store._admin_records import FireRow as FireRow
+from solo_os.store._admin_records import Latency as Latency
+from solo_os.store._admin_records import ListedExecution as ListedExecution
+from solo_os.store._admin_records import Search as Search
+from solo_os.store._admin_records import SourceCounts as SourceCounts
+from solo_os.store._admin_records import Stats as Stats
+from solo_os.store._admin_records import Step as Step
+from solo_os.store._rows import Filters, filtered
+from solo_os.store._stats import duration_ms, round3
 
 ev = _schema.events
 ex = _schema.executions
@@ -32,12 +39,8 @@ at = _schema.attempts
 st = _schema.steps
 sf = _schema.schedule_fires
 
-Cursor = tuple[datetime, UUID]
-ExecutionOrder = Literal["created", "updated"]
-ExecutionKind = Literal["webhook", "cron"]
 SEARCH_SCAN = 20_000  # events a payload text search scans without an index (newest first)
 TRGM_INDEX = "ix_events_payload_trgm"
-_FAILED_OUTCOMES = ("failed", "timed_out", "lost")
 
 _EVENT_COLUMNS = (
     ev.c.id,
@@ -63,142 +66,17 @@ _EXECUTION_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class ListedExecution(records.Execution):
-    """An execution in a list, with the run time of its recorded attempts."""
+class AdminQueries:
+    """What the admin API reads and the few changes it makes (``AdminPort``)."""
 
-    duration_ms: float | None = None
-
-
-@dataclass(frozen=True)
-class Search:
-    """A search term and how far back its payload text match reaches.
-
-    ``text`` is compared for equality with ids, idempotency keys and correlation ids (all
-    indexed) and matched as a substring of the payload's JSON text. That match uses the
-    trigram index on PostgreSQL (``indexed``); without one (SQLite, or PostgreSQL without
-    ``pg_trgm``, or a term under 3 characters) it scans at most ``SEARCH_SCAN`` of the newest
-    events in the filters' time range: ``payload_since`` is the oldest one it reaches (None:
-    the whole range is within the bound).
-    """
-
-    text: str
-    uuid: UUID | None = None
-    indexed: bool = False
-    payload_since: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    result: Any
-    attempt: int  # the attempt that ran it
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A failed attempt, with what the dashboard shows beside it."""
-
-    execution_id: UUID
-    attempt: int
-    handler: str
-    status: str  # the execution's status now (it may have been retried since)
-    outcome: str
-    error_type: str | None
-    error_message: str | None
-    ended_at: datetime
-    event_id: UUID | None
-    source: str | None
-    event_type: str | None
-
-
-@dataclass(frozen=True)
-class FireRow:
-    """One fire of a schedule, with its execution's status now."""
-
-    fire_at: datetime
-    kind: str  # scheduled | catchup | manual | backfill
-    status: str  # fired | skipped | queued | missed
-    execution_id: UUID | None
-    execution_status: str | None
-    attempts: int | None
-    last_error: str | None
-    missed_count: int | None
-
-
-@dataclass(frozen=True)
-class SourceCounts:
-    source: str
-    events: dict[str, int]  # by event status
-    executions: dict[str, int]  # by execution status
-    last_received_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Bucket:
-    start: datetime
-    deliveries: int = 0
-    rejected: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    latency_ms_avg: float | None = None
-
-
-@dataclass(frozen=True)
-class Latency:
-    count: int
-    avg: float | None
-    p50: float | None
-    p95: float | None
-    p99: float | None
-    max: float | None
-
-
-@dataclass(frozen=True)
-class Stats:
-    since: datetime
-    until: datetime
-    bucket_seconds: int
-    deliveries: int
-    accepted: int
-    rejected: int
-    attempts: int
-    succeeded: int
-    failed: int
-    latency_ms: Latency
-    series: list[Bucket]
-
-
-class AdminQueries(_logs.LogQueries):
-    """What the admin API reads and the few changes it makes. Mixed into ``Store``."""
-
-    dialect: str
+    _db: _db.Database
     _payload_trgm: bool | None = None
-
-    if TYPE_CHECKING:
-
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _insert(self, table: sa.Table) -> Any: ...
-
-        def _filtered(self, q: Any, f: Filters) -> Any: ...
-
-        async def _notify(self, conn: AsyncConnection) -> None: ...
-
-        def wake_local(self) -> None: ...
 
     # --- search ------------------------------------------------------------------------
 
     async def _has_payload_index(self) -> bool:
-        if self.dialect != "postgresql":
-            return False
         if self._payload_trgm is None:
-            async with self._read() as conn:
-                found = await conn.scalar(sa.text(f"SELECT to_regclass('{TRGM_INDEX}') IS NOT NULL"))
-            self._payload_trgm = bool(found)
+            self._payload_trgm = await self._db.dialect.has_payload_index(self._db.read)
         return self._payload_trgm
 
     async def search(self, text: str, f: Filters) -> Search:
@@ -210,7 +88,7 @@ class AdminQueries(_logs.LogQueries):
         if len(text) >= 3 and await self._has_payload_index():
             return Search(text, as_uuid, indexed=True)
         q = sa.select(ev.c.received_at).order_by(ev.c.received_at.desc()).offset(SEARCH_SCAN - 1).limit(1)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             floor = await conn.scalar(_event_filters(q, f))
         return Search(text, as_uuid, payload_since=floor)
 
@@ -227,7 +105,7 @@ class AdminQueries(_logs.LogQueries):
         if after is not None:
             q = q.where(_before(ev.c.received_at, ev.c.id, after))
         q = q.limit(f.limit)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             return [records.Event.from_row(_mapping(r)) for r in await conn.execute(q)]
 
     async def page_executions(
@@ -247,7 +125,7 @@ class AdminQueries(_logs.LogQueries):
         """
         time_col = ex.c.created_at if order == "created" else ex.c.updated_at
         duration = (
-            sa.select(sa.func.sum(self._duration_ms(at.c.started_at, at.c.ended_at)))
+            sa.select(sa.func.sum(duration_ms(self._db.dialect, at.c.started_at, at.c.ended_at)))
             .where(at.c.execution_id == ex.c.id)
             .scalar_subquery()
             .label("duration_ms")
@@ -259,13 +137,13 @@ class AdminQueries(_logs.LogQueries):
             q = q.where(ex.c.event_id.is_not(None) if kind == "webhook" else ex.c.event_id.is_(None))
         if search is not None:
             q = q.where(_execution_match(search))
-        q = self._filtered(q, f)
+        q = filtered(q, f)
         if after is not None:
             q = q.where(_before(time_col, ex.c.id, after))
         q = q.limit(f.limit)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             rows = [_mapping(r) for r in await conn.execute(q)]
-        return [ListedExecution.from_row({**r, "duration_ms": _round(r["duration_ms"])}) for r in rows]
+        return [ListedExecution.from_row({**r, "duration_ms": round3(r["duration_ms"])}) for r in rows]
 
     # --- actions (the admin API's and the CLI's) ---------------------------------------
 
@@ -305,12 +183,12 @@ class AdminQueries(_logs.LogQueries):
             "created_at",
             "updated_at",
         ]
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             res = await conn.execute(sa.insert(ex).from_select(columns, copy))
             if not res.rowcount:
                 return None
-            await self._notify(conn)
-        self.wake_local()
+            await self._db.notify(conn)
+        self._db.wake_local()
         return new_id
 
     async def resend(
@@ -320,7 +198,7 @@ class AdminQueries(_logs.LogQueries):
 
         The event's earlier executions stay (history). None if there is no accepted event.
         """
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             row = (
                 await conn.execute(sa.select(ev.c.status, ev.c.correlation_id).where(ev.c.id == event_id))
             ).first()
@@ -343,15 +221,15 @@ class AdminQueries(_logs.LogQueries):
             ]
             if new:
                 await conn.execute(sa.insert(ex), new)
-                await self._notify(conn)
+                await self._db.notify(conn)
         if new:
-            self.wake_local()
+            self._db.wake_local()
         return [n["id"] for n in new]
 
     async def cancel_pending(self, ids: Sequence[UUID], now: datetime) -> list[UUID]:
         """Cancel the executions among ``ids`` that are pending (not yet claimed) now."""
         out: list[UUID] = []
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             for i in range(0, len(ids), 500):
                 chunk = list(ids[i : i + 500])
                 rows = await conn.execute(
@@ -373,7 +251,7 @@ class AdminQueries(_logs.LogQueries):
             q = q.where(ev.c.id.in_(list(ids)))
         if f.limit:
             q = q.limit(f.limit)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             return [(records.Event.from_row(_mapping(r)), r.body) for r in await conn.execute(q)]
 
     async def event_ids(self, f: Filters, ids: Sequence[UUID] | None = None) -> list[UUID]:
@@ -384,7 +262,7 @@ class AdminQueries(_logs.LogQueries):
             q = q.where(ev.c.id.in_(list(ids)))
         if f.limit:
             q = q.limit(f.limit)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             return [r[0] for r in await conn.execute(q)]
 
     async def execution_statuses(self, ids: Sequence[UUID]) -> dict[UUID, str]:
@@ -392,7 +270,7 @@ class AdminQueries(_logs.LogQueries):
         if not ids:
             return {}
         found: dict[UUID, str] = {}
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             for i in range(0, len(ids), 500):
                 chunk = list(ids[i : i + 500])
                 rows = await conn.execute(sa.select(ex.c.id, ex.c.status).where(ex.c.id.in_(chunk)))
@@ -406,7 +284,7 @@ class AdminQueries(_logs.LogQueries):
             .where(st.c.execution_id == execution_id)
             .order_by(st.c.created_at, st.c.name)
         )
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             return [Step(r.name, r.result, r.attempt, r.created_at) for r in await conn.execute(q)]
 
     async def recent_fires(self, schedule: str, limit: int = 50) -> list[FireRow]:
@@ -427,7 +305,7 @@ class AdminQueries(_logs.LogQueries):
             .order_by(sf.c.fire_at.desc())
             .limit(limit)
         )
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(q)).all()
         return [
             FireRow(
@@ -442,189 +320,6 @@ class AdminQueries(_logs.LogQueries):
             )
             for r in rows
         ]
-
-    # --- overview -------------------------------------------------------------------------
-
-    async def latest_failures(self, limit: int = 10) -> list[Failure]:
-        """The newest failed attempts (failed, timed out or lost), newest first."""
-        q = (
-            sa.select(
-                at.c.execution_id,
-                at.c.attempt,
-                at.c.outcome,
-                at.c.error_type,
-                at.c.error_message,
-                at.c.ended_at,
-                ex.c.handler,
-                ex.c.status,
-                ex.c.event_id,
-                ev.c.source,
-                ev.c.type,
-            )
-            .select_from(at.join(ex, ex.c.id == at.c.execution_id).outerjoin(ev, ev.c.id == ex.c.event_id))
-            .where(at.c.outcome.in_(_FAILED_OUTCOMES))
-            .order_by(at.c.ended_at.desc(), at.c.id.desc())
-            .limit(limit)
-        )
-        async with self._read() as conn:
-            rows = (await conn.execute(q)).all()
-        return [
-            Failure(
-                execution_id=r.execution_id,
-                attempt=r.attempt,
-                handler=r.handler,
-                status=r.status,
-                outcome=r.outcome,
-                error_type=r.error_type,
-                error_message=r.error_message,
-                ended_at=r.ended_at,
-                event_id=r.event_id,
-                source=r.source,
-                event_type=r.type,
-            )
-            for r in rows
-        ]
-
-    async def source_counts(self) -> dict[str, SourceCounts]:
-        """Per stored source: events by status, executions by status, the last delivery."""
-        events_q = sa.select(
-            ev.c.source, ev.c.status, sa.func.count(), sa.func.max(ev.c.received_at)
-        ).group_by(ev.c.source, ev.c.status)
-        executions_q = (
-            sa.select(ev.c.source, ex.c.status, sa.func.count())
-            .select_from(ex.join(ev, ev.c.id == ex.c.event_id))
-            .group_by(ev.c.source, ex.c.status)
-        )
-        by_source: dict[str, dict[str, Any]] = {}
-
-        def entry(name: str) -> dict[str, Any]:
-            return by_source.setdefault(name, {"events": {}, "executions": {}, "last": None})
-
-        async with self._read() as conn:
-            for source, status, n, last in await conn.execute(events_q):
-                e = entry(source)
-                e["events"][status] = int(n)
-                last = _aware(last)
-                if last is not None and (e["last"] is None or last > e["last"]):
-                    e["last"] = last
-            for source, status, n in await conn.execute(executions_q):
-                entry(source)["executions"][status] = int(n)
-        return {
-            name: SourceCounts(
-                source=name,
-                events={s: v["events"].get(s, 0) for s in ("accepted", "rejected")},
-                executions={s: v["executions"].get(s, 0) for s in records.EXECUTION_STATUSES},
-                last_received_at=v["last"],
-            )
-            for name, v in sorted(by_source.items())
-        }
-
-    async def stats(self, since: datetime, until: datetime, bucket_seconds: int) -> Stats:
-        """Deliveries, attempt outcomes and attempt latency in ``[since, until)``, in buckets.
-
-        A delivery is a stored event (accepted or rejected; duplicates are not stored and are
-        counted by the Prometheus metrics only). Latency is an attempt's run time, from its
-        start to its end, in milliseconds.
-        """
-        if bucket_seconds <= 0 or until <= since:
-            raise ValueError("stats need a positive bucket and since < until")
-        start = _epoch_literal(since)
-        size = float(bucket_seconds)
-        dur = self._duration_ms(at.c.started_at, at.c.ended_at)
-        ev_bucket = self._bucket(ev.c.received_at, start, size).label("bucket")
-        at_bucket = self._bucket(at.c.ended_at, start, size).label("bucket")
-        in_ev = sa.and_(ev.c.received_at >= since, ev.c.received_at < until)
-        in_at = sa.and_(at.c.ended_at >= since, at.c.ended_at < until)
-        failed = at.c.outcome.in_(_FAILED_OUTCOMES)
-        ev_q = (
-            sa.select(
-                ev_bucket,
-                sa.func.count(),
-                sa.func.sum(sa.case((ev.c.status == "rejected", 1), else_=0)),
-            )
-            .where(in_ev)
-            .group_by(sa.literal_column("bucket"))
-        )
-        at_q = (
-            sa.select(
-                at_bucket,
-                sa.func.sum(sa.case((at.c.outcome == "succeeded", 1), else_=0)),
-                sa.func.sum(sa.case((failed, 1), else_=0)),
-                sa.func.avg(dur),
-            )
-            .where(in_at)
-            .group_by(sa.literal_column("bucket"))
-        )
-        totals_q = sa.select(sa.func.count(), sa.func.avg(dur), sa.func.max(dur)).where(in_at)
-        n_buckets = max(1, int(-(-(until - since).total_seconds() // size)))
-        series: dict[int, dict[str, Any]] = {}
-        async with self._read() as conn:
-            for b, n, rejected in await conn.execute(ev_q):
-                if b is not None and 0 <= int(b) < n_buckets:
-                    series.setdefault(int(b), {}).update(deliveries=int(n), rejected=int(rejected or 0))
-            for b, ok, bad, avg in await conn.execute(at_q):
-                if b is not None and 0 <= int(b) < n_buckets:
-                    series.setdefault(int(b), {}).update(
-                        succeeded=int(ok or 0),
-                        failed=int(bad or 0),
-                        latency_ms_avg=_round(avg),
-                    )
-            count, avg, top = (await conn.execute(totals_q)).one()
-            count = int(count or 0)
-            pcts: dict[str, float | None] = {}
-            for name, p in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
-                pcts[name] = await self._percentile(conn, dur, in_at, count, p) if count else None
-        buckets = [Bucket(start=_from_epoch(since, i * size), **series.get(i, {})) for i in range(n_buckets)]
-        deliveries = sum(b.deliveries for b in buckets)
-        rejected = sum(b.rejected for b in buckets)
-        return Stats(
-            since=since,
-            until=until,
-            bucket_seconds=bucket_seconds,
-            deliveries=deliveries,
-            accepted=deliveries - rejected,
-            rejected=rejected,
-            attempts=count,
-            succeeded=sum(b.succeeded for b in buckets),
-            failed=sum(b.failed for b in buckets),
-            latency_ms=Latency(
-                count=count,
-                avg=_round(avg),
-                max=_round(top),
-                p50=pcts["p50"],
-                p95=pcts["p95"],
-                p99=pcts["p99"],
-            ),
-            series=buckets,
-        )
-
-    async def _percentile(
-        self, conn: AsyncConnection, dur: Any, where: Any, count: int, p: float
-    ) -> float | None:
-        """The exact nearest-rank percentile: one row at its offset in duration order."""
-        offset = min(count - 1, max(0, int(-(-p * count // 1)) - 1))
-        q = sa.select(dur.label("d")).where(where).order_by(sa.literal_column("d")).offset(offset).limit(1)
-        return _round((await conn.execute(q)).scalar())
-
-    # --- dialect-specific time arithmetic ---------------------------------------------------
-
-    def _epoch_seconds(self, col: Any) -> Any:
-        if self.dialect == "sqlite":
-            # The column holds naive UTC text, "YYYY-MM-DD HH:MM:SS.ffffff". Whole seconds and
-            # the fraction are read apart: julianday() keeps only milliseconds, and in floating
-            # point days not even those.
-            whole = sa.cast(sa.func.strftime("%s", col), sa.Integer)
-            return whole + sa.cast(sa.func.substr(col, 20), sa.Float)
-        return sa.extract("epoch", col)
-
-    def _duration_ms(self, start: Any, end: Any) -> Any:
-        return (self._epoch_seconds(end) - self._epoch_seconds(start)) * 1000.0
-
-    def _bucket(self, col: Any, start: Any, size: float) -> Any:
-        offset = (self._epoch_seconds(col) - start) / sa.literal_column(repr(size))
-        if self.dialect == "sqlite":
-            return sa.cast(offset, sa.Integer)  # truncation is floor here: offset >= 0
-        return sa.func.floor(offset)
 
 
 def _mapping(row: Any) -> Mapping[str, Any]:
@@ -669,26 +364,3 @@ def _before(time_col: Any, id_col: Any, after: Cursor) -> Any:
     """Rows that come after the cursor in (time, id) descending order."""
     moment, last_id = after
     return sa.or_(time_col < moment, sa.and_(time_col == moment, id_col < last_id))
-
-
-def _epoch_literal(moment: datetime) -> Any:
-    # An inline number, not a bound parameter: PostgreSQL must see the SELECT's bucket
-    # expression and the GROUP BY's as the same one.
-    return sa.literal_column(repr(moment.timestamp()))
-
-
-def _from_epoch(since: datetime, seconds: float) -> datetime:
-    return since + timedelta(seconds=seconds)
-
-
-def _aware(value: Any) -> datetime | None:
-    """``max()`` of a ``UTCDateTime`` column, as an aware UTC datetime."""
-    if isinstance(value, str):  # SQLite may hand back the stored text
-        value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _round(value: Any) -> float | None:
-    return None if value is None else round(float(value), 3)

@@ -1,4 +1,4 @@
-"""The alert outbox. A mixin of ``Store`` (through ``ScheduleQueries``).
+"""The alert outbox (``AlertPort``).
 
 An occurrence (one dead execution, one missed window, one failure streak, ...) is a row with a
 unique ``source``, so recording it twice counts it once. Occurrences fold into the open alert of
@@ -15,11 +15,10 @@ cannot lose its alert.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -30,7 +29,7 @@ from solo_os.core.records import Alert as Alert  # the outbox's records live in 
 from solo_os.core.records import AlertPolicy as AlertPolicy
 from solo_os.core.records import Delivery as Delivery
 from solo_os.core.records import Occurrence as Occurrence
-from solo_os.store import _schema
+from solo_os.store import _db, _schema
 
 al = _schema.alerts
 ao = _schema.alert_occurrences
@@ -45,15 +44,7 @@ _MAX_SAMPLES = 5
 class AlertQueries:
     """Occurrences, alerts and their deliveries."""
 
-    dialect: str
-
-    if TYPE_CHECKING:
-
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _insert(self, table: sa.Table) -> Any: ...
+    _db: _db.Database
 
     # --- alerts: recording ----------------------------------------------------------------
 
@@ -63,96 +54,8 @@ class AlertQueries:
         """Record occurrences (each ``source`` once); returns how many were new."""
         if not occurrences:
             return 0
-        async with self._write() as conn:
-            return await self._record(conn, occurrences, now, policy)
-
-    async def _record(
-        self,
-        conn: AsyncConnection,
-        occurrences: Sequence[Occurrence],
-        now: datetime,
-        policy: AlertPolicy,
-    ) -> int:
-        rows = [
-            {"source": o.source[:255], "alert_id": None, "at": o.at, "details": o.details}
-            for o in occurrences
-        ]
-        new_sources: set[str] = set()
-        for chunk in _chunks(rows, 500):
-            res = await conn.execute(
-                self._insert(ao)
-                .on_conflict_do_nothing(index_elements=["source"])
-                .returning(ao.c.source),
-                chunk,
-            )
-            new_sources.update(r[0] for r in res)
-        by_key: dict[str, list[Occurrence]] = {}
-        for o in occurrences:
-            if o.source[:255] in new_sources:
-                by_key.setdefault(o.key, []).append(o)
-                new_sources.discard(o.source[:255])  # the same source twice in one batch
-        for key, found in by_key.items():
-            alert_id = await self._open_alert(conn, key, found, now, policy)
-            await conn.execute(
-                sa.update(ao)
-                .where(ao.c.source.in_([o.source[:255] for o in found]))
-                .values(alert_id=alert_id)
-            )
-        return sum(len(v) for v in by_key.values())
-
-    async def _open_alert(
-        self,
-        conn: AsyncConnection,
-        key: str,
-        found: Sequence[Occurrence],
-        now: datetime,
-        policy: AlertPolicy,
-    ) -> UUID:
-        """The id of ``key``'s open alert, counting ``found`` into it (created if need be)."""
-        first = min(o.at for o in found)
-        last = max(o.at for o in found)
-        for _ in range(5):
-            bumped = (
-                await conn.execute(
-                    sa.update(al)
-                    .where(al.c.open_key == key)
-                    .values(
-                        total=al.c.total + len(found),
-                        last_at=sa.case(
-                            (al.c.last_at < sa.bindparam("b_last", type_=_schema.UTCDateTime),
-                             sa.bindparam("b_last", type_=_schema.UTCDateTime)),
-                            else_=al.c.last_at,
-                        ),
-                    )
-                    .returning(al.c.id),
-                    {"b_last": last},
-                )
-            ).first()
-            if bumped is not None:
-                return UUID(str(bumped[0]))
-            previous = (
-                await conn.execute(sa.select(sa.func.max(al.c.closed_at)).where(al.c.key == key))
-            ).scalar()
-            not_before = now + policy.group_wait
-            previous = _aware(previous)
-            if previous is not None:
-                not_before = max(not_before, previous + policy.window)
-            alert_id = _ids.uuid7()
-            made = (
-                await conn.execute(
-                    self._insert(al)
-                    .values(
-                        id=alert_id, key=key[:255], kind=found[0].kind, subject=found[0].subject[:255],
-                        open_key=key[:255], total=len(found), first_at=first, last_at=last,
-                        not_before=not_before, closed_at=None, samples=None, created_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["open_key"])
-                    .returning(al.c.id)
-                )
-            ).first()
-            if made is not None:
-                return alert_id
-        raise RuntimeError(f"could not open an alert for {key!r}")  # pragma: no cover
+        async with self._db.write() as conn:
+            return await record(self._db, conn, occurrences, now, policy)
 
     async def scan_dead(
         self,
@@ -170,15 +73,15 @@ class AlertQueries:
         re-read harmless. A schedule's dead fires alert through its failure streak instead.
         Nothing to read costs one read, no write.
         """
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             seen = (await conn.execute(sa.select(ast).where(ast.c.name == _DEAD_SCAN))).first()
             if seen is not None:
                 since = _dead_since(_aware(seen.cursor_at) or now - lag, seen.cursor_id)
                 if (await conn.execute(sa.select(ex.c.id).where(since).limit(1))).first() is None:
                     return 0
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             await conn.execute(
-                self._insert(ast).on_conflict_do_nothing(index_elements=["name"]),
+                self._db.insert(ast).on_conflict_do_nothing(index_elements=["name"]),
                 [{"name": _DEAD_SCAN, "cursor_at": now - lag, "cursor_id": None, "updated_at": now}],
             )
             cursor = (
@@ -216,7 +119,7 @@ class AlertQueries:
                 )
                 for r in rows
             ]
-            new = await self._record(conn, occurrences, now, policy) if occurrences else 0
+            new = await record(self._db, conn, occurrences, now, policy) if occurrences else 0
             if len(rows) == limit:  # more to read: continue after the last row
                 cursor_at, cursor_id = rows[-1].updated_at, rows[-1].id
             else:  # read to the end: next time, re-read the last ``lag``
@@ -235,7 +138,7 @@ class AlertQueries:
         ready = sa.and_(al.c.open_key.is_not(None), al.c.not_before <= now)
         if not await self._any(al, ready):
             return 0
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             due = (
                 await conn.execute(
                     sa.select(al.c.id)
@@ -265,7 +168,7 @@ class AlertQueries:
                 )
                 if channels:
                     await conn.execute(
-                        self._insert(ad).on_conflict_do_nothing(index_elements=["alert_id", "channel"]),
+                        self._db.insert(ad).on_conflict_do_nothing(index_elements=["alert_id", "channel"]),
                         [
                             {"alert_id": alert_id, "channel": c, "status": "pending", "attempts": 0,
                              "next_attempt_at": now, "lease_expires_at": None, "last_error": None,
@@ -285,7 +188,7 @@ class AlertQueries:
         )
         if not await self._any(ad, due):
             return []
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             rows = (
                 await conn.execute(
                     sa.select(ad.c.alert_id, ad.c.channel, ad.c.attempts, ad.c.created_at)
@@ -334,7 +237,7 @@ class AlertQueries:
             values = {"status": "pending", "next_attempt_at": retry_at, "last_error": error[:2000]}
         else:
             values = {"status": "failed", "last_error": error[:2000]}
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             await conn.execute(
                 sa.update(ad)
                 .where(
@@ -348,7 +251,7 @@ class AlertQueries:
 
     async def _any(self, table: sa.Table, condition: sa.ColumnElement[bool]) -> bool:
         """Whether a row matches (a read, so an idle pass does not take the write lock)."""
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             q = sa.select(sa.literal(1)).select_from(table).where(condition).limit(1)
             return (await conn.execute(q)).first() is not None
 
@@ -359,7 +262,7 @@ class AlertQueries:
             .where(ad.c.status.in_(("pending", "sending")))
             .group_by(ad.c.status)
         )
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             found = {row[0]: int(row[1]) for row in await conn.execute(q)}
         return {s: found.get(s, 0) for s in ("pending", "sending")}
 
@@ -368,7 +271,7 @@ class AlertQueries:
         q = sa.select(al).order_by(al.c.created_at.desc(), al.c.id.desc())
         if limit:
             q = q.limit(limit)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             found = await self._alerts(conn, q)
             if not found:
                 return []
@@ -395,7 +298,7 @@ class AlertQueries:
     async def prune_alerts(self, before: datetime) -> int:
         """Delete occurrences older than ``before`` and finished alerts closed before it."""
         unfinished = sa.exists().where(ad.c.alert_id == al.c.id, ad.c.status.in_(("pending", "sending")))
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             n = (await conn.execute(sa.delete(ao).where(ao.c.at < before))).rowcount or 0
             n += (
                 await conn.execute(
@@ -405,6 +308,100 @@ class AlertQueries:
                 )
             ).rowcount or 0
         return int(n)
+
+
+async def record(
+    db: _db.Database,
+    conn: AsyncConnection,
+    occurrences: Sequence[Occurrence],
+    now: datetime,
+    policy: AlertPolicy,
+) -> int:
+    """Record ``occurrences`` in ``conn``'s transaction, folded into their keys' open alerts.
+
+    Returns how many were new (each ``source`` counts once). Shared by ``AlertQueries`` and
+    the scheduler's ``advance_schedule``, which records in its own transaction.
+    """
+    rows = [
+        {"source": o.source[:255], "alert_id": None, "at": o.at, "details": o.details}
+        for o in occurrences
+    ]
+    new_sources: set[str] = set()
+    for chunk in _chunks(rows, 500):
+        res = await conn.execute(
+            db.insert(ao)
+            .on_conflict_do_nothing(index_elements=["source"])
+            .returning(ao.c.source),
+            chunk,
+        )
+        new_sources.update(r[0] for r in res)
+    by_key: dict[str, list[Occurrence]] = {}
+    for o in occurrences:
+        if o.source[:255] in new_sources:
+            by_key.setdefault(o.key, []).append(o)
+            new_sources.discard(o.source[:255])  # the same source twice in one batch
+    for key, found in by_key.items():
+        alert_id = await _open_alert(db, conn, key, found, now, policy)
+        await conn.execute(
+            sa.update(ao)
+            .where(ao.c.source.in_([o.source[:255] for o in found]))
+            .values(alert_id=alert_id)
+        )
+    return sum(len(v) for v in by_key.values())
+
+async def _open_alert(
+    db: _db.Database,
+    conn: AsyncConnection,
+    key: str,
+    found: Sequence[Occurrence],
+    now: datetime,
+    policy: AlertPolicy,
+) -> UUID:
+    """The id of ``key``'s open alert, counting ``found`` into it (created if need be)."""
+    first = min(o.at for o in found)
+    last = max(o.at for o in found)
+    for _ in range(5):
+        bumped = (
+            await conn.execute(
+                sa.update(al)
+                .where(al.c.open_key == key)
+                .values(
+                    total=al.c.total + len(found),
+                    last_at=sa.case(
+                        (al.c.last_at < sa.bindparam("b_last", type_=_schema.UTCDateTime),
+                         sa.bindparam("b_last", type_=_schema.UTCDateTime)),
+                        else_=al.c.last_at,
+                    ),
+                )
+                .returning(al.c.id),
+                {"b_last": last},
+            )
+        ).first()
+        if bumped is not None:
+            return UUID(str(bumped[0]))
+        previous = (
+            await conn.execute(sa.select(sa.func.max(al.c.closed_at)).where(al.c.key == key))
+        ).scalar()
+        not_before = now + policy.group_wait
+        previous = _aware(previous)
+        if previous is not None:
+            not_before = max(not_before, previous + policy.window)
+        alert_id = _ids.uuid7()
+        made = (
+            await conn.execute(
+                db.insert(al)
+                .values(
+                    id=alert_id, key=key[:255], kind=found[0].kind, subject=found[0].subject[:255],
+                    open_key=key[:255], total=len(found), first_at=first, last_at=last,
+                    not_before=not_before, closed_at=None, samples=None, created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["open_key"])
+                .returning(al.c.id)
+            )
+        ).first()
+        if made is not None:
+            return alert_id
+    raise RuntimeError(f"could not open an alert for {key!r}")  # pragma: no cover
 
 
 def _dead_since(at: datetime, after_id: UUID | None) -> sa.ColumnElement[bool]:

@@ -1,21 +1,19 @@
 """Handler log lines per attempt (``execution_logs``): written when an attempt ends, read by
-the admin API. A mixin of ``Store`` (through ``AdminQueries``). Lines go with their execution
+the admin API. Part of ``Store`` (``LogPort``). Lines go with their execution
 (foreign-key cascade): retention and purges delete them too.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solo_os.store import _schema
+from solo_os.store import _db, _schema
 
 lg = _schema.execution_logs
 
@@ -44,15 +42,9 @@ class LogLine:
 
 
 class LogQueries:
-    """Writes and reads ``execution_logs``."""
+    """Writes and reads ``execution_logs`` (``LogPort``)."""
 
-    if TYPE_CHECKING:
-
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _insert(self, table: sa.Table) -> Any: ...
+    _db: _db.Database
 
     async def save_logs(self, execution_id: UUID, attempt: int, lines: Sequence[LineLike]) -> None:
         """Store an attempt's lines; a second write of the same attempt changes nothing."""
@@ -70,8 +62,8 @@ class LogQueries:
             }
             for line in lines
         ]
-        stmt = self._insert(lg).on_conflict_do_nothing(index_elements=["execution_id", "attempt", "seq"])
-        async with self._write() as conn:
+        stmt = self._db.insert(lg).on_conflict_do_nothing(index_elements=["execution_id", "attempt", "seq"])
+        async with self._db.write() as conn:
             await conn.execute(stmt, rows)
 
     async def list_logs(self, execution_id: UUID, limit: int = 5000) -> list[LogLine]:
@@ -82,7 +74,7 @@ class LogQueries:
             .order_by(lg.c.attempt, lg.c.seq)
             .limit(limit)
         )
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             return [
                 LogLine(r.attempt, r.seq, r.at, r.level, r.message, r.fields) for r in await conn.execute(q)
             ]

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from solo_os.core import records
+from solo_os.store._rows import last_error
 
 CHANNEL = "solo_os_work"  # LISTEN/NOTIFY channel that wakes workers
 
@@ -49,14 +50,6 @@ class Columns(Generic[T]):
 
 def _dumps(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
-
-
-def last_error(r: records.Finished) -> str | None:
-    """The ``last_error`` an execution keeps after ``r`` (none once it succeeded)."""
-    if r.next_status == "succeeded":
-        return None
-    text = f"{r.error_type}: {r.error_message}" if r.error_type else (r.error_message or "")
-    return text[:4000]
 
 
 EVENTS: Columns[records.NewEvent] = Columns((

@@ -1,46 +1,38 @@
 """Shared token buckets for outbound calls, and rescheduling an execution that waited for one.
 
-A mixin of ``Store``. Each key is one row of ``rate_limits``. A demand locks the row
+Part of ``Store`` (``RateLimitPort``). Each key is one row of ``rate_limits``. A demand locks the row
 (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's single writer already holds
 ``BEGIN IMMEDIATE``), runs the pure ``ratelimit.take`` on it and writes the result back, so
 concurrent demands from every process serialize on that row and together never take more than
-the bucket holds. On PostgreSQL the clock is the database's (``clock_timestamp()``), so hosts
-with skewed clocks still share one timeline; SQLite lives on one host and uses its clock.
+the bucket holds. On PostgreSQL the clock is the database's (the dialect's ``clock`` hook:
+``clock_timestamp()``), so hosts with skewed clocks still share one timeline; SQLite lives on
+one host and uses its clock.
 """
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os.core import ratelimit
-from solo_os.store import _schema
+from solo_os.store import _db, _schema
 
 rl = _schema.rate_limits
 ex = _schema.executions
 
 
 class RateLimitQueries:
-    """Token buckets and rate-limit rescheduling. Mixed into ``Store``."""
+    """Token buckets (``RateLimitPort``) and rate-limit rescheduling (``QueuePort``)."""
 
-    dialect: str
-
-    if TYPE_CHECKING:
-
-        def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _insert(self, table: sa.Table) -> Any: ...
+    _db: _db.Database
 
     async def take_tokens(self, key: str, want: int, rate: float, capacity: float) -> ratelimit.Grant:
         """Take up to ``want`` tokens of ``key`` (refilled at ``rate``/s up to ``capacity``)."""
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             bucket, now = await self._locked_bucket(conn, key, capacity)
             state, grant = ratelimit.take(bucket, now, rate, capacity, want)
             await self._save_bucket(conn, key, state)
@@ -48,7 +40,7 @@ class RateLimitQueries:
 
     async def pause_key(self, key: str, seconds: float, capacity: float) -> datetime:
         """Grant nothing for ``key`` for ``seconds`` from now, for every process; returns until when."""
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             bucket, now = await self._locked_bucket(conn, key, capacity)
             state = ratelimit.pause(bucket, now, seconds)
             await self._save_bucket(conn, key, state)
@@ -56,7 +48,7 @@ class RateLimitQueries:
 
     async def rate_limit_state(self, key: str) -> ratelimit.Bucket | None:
         """The stored bucket of ``key`` (None before its first use)."""
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             row = (
                 await conn.execute(
                     sa.select(rl.c.tokens, rl.c.updated_at, rl.c.paused_until).where(rl.c.key == key)
@@ -76,7 +68,7 @@ class RateLimitQueries:
         this worker no longer holds the execution's lease (nothing changes then).
         """
         now = datetime.now(UTC)
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             res = await conn.execute(
                 sa.update(ex)
                 .where(
@@ -108,13 +100,13 @@ class RateLimitQueries:
         for _ in range(2):
             row = (await conn.execute(self._select_locked(key))).first()
             if row is not None:
-                now = row.now if self.dialect == "postgresql" else datetime.now(UTC)
+                now = row.now if self._db.dialect.clock() is not None else datetime.now(UTC)
                 return ratelimit.Bucket(row.tokens, row.updated_at, row.paused_until), now
             # First use of the key: create it full. A concurrent creator wins the conflict;
             # the second SELECT then waits for its commit and reads its row.
             created = datetime.now(UTC)
             await conn.execute(
-                self._insert(rl)
+                self._db.insert(rl)
                 .values(key=key, tokens=float(capacity), updated_at=self._now_expr(created))
                 .on_conflict_do_nothing(index_elements=["key"])
             )
@@ -122,14 +114,14 @@ class RateLimitQueries:
 
     def _select_locked(self, key: str) -> Any:
         cols: list[Any] = [rl.c.tokens, rl.c.updated_at, rl.c.paused_until]
-        if self.dialect == "postgresql":
-            cols.append(sa.func.clock_timestamp(type_=_schema.UTCDateTime).label("now"))
+        clock = self._db.dialect.clock()
+        if clock is not None:
+            cols.append(clock.label("now"))
         return sa.select(*cols).where(rl.c.key == key).with_for_update()
 
     def _now_expr(self, fallback: datetime) -> Any:
-        if self.dialect == "postgresql":
-            return sa.func.clock_timestamp()
-        return fallback
+        clock = self._db.dialect.clock()
+        return fallback if clock is None else clock
 
     @staticmethod
     async def _save_bucket(conn: AsyncConnection, key: str, state: ratelimit.Bucket) -> None:

@@ -1,6 +1,6 @@
 """Retention: prune finished executions and old events in small batches; table sizes.
 
-A mixin of ``Store``. What goes:
+Part of ``Store`` (``RetentionPort``). What goes:
 
 - executions that finished (``succeeded``, ``cancelled``; ``dead`` only when asked) and last
   changed before the cut-off, with their attempts and steps (foreign-key cascade);
@@ -11,24 +11,21 @@ A mixin of ``Store``. What goes:
 Deletes run in batches of ``batch_size`` rows, one short transaction each, so ingest and
 workers keep writing in between. ``solo_os.runtime.pruner`` runs it once a day inside the worker role; on
 PostgreSQL a session advisory lock lets one process prune at a time (SQLite's single writer
-serializes the batches anyway).
+serializes the batches anyway): the dialect's ``exclusive`` hook.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os import errors
-from solo_os.store import _schema
+from solo_os.store import _db, _schema
 
 log = structlog.get_logger("solo_os.retention")
 
@@ -69,15 +66,9 @@ def _now() -> datetime:
 
 
 class Retention:
-    """Pruning and table statistics. Mixed into ``Store``."""
+    """Pruning and table statistics (``RetentionPort``)."""
 
-    dialect: str
-
-    if TYPE_CHECKING:
-
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+    _db: _db.Database
 
     # --- pruning ---------------------------------------------------------------------------
 
@@ -104,7 +95,7 @@ class Retention:
         staying = sa.exists().where(ex.c.event_id == ev.c.id, sa.not_(prunable_ex))
         prunable_ev = sa.and_(ev.c.received_at < ev_cutoff, sa.not_(staying))
         if dry_run:
-            async with self._read() as conn:
+            async with self._db.read() as conn:
                 n_ex = await conn.scalar(sa.select(sa.func.count()).select_from(ex).where(prunable_ex))
                 n_ev = await conn.scalar(sa.select(sa.func.count()).select_from(ev).where(prunable_ev))
             return PruneResult(int(n_ex or 0), int(n_ev or 0), ex_cutoff, ev_cutoff, dry_run=True)
@@ -116,7 +107,7 @@ class Retention:
         deleted = 0
         while True:
             batch = sa.select(key).where(condition).limit(batch_size).scalar_subquery()
-            async with self._write() as conn:
+            async with self._db.write() as conn:
                 result = await conn.execute(sa.delete(table).where(key.in_(batch), condition))
             n = int(result.rowcount or 0)
             deleted += n
@@ -128,67 +119,23 @@ class Retention:
         self, older_than: timedelta, *, include_dead: bool = False
     ) -> PruneResult | None:
         """``prune`` unless another process is pruning this database now (then None)."""
-        if self.dialect != "postgresql":
-            return await self.prune(older_than, include_dead=include_dead)
-        async with self._read() as lock_conn:
-            got = await lock_conn.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": PRUNE_LOCK})
-            await lock_conn.commit()  # the session lock outlives this transaction
+        async with self._db.dialect.exclusive(self._db.read, PRUNE_LOCK) as got:
             if not got:
                 return None
-            try:
-                return await self.prune(older_than, include_dead=include_dead)
-            finally:
-                try:
-                    await lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": PRUNE_LOCK})
-                    await lock_conn.commit()
-                except Exception:
-                    # Never hand a connection that may still hold the lock back to the pool.
-                    await lock_conn.invalidate()
-                    raise
+            return await self.prune(older_than, include_dead=include_dead)
 
     # --- statistics --------------------------------------------------------------------------
 
     async def table_stats(self) -> DatabaseStats:
         """Rows and bytes (with indexes) of every table, and the database's total size."""
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             names: list[str] = await conn.run_sync(lambda c: sorted(sa.inspect(c).get_table_names()))
             rows: dict[str, int] = {}
             for name in names:
                 rows[name] = int(
                     await conn.scalar(sa.select(sa.func.count()).select_from(sa.table(name))) or 0
                 )
-            if self.dialect == "postgresql":
-                sizes, total = await _postgres_sizes(conn, names)
-            else:
-                sizes, total = await _sqlite_sizes(conn)
+            sizes, total = await self._db.dialect.table_sizes(conn, names)
         tables = [TableSize(n, rows[n], sizes.get(n)) for n in names]
-        return DatabaseStats(self.dialect, tables, total)
+        return DatabaseStats(self._db.dialect.name, tables, total)
 
-
-async def _postgres_sizes(
-    conn: AsyncConnection, names: Sequence[str]
-) -> tuple[dict[str, int | None], int | None]:
-    sizes: dict[str, int | None] = {}
-    for name in names:
-        sizes[name] = await conn.scalar(
-            sa.text("SELECT pg_total_relation_size(to_regclass(:n))"), {"n": f'"{name}"'}
-        )
-    total = await conn.scalar(sa.text("SELECT pg_database_size(current_database())"))
-    return sizes, int(total) if total is not None else None
-
-
-async def _sqlite_sizes(conn: AsyncConnection) -> tuple[dict[str, int | None], int | None]:
-    page_size = int(await conn.scalar(sa.text("PRAGMA page_size")) or 0)
-    page_count = int(await conn.scalar(sa.text("PRAGMA page_count")) or 0)
-    sizes: dict[str, int | None] = {}
-    try:
-        rows = await conn.execute(
-            sa.text(
-                "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat AS d "
-                "JOIN sqlite_master AS m ON m.name = d.name GROUP BY m.tbl_name"
-            )
-        )
-        sizes = {r[0]: int(r[1]) for r in rows}
-    except sa.exc.OperationalError:  # built without the dbstat table
-        sizes = {}
-    return sizes, page_size * page_count

@@ -1,4 +1,4 @@
-"""Schedules, their fires, and the alert outbox. A mixin of ``Store``.
+"""Schedules and their fires (``SchedulePort``).
 
 Exactly once: every (schedule, fire time) is one row of ``schedule_fires`` under a unique
 constraint, inserted with ``ON CONFLICT DO NOTHING`` in the same transaction as the execution
@@ -11,16 +11,15 @@ The decision of what to fire is not made here: ``advance_schedule`` reads the st
 to a pure ``plan`` function (``scheduler.plan``) and writes what comes back.
 
 Alerts a schedule raises (failure streaks, recoveries, missed windows) are recorded in the
-same transaction (``_alerts.AlertQueries``).
+same transaction (``_alerts.record``).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -34,7 +33,7 @@ from solo_os.core.records import FireStatus as FireStatus
 from solo_os.core.records import PlannedFire as PlannedFire
 from solo_os.core.records import ScheduleState as ScheduleState
 from solo_os.core.records import Settled as Settled
-from solo_os.store import _alerts, _schema
+from solo_os.store import _alerts, _db, _schema
 from solo_os.store._alerts import _aware, _chunks
 
 sc = _schema.schedules
@@ -99,22 +98,10 @@ def correlation_id(name: str, fire_at: datetime) -> str:
 # --- queries ------------------------------------------------------------------------------
 
 
-class ScheduleQueries(_alerts.AlertQueries):
-    """Schedules and their fires (and, through the base, the alert outbox). Mixed into ``Store``."""
+class ScheduleQueries:
+    """Schedules and their fires (``SchedulePort``)."""
 
-    dialect: str
-
-    if TYPE_CHECKING:
-
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _insert(self, table: sa.Table) -> Any: ...
-
-        async def _notify(self, conn: AsyncConnection) -> None: ...
-
-        def wake_local(self) -> None: ...
+    _db: _db.Database
 
     # --- schedules ------------------------------------------------------------------------
 
@@ -127,8 +114,8 @@ class ScheduleQueries(_alerts.AlertQueries):
         ]
         if not rows:
             return
-        async with self._write() as conn:
-            await conn.execute(self._insert(sc).on_conflict_do_nothing(index_elements=["name"]), rows)
+        async with self._db.write() as conn:
+            await conn.execute(self._db.insert(sc).on_conflict_do_nothing(index_elements=["name"]), rows)
 
     async def set_paused(self, name: str, paused: bool, now: datetime) -> bool:
         """Pause or resume ``name`` for every scheduler; returns whether it changed.
@@ -141,7 +128,7 @@ class ScheduleQueries(_alerts.AlertQueries):
             values["paused_at"] = now
         else:
             values.update(paused_at=None, active_since=now)
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             res = await conn.execute(
                 sa.update(sc).where(sc.c.name == name, sc.c.paused.is_not(paused)).values(**values)
             )
@@ -154,14 +141,14 @@ class ScheduleQueries(_alerts.AlertQueries):
             .where(sf.c.kind.in_(AUTOMATIC_KINDS))
             .group_by(sf.c.schedule)
         )
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(q)).all()
         return {r[0]: found for r in rows if (found := _aware(r[1])) is not None}
 
     async def schedules_to_watch(self) -> set[str]:
         """Schedules with queued fires or fired executions not yet seen to finish."""
         q = sa.select(sf.c.schedule).where(_open_fire()).distinct()
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             return {r[0] for r in await conn.execute(q)}
 
     async def advance_schedule(
@@ -172,7 +159,7 @@ class ScheduleQueries(_alerts.AlertQueries):
         policy: AlertPolicy | None = None,
     ) -> Advanced | None:
         """Lock ``name``, read its state, apply ``plan(state)``; None if another holds the lock."""
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             row = (
                 await conn.execute(
                     sa.select(sc).where(sc.c.name == name).with_for_update(skip_locked=True)
@@ -203,7 +190,7 @@ class ScheduleQueries(_alerts.AlertQueries):
                 )
             alerts = [*decided.occurrences, *(f.alert for f in inserted if f.alert is not None)]
             if policy is not None and alerts:
-                await self._record(conn, alerts, now, policy)
+                await _alerts.record(self._db, conn, alerts, now, policy)
             busy_row = (
                 await conn.execute(
                     sa.select(sa.func.count()).select_from(sf).where(sf.c.schedule == name, _open_fire())
@@ -217,9 +204,9 @@ class ScheduleQueries(_alerts.AlertQueries):
                 )
             ).scalar()
             if created:
-                await self._notify(conn)
+                await self._db.notify(conn)
         if created:
-            self.wake_local()
+            self._db.wake_local()
         return Advanced(
             state=state,
             inserted=tuple(inserted),
@@ -329,7 +316,7 @@ class ScheduleQueries(_alerts.AlertQueries):
         inserted_ids: set[UUID] = set()
         for chunk in _chunks(rows, 500):
             res = await conn.execute(
-                self._insert(sf)
+                self._db.insert(sf)
                 .on_conflict_do_nothing(index_elements=["schedule", "fire_at"])
                 .returning(sf.c.id),
                 chunk,
@@ -354,12 +341,12 @@ class ScheduleQueries(_alerts.AlertQueries):
     ) -> tuple[list[PlannedFire], list[UUID]]:
         """Record fires made by hand (trigger, backfill); returns the new ones and executions."""
         await self.ensure_schedules([name], now)
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             inserted, created = await self._insert_fires(conn, name, fires, max_attempts, now)
             if created:
-                await self._notify(conn)
+                await self._db.notify(conn)
         if created:
-            self.wake_local()
+            self._db.wake_local()
         return inserted, created
 
     async def schedule_info(self, names: Sequence[str]) -> dict[str, ScheduleInfo]:
@@ -370,7 +357,7 @@ class ScheduleQueries(_alerts.AlertQueries):
         }
         if not names:
             return out
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             for r in await conn.execute(sa.select(sc).where(sc.c.name.in_(names))):
                 out[r.name] = ScheduleInfo(
                     name=r.name, paused=bool(r.paused), paused_at=r.paused_at,
@@ -418,7 +405,7 @@ class ScheduleQueries(_alerts.AlertQueries):
             q = q.where(sf.c.fire_at >= since)
         if limit:
             q = q.limit(limit)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             return [
                 Fire(
                     id=r.id, schedule=r.schedule, fire_at=r.fire_at, kind=r.kind, status=r.status,
@@ -436,7 +423,7 @@ class ScheduleQueries(_alerts.AlertQueries):
             newer.c.kind.in_(AUTOMATIC_KINDS),
             newer.c.fire_at > sf.c.fire_at,
         )
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             res = await conn.execute(
                 sa.delete(sf).where(sf.c.fire_at < before, sa.not_(_open_fire()), keep_latest)
             )

@@ -5,7 +5,7 @@ The three statements on the hot path (ingest, claim, finish; their SQL is in
 single statements over arrays (``unnest``): each is its own transaction, so a batch costs one
 round trip and one commit, with no ``BEGIN``/``COMMIT`` exchanges and none of SQLAlchemy's
 per-statement work. Everything else (rare paths, reads, migrations) uses SQLAlchemy Core from
-``_base``. At thousands of deliveries a second on two cores, that difference is most of the
+the query modules. At thousands of deliveries a second on two cores, that difference is most of the
 CPU budget (see docs/benchmarks.md).
 """
 
@@ -24,17 +24,87 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from solo_os import errors
 from solo_os.core import records
-from solo_os.store import _base, _pg_sql
+from solo_os.store import _base, _db, _pg_sql, _rows, _schema
+from solo_os.store._admin import TRGM_INDEX
+from solo_os.store._db import utcnow
 from solo_os.store._pg_sql import CHANNEL
 
 MIGRATION_LOCK = 0x501005  # pg_advisory_xact_lock key: one migrating process at a time
 log = structlog.get_logger("solo_os.store")
+# Lost connections, a server shutting down or starting up, a full server: all pass.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.InternalClientError,
+    asyncpg.OperatorInterventionError, asyncpg.TooManyConnectionsError,
+)
 
 
 async def _no_reset(_conn: asyncpg.Connection) -> None:
     """Pool connections keep no session state: skip asyncpg's reset round trip on release."""
+
+
+class PostgresDialect:
+    """PostgreSQL's hooks (``_db.Dialect``)."""
+
+    name = "postgresql"
+
+    def insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table)
+
+    def json_text(self, name: str) -> sa.ColumnElement[Any]:
+        return sa.cast(sa.bindparam(name, type_=sa.Text), postgresql.JSONB)
+
+    async def notify(self, conn: AsyncConnection) -> None:
+        # Delivered at commit, once per transaction and channel (PostgreSQL folds duplicates).
+        await conn.execute(sa.text(f"NOTIFY {CHANNEL}"))
+
+    async def lock_for_migration(self, conn: AsyncConnection) -> None:
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, read: _db.ReadConnection, key: int) -> AsyncIterator[bool]:
+        """A session advisory lock on a connection of its own, held while inside."""
+        async with read() as lock_conn:
+            got = await lock_conn.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+            await lock_conn.commit()  # the session lock outlives this transaction
+            if not got:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                try:
+                    await lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    await lock_conn.commit()
+                except Exception:
+                    # Never hand a connection that may still hold the lock back to the pool.
+                    await lock_conn.invalidate()
+                    raise
+
+    def clock(self) -> sa.ColumnElement[datetime] | None:
+        return sa.func.clock_timestamp(type_=_schema.UTCDateTime)
+
+    def epoch_seconds(self, col: Any) -> Any:
+        return sa.extract("epoch", col)
+
+    def floor(self, value: Any) -> Any:
+        return sa.func.floor(value)
+
+    async def has_payload_index(self, read: _db.ReadConnection) -> bool:
+        async with read() as conn:
+            found = await conn.scalar(sa.text(f"SELECT to_regclass('{TRGM_INDEX}') IS NOT NULL"))
+        return bool(found)
+
+    async def table_sizes(
+        self, conn: AsyncConnection, names: Sequence[str]
+    ) -> tuple[dict[str, int | None], int | None]:
+        sizes: dict[str, int | None] = {}
+        for name in names:
+            sizes[name] = await conn.scalar(
+                sa.text("SELECT pg_total_relation_size(to_regclass(:n))"), {"n": f'"{name}"'}
+            )
+        total = await conn.scalar(sa.text("SELECT pg_database_size(current_database())"))
+        return sizes, int(total) if total is not None else None
 
 
 class PostgresStore(_base.Store):
@@ -53,26 +123,13 @@ class PostgresStore(_base.Store):
                 "server_settings": {"application_name": "solo-os"},
             },
         )
-        super().__init__(engine)
+        super().__init__(PostgresDialect(), engine)
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._listener: asyncpg.Connection | None = None
         self._listen_task: asyncio.Task[None] | None = None
-
-    def _insert(self, table: sa.Table) -> Any:
-        return postgresql.insert(table)
-
-    def _json_text(self, name: str) -> sa.ColumnElement[Any]:
-        return sa.cast(sa.bindparam(name, type_=sa.Text), postgresql.JSONB)
-
-    async def _notify(self, conn: AsyncConnection) -> None:
-        # Delivered at commit, once per transaction and channel (PostgreSQL folds duplicates).
-        await conn.execute(sa.text(f"NOTIFY {CHANNEL}"))
-
-    async def _lock_for_migration(self, conn: AsyncConnection) -> None:
-        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
 
     # --- the hot path -----------------------------------------------------------------------
 
@@ -93,19 +150,10 @@ class PostgresStore(_base.Store):
 
     @contextlib.asynccontextmanager
     async def _hot(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
+        with _db.translating(_UNAVAILABLE):
             pool = await self._hot_pool()
             async with pool.acquire() as conn:
                 yield conn
-        except errors.SoloOSError:
-            raise
-        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                asyncpg.InternalClientError, asyncpg.OperatorInterventionError,
-                asyncpg.TooManyConnectionsError) as exc:
-            # Lost connections, a server shutting down or starting up, a full server: all pass.
-            raise errors.StoreUnavailable(f"store unavailable: {type(exc).__name__}") from exc
-        except asyncpg.PostgresError as exc:
-            raise errors.StoreError(f"store error: {type(exc).__name__}: {exc}") from exc
 
     async def ingest(self, batch: Sequence[records.NewEvent]) -> list[records.IngestResult]:
         if not batch:
@@ -148,37 +196,14 @@ class PostgresStore(_base.Store):
             rows = await conn.fetch(
                 _pg_sql.CLAIM, now, limit, worker_id, now + timedelta(seconds=lease_seconds), lost
             )
-        out = []
-        for r in rows:
-            document, headers, problem = _base.read_input(r["payload"], r["body"], r["headers"])
-            out.append(
-                records.Claimed(
-                    id=r["id"],
-                    event_id=r["event_id"],
-                    handler=r["handler"],
-                    attempt=r["attempts"],
-                    max_attempts=r["max_attempts"],
-                    correlation_id=r["correlation_id"],
-                    source=r["source"],
-                    event_type=r["type"],
-                    idempotency_key=r["idempotency_key"],
-                    received_at=r["received_at"],
-                    headers=headers,
-                    document=document,
-                    scheduled_at=r["scheduled_at"],
-                    trace_parent=r["trace_parent"],
-                    input_error=problem,
-                    losses=r["losses"],
-                )
-            )
-        return out
+        return [_rows.claimed(r, r) for r in rows]  # the event's columns are null for cron runs
 
     async def finish(
         self, worker_id: str, results: Sequence[records.Finished]
     ) -> list[records.Finished]:
         if not results:
             return []
-        now = _base.utcnow()
+        now = utcnow()
         async with self._hot() as conn:
             rows = await conn.fetch(
                 _pg_sql.FINISH, *_pg_sql.RESULTS.arrays(results), now, worker_id

@@ -7,14 +7,25 @@ second pool with plain ``BEGIN``, which WAL lets run beside the writer.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from solo_os.store import _base
+from solo_os.core import records
+from solo_os.store import _base, _db, _rows, _schema
+from solo_os.store._db import utcnow
+from solo_os.store._rows import last_error
+
+ev = _schema.events
+ex = _schema.executions
+at = _schema.attempts
 
 BUSY_TIMEOUT_MS = 15_000
 
@@ -44,18 +55,218 @@ def _engine(url: str, begin: str, pool_size: int, busy_timeout_ms: int) -> Async
     return engine
 
 
+class SQLiteDialect:
+    """SQLite's hooks (``_db.Dialect``)."""
+
+    name = "sqlite"
+
+    def insert(self, table: sa.Table) -> Any:
+        return sqlite.insert(table)
+
+    def json_text(self, name: str) -> sa.ColumnElement[Any]:
+        # SQLite keeps JSON as text: bind the text as it is.
+        return sa.bindparam(name, type_=sa.Text)
+
+    async def notify(self, conn: AsyncConnection) -> None:
+        """Nothing to tell: one process holds the file's writer, and wakes itself."""
+
+    async def lock_for_migration(self, conn: AsyncConnection) -> None:
+        """The writer's ``BEGIN IMMEDIATE`` already serializes migrations."""
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, read: _db.ReadConnection, key: int) -> AsyncIterator[bool]:
+        yield True  # the single writer serializes everything anyway
+
+    def clock(self) -> sa.ColumnElement[datetime] | None:
+        return None  # one host: its clock
+
+    def epoch_seconds(self, col: Any) -> Any:
+        # The column holds naive UTC text, "YYYY-MM-DD HH:MM:SS.ffffff". Whole seconds and
+        # the fraction are read apart: julianday() keeps only milliseconds, and in floating
+        # point days not even those.
+        whole = sa.cast(sa.func.strftime("%s", col), sa.Integer)
+        return whole + sa.cast(sa.func.substr(col, 20), sa.Float)
+
+    def floor(self, value: Any) -> Any:
+        return sa.cast(value, sa.Integer)  # truncation is floor for non-negative numbers
+
+    async def has_payload_index(self, read: _db.ReadConnection) -> bool:
+        return False
+
+    async def table_sizes(
+        self, conn: AsyncConnection, names: Sequence[str]
+    ) -> tuple[dict[str, int | None], int | None]:
+        page_size = int(await conn.scalar(sa.text("PRAGMA page_size")) or 0)
+        page_count = int(await conn.scalar(sa.text("PRAGMA page_count")) or 0)
+        sizes: dict[str, int | None] = {}
+        try:
+            rows = await conn.execute(
+                sa.text(
+                    "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat AS d "
+                    "JOIN sqlite_master AS m ON m.name = d.name GROUP BY m.tbl_name"
+                )
+            )
+            sizes = {r[0]: int(r[1]) for r in rows}
+        except sa.exc.OperationalError:  # built without the dbstat table
+            sizes = {}
+        return sizes, page_size * page_count
+
+
 class SQLiteStore(_base.Store):
     dialect = "sqlite"
 
     def __init__(self, url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         super().__init__(
+            SQLiteDialect(),
             _engine(url, "BEGIN IMMEDIATE", 1, busy_timeout_ms),
             _engine(url, "BEGIN", 4, busy_timeout_ms),
         )
 
-    def _insert(self, table: sa.Table) -> Any:
-        return sqlite.insert(table)
+    async def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_seconds: float,
+        *,
+        lost: bool | None = None,
+    ) -> list[records.Claimed]:
+        """Lease up to ``limit`` due executions to ``worker_id``, oldest due first.
 
-    def _json_text(self, name: str) -> sa.ColumnElement[Any]:
-        # SQLite keeps JSON as text: bind the text as it is.
-        return sa.bindparam(name, type_=sa.Text)
+        ``lost`` narrows the claim: False takes only executions never lost with a process,
+        True only those lost before (the worker runs such a one alone), None any.
+        Each claimed execution's stored input is decoded on its own (``read_input``): one that
+        cannot be read carries ``input_error`` instead of failing the claim.
+        """
+        if limit <= 0:
+            return []
+        cond = [ex.c.status == "pending", ex.c.run_after <= now]
+        if lost is not None:
+            cond.append(ex.c.losses > 0 if lost else ex.c.losses == 0)
+        due_q = sa.select(ex.c.id).where(*cond).order_by(ex.c.run_after).limit(limit)
+        if lost:
+            due_q = due_q.with_hint(ex, "INDEXED BY ix_executions_lost", "sqlite")
+        due = due_q.with_for_update(skip_locked=True).cte("due")
+        stmt = (
+            sa.update(ex)
+            .where(ex.c.id == due.c.id)
+            .values(
+                status="running",
+                attempts=ex.c.attempts + 1,
+                worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                started_at=now,
+                updated_at=now,
+            )
+            .returning(
+                ex.c.id, ex.c.event_id, ex.c.handler, ex.c.attempts, ex.c.max_attempts,
+                ex.c.correlation_id, ex.c.scheduled_at, ex.c.trace_parent, ex.c.losses,
+            )
+        )
+        async with self._db.write() as conn:
+            claimed = (await conn.execute(stmt)).all()
+            event_ids = {r.event_id for r in claimed if r.event_id is not None}
+            events: dict[UUID, Any] = {}
+            if event_ids:
+                rows = await conn.execute(
+                    sa.select(
+                        ev.c.id, ev.c.source, ev.c.type, ev.c.idempotency_key, ev.c.received_at,
+                        # As stored text: decoded per execution below, never by the driver.
+                        sa.type_coerce(ev.c.headers, sa.Text).label("headers"),
+                        sa.type_coerce(ev.c.payload, sa.Text).label("payload"),
+                        sa.case((ev.c.payload.is_(None), ev.c.body), else_=sa.null()).label("body"),
+                    ).where(ev.c.id.in_(event_ids))
+                )
+                events = {r.id: r for r in rows}
+        return [
+            _rows.claimed(r._mapping, events[r.event_id]._mapping if r.event_id in events else None)
+            for r in claimed
+        ]
+
+    async def finish(
+        self, worker_id: str, results: Sequence[records.Finished]
+    ) -> list[records.Finished]:
+        """Write attempts' outcomes in one transaction.
+
+        Returns the results that took effect: a result whose lease this worker no longer holds
+        (it expired and the execution was taken back) changes nothing but its attempt record.
+        """
+        if not results:
+            return []
+        now = utcnow()
+        update_stmt = (
+            sa.update(ex)
+            .where(
+                ex.c.id == sa.bindparam("b_id"),
+                ex.c.worker_id == worker_id,
+                ex.c.attempts == sa.bindparam("b_attempt"),
+                ex.c.status == "running",
+            )
+            .values(
+                status=sa.bindparam("b_status"),
+                run_after=sa.func.coalesce(
+                    sa.bindparam("b_run_after", type_=_schema.UTCDateTime), ex.c.run_after
+                ),
+                last_error=sa.bindparam("b_error", type_=sa.Text),
+                lease_expires_at=None,
+                worker_id=None,
+                started_at=None,
+                updated_at=now,
+            )
+        )
+        params = [
+            {
+                "b_id": r.execution_id,
+                "b_attempt": r.attempt,
+                "b_status": r.next_status,
+                "b_run_after": r.run_after,
+                "b_error": last_error(r),
+            }
+            for r in results
+        ]
+        attempt_rows = [
+            {
+                "execution_id": r.execution_id,
+                "attempt": r.attempt,
+                "worker_id": worker_id,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+                "outcome": r.outcome,
+                "error_type": r.error_type,
+                "error_message": r.error_message,
+                "traceback": r.traceback,
+            }
+            for r in results
+        ]
+        async with self._db.write() as conn:
+            applied_ids = await self._apply_finished(conn, worker_id, update_stmt, params, now)
+            applied = [r for r in results if r.execution_id in applied_ids]
+            await conn.execute(
+                self._db.insert(at).on_conflict_do_nothing(
+                    index_elements=["execution_id", "attempt"]
+                ),
+                attempt_rows,
+            )
+            if any(r.next_status == "pending" for r in applied):
+                await self._db.notify(conn)
+        return applied
+
+    async def _apply_finished(
+        self,
+        conn: AsyncConnection,
+        worker_id: str,
+        update_stmt: Any,
+        params: list[dict[str, Any]],
+        now: datetime,
+    ) -> set[UUID]:
+        """Run the outcome updates; return the ids whose lease this worker still held."""
+        res = await conn.execute(update_stmt, params)
+        if res.rowcount == len(params):
+            return {p["b_id"] for p in params}
+        # Some leases were lost (their rows were not updated): find out which (rare path).
+        held = await conn.execute(
+            sa.select(ex.c.id).where(
+                ex.c.id.in_([p["b_id"] for p in params]), ex.c.updated_at == now
+            )
+        )
+        return {row.id for row in held}

@@ -1,0 +1,166 @@
+"""What every query module shares, written once: connections, driver-error translation, and
+the dialect hooks.
+
+Query modules hold a ``Database`` (composition, no shared base class) and go through it for a
+reading or writing transaction, for the dialect's ``INSERT`` (with ``ON CONFLICT``), for JSON
+text binding, and for waking workers. What differs between SQLite and PostgreSQL is the
+``Dialect`` protocol below, implemented once in ``sqlite.py`` and once in ``postgres.py``;
+shared code asks a hook and never tests the dialect's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from solo_os import errors
+
+T = TypeVar("T")
+ReadConnection = Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def chunks(items: Sequence[T], size: int = 500) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size`` (bound parameters per statement stay bounded)."""
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+class Dialect(Protocol):
+    """What differs between the databases; ``sqlite.SQLiteDialect``, ``postgres.PostgresDialect``."""
+
+    name: str
+
+    def insert(self, table: sa.Table) -> Any:
+        """The dialect's ``INSERT`` (it offers ``on_conflict_do_nothing`` / ``_do_update``)."""
+
+    def json_text(self, name: str) -> sa.ColumnElement[Any]:
+        """A bound parameter of JSON text stored into a JSON column without re-encoding it."""
+
+    async def notify(self, conn: AsyncConnection) -> None:
+        """Tell other processes that work is due (inside the writing transaction)."""
+
+    async def lock_for_migration(self, conn: AsyncConnection) -> None:
+        """Serialize concurrent migrations (several processes starting at once)."""
+
+    def exclusive(self, read: ReadConnection, key: int) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Hold the database-wide lock ``key`` while inside; yields False if another holds it."""
+
+    def clock(self) -> sa.ColumnElement[datetime] | None:
+        """The database's clock as a column (shared by every host), or None: this host's."""
+
+    def epoch_seconds(self, col: Any) -> Any:
+        """Seconds since the epoch of a ``UTCDateTime`` column, with the fraction."""
+
+    def floor(self, value: Any) -> Any:
+        """The integer floor of a non-negative number."""
+
+    async def has_payload_index(self, read: ReadConnection) -> bool:
+        """Whether the events' payload has a trigram index for substring search."""
+
+    async def table_sizes(
+        self, conn: AsyncConnection, names: Sequence[str]
+    ) -> tuple[dict[str, int | None], int | None]:
+        """Bytes of each table (with indexes) where known, and of the whole database."""
+
+
+def _translate(exc: BaseException, unavailable: tuple[type[BaseException], ...] = ()) -> errors.StoreError:
+    """A driver error as ``StoreUnavailable`` (try later) or ``StoreError``.
+
+    ``unavailable`` are driver exception types that mean "try later" (a dialect's own).
+    """
+    if unavailable and isinstance(exc, unavailable):
+        return errors.StoreUnavailable(f"store unavailable: {type(exc).__name__}")
+    if isinstance(exc, sa.exc.DBAPIError):
+        state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+        if (
+            exc.connection_invalidated
+            or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+            # connection exceptions, too many connections, server shutting down or starting up
+            or state.startswith(("08", "57P", "53300"))
+        ):
+            return errors.StoreUnavailable(f"store unavailable: {type(exc.orig).__name__} {state}".strip())
+        return errors.StoreError(f"store error: {type(exc.orig).__name__}: {exc.orig}")
+    if isinstance(exc, OSError | TimeoutError | sa.exc.TimeoutError):
+        return errors.StoreUnavailable(f"store unavailable: {type(exc).__name__}")
+    name = type(exc).__name__
+    if not unavailable and ("Connection" in name or "CannotConnect" in name or "Postgres" in name):
+        return errors.StoreUnavailable(f"store unavailable: {name}")
+    return errors.StoreError(f"store error: {name}: {exc}")
+
+
+_DRIVER_MODULES = ("asyncpg", "sqlite3", "aiosqlite")
+
+
+@contextlib.contextmanager
+def translating(unavailable: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Raise driver errors met inside as ``StoreUnavailable`` / ``StoreError`` (``_translate``)."""
+    caught: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, OSError, TimeoutError, *unavailable)
+    try:
+        yield
+    except errors.SoloOSError:
+        raise
+    except caught as exc:
+        raise _translate(exc, unavailable) from exc
+    except Exception as exc:
+        # drivers raise their own exception trees (asyncpg for lost connections)
+        if type(exc).__module__.startswith(_DRIVER_MODULES):
+            raise _translate(exc, unavailable) from exc
+        raise
+
+
+class Database:
+    """Engines, transactions, dialect hooks and the local wake-up, for the query modules."""
+
+    def __init__(
+        self, dialect: Dialect, write_engine: AsyncEngine, read_engine: AsyncEngine | None = None
+    ) -> None:
+        self.dialect = dialect
+        self.engine = write_engine
+        self.read_engine = read_engine or write_engine
+        self._local_wakeup = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A writing transaction, committed at the end."""
+        with translating():
+            async with self.engine.begin() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A reading connection (on SQLite, the readers' pool beside the single writer)."""
+        with translating():
+            async with self.read_engine.connect() as conn:
+                yield conn
+
+    def insert(self, table: sa.Table) -> Any:
+        return self.dialect.insert(table)
+
+    def json_text(self, name: str) -> sa.ColumnElement[Any]:
+        return self.dialect.json_text(name)
+
+    async def notify(self, conn: AsyncConnection) -> None:
+        await self.dialect.notify(conn)
+
+    def wake_local(self) -> None:
+        self._local_wakeup.set()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._local_wakeup.wait(), timeout)
+        self._local_wakeup.clear()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()

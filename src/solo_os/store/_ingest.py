@@ -1,0 +1,178 @@
+"""Ingest: a batch of deliveries stored in one transaction, idempotent by (source, key).
+
+Idempotency is a unique constraint and ``INSERT ... ON CONFLICT DO NOTHING``; a conflicting
+row is settled here (a duplicate, or a rejected event re-judged by the current schema).
+PostgreSQL sends new rows through its single-statement hot path first (``postgres.py``)
+and hands only the conflicts to this general path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from solo_os import errors
+from solo_os.core import records
+from solo_os.store import _db, _schema
+
+ev = _schema.events
+ex = _schema.executions
+
+
+class IngestQueries:
+    """Storing deliveries and their executions (``IngestPort``)."""
+
+    _db: _db.Database
+
+    async def ingest(self, batch: Sequence[records.NewEvent]) -> list[records.IngestResult]:
+        """Store a batch of deliveries in one transaction; one result per item, in order.
+
+        The batch must not hold two items with the same (source, key); the caller defers such
+        repeats to a later batch, where they meet the stored row as duplicates.
+        """
+        if not batch:
+            return []
+        # One order for every writer: concurrent batches lock keys in the same sequence and
+        # cannot deadlock each other.
+        order = sorted(range(len(batch)), key=lambda i: (batch[i].source, batch[i].idempotency_key))
+        items = [batch[i] for i in order]
+        results: dict[int, records.IngestResult] = {}
+        async with self._db.write() as conn:
+            inserted = await self._insert_events(conn, items)
+            conflicts = [e for e in items if e.id not in inserted]
+            existing = await self._existing(conn, conflicts) if conflicts else {}
+            new_executions: list[dict[str, Any]] = []
+            for item in items:
+                result, event_id = await self._settle(conn, item, item.id in inserted, existing)
+                results[id(item)] = result
+                if result.outcome == "accepted":
+                    new_executions.extend(
+                        self._execution_row(
+                            x, event_id, item.correlation_id, item.received_at, item.trace_parent
+                        )
+                        for x in item.executions
+                    )
+            if new_executions:
+                await conn.execute(self._db.insert(ex), new_executions)
+                await self._db.notify(conn)
+        if new_executions:
+            self._db.wake_local()
+        return [results[id(e)] for e in batch]
+
+    async def _insert_events(
+        self, conn: AsyncConnection, items: Sequence[records.NewEvent]
+    ) -> set[UUID]:
+        stmt = (
+            self._db.insert(ev)
+            .values(payload=self._db.json_text("p_payload"))
+            .on_conflict_do_nothing(index_elements=["source", "idempotency_key"])
+            .returning(ev.c.id)
+        )
+        params = [self._event_row(e) for e in items]
+        rows = await conn.execute(stmt, params)
+        return {r[0] for r in rows}
+
+    async def _existing(
+        self, conn: AsyncConnection, items: Sequence[records.NewEvent]
+    ) -> dict[tuple[str, str], tuple[UUID, str]]:
+        by_source: dict[str, list[str]] = {}
+        for e in items:
+            by_source.setdefault(e.source, []).append(e.idempotency_key)
+        # "source = ? AND key IN (...)" per source, not a row-value IN: SQLite plans the latter
+        # as a scan of the whole table (15x slower ingest at 5 million rows).
+        stmt = (
+            sa.select(ev.c.id, ev.c.source, ev.c.idempotency_key, ev.c.status)
+            .where(
+                sa.or_(
+                    *(
+                        sa.and_(ev.c.source == source, ev.c.idempotency_key.in_(keys))
+                        for source, keys in by_source.items()
+                    )
+                )
+            )
+            .order_by(ev.c.source, ev.c.idempotency_key)
+            .with_for_update()
+        )
+        rows = await conn.execute(stmt)
+        return {(r.source, r.idempotency_key): (r.id, r.status) for r in rows}
+
+    async def _settle(
+        self,
+        conn: AsyncConnection,
+        item: records.NewEvent,
+        was_inserted: bool,
+        existing: dict[tuple[str, str], tuple[UUID, str]],
+    ) -> tuple[records.IngestResult, UUID]:
+        if was_inserted:
+            if item.status == "rejected":
+                return records.IngestResult("rejected", item.id, 0, item.errors), item.id
+            return records.IngestResult("accepted", item.id, len(item.executions)), item.id
+        found = existing.get((item.source, item.idempotency_key))
+        if found is None:  # the conflicting row vanished (purged) between the two statements
+            raise errors.StoreUnavailable("event changed concurrently; retry the delivery")
+        event_id, status = found
+        if status == "accepted":
+            return records.IngestResult("duplicate", event_id), event_id
+        # The stored event was rejected: this redelivery is judged by the current schema.
+        values: dict[str, Any] = {
+            "type": item.type,
+            "status": item.status,
+            "errors": item.errors,
+            "updated_at": item.received_at,
+        }
+        if item.status == "accepted":
+            values.update(body=item.body, headers=item.headers, correlation_id=item.correlation_id)
+            payload = self._db.json_text("p_payload")
+        else:
+            payload = ev.c.payload
+        await conn.execute(
+            sa.update(ev).where(ev.c.id == event_id).values(payload=payload, **values),
+            {"p_payload": item.payload},
+        )
+        if item.status == "rejected":
+            return records.IngestResult("rejected", event_id, 0, item.errors), event_id
+        return records.IngestResult("accepted", event_id, len(item.executions)), event_id
+
+    @staticmethod
+    def _event_row(e: records.NewEvent) -> dict[str, Any]:
+        return {
+            "id": e.id,
+            "source": e.source,
+            "idempotency_key": e.idempotency_key,
+            "type": e.type,
+            "status": e.status,
+            "p_payload": e.payload,
+            "body": e.body,
+            "headers": e.headers,
+            "errors": e.errors,
+            "correlation_id": e.correlation_id,
+            "received_at": e.received_at,
+            "updated_at": e.received_at,
+        }
+
+    @staticmethod
+    def _execution_row(
+        x: records.NewExecution,
+        event_id: UUID | None,
+        correlation_id: str,
+        now: datetime,
+        trace_parent: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "id": x.id,
+            "event_id": event_id,
+            "handler": x.handler,
+            "status": "pending",
+            "attempts": 0,
+            "max_attempts": x.max_attempts,
+            "run_after": now,
+            "correlation_id": correlation_id,
+            "trace_parent": trace_parent,
+            "created_at": now,
+            "updated_at": now,
+        }
