@@ -207,22 +207,7 @@ class App:
             cron_mod.check_name(schedule_name)
             where = f"schedule {schedule_name!r}"
             parsed = cron_mod.parse(expr, timezone, name=schedule_name)
-            if overlap not in ("skip", "allow", "queue"):
-                raise errors.ConfigError(f"{where}: overlap= must be 'skip', 'allow' or 'queue'")
-            if catchup not in ("none", "latest", "all"):
-                raise errors.ConfigError(f"{where}: catchup= must be 'none', 'latest' or 'all'")
-            if not isinstance(catchup_window, timedelta) or catchup_window <= timedelta(0):
-                raise errors.ConfigError(f"{where}: catchup_window= must be a positive timedelta")
-            if alert_after_failures is not None and (
-                isinstance(alert_after_failures, bool)
-                or not isinstance(alert_after_failures, int)
-                or alert_after_failures < 1
-            ):
-                raise errors.ConfigError(
-                    f"{where}: alert_after_failures= must be a whole number >= 1, or None"
-                )
-            if not timeout > 0:
-                raise errors.ConfigError(f"{where}: timeout= must be a positive number of seconds")
+            _check_cron_options(where, overlap, catchup, catchup_window, alert_after_failures, timeout)
             if not callable(fn):
                 raise errors.ConfigError(f"{where}: @app.cron decorates a function fn(ctx)")
             if schedule_name in self._handlers:
@@ -436,3 +421,30 @@ def schema_errors(exc: pydantic.ValidationError, schema: str) -> list[dict[str, 
 
 
 _DEFAULT_RETRY = retry.Retry()
+
+
+def _check_cron_options(
+    where: str,
+    overlap: Overlap,
+    catchup: Catchup,
+    catchup_window: timedelta,
+    alert_after_failures: int | None,
+    timeout: float,
+) -> None:
+    """``@app.cron``'s policy options, refused with a ``ConfigError`` naming the schedule."""
+    if overlap not in ("skip", "allow", "queue"):
+        raise errors.ConfigError(f"{where}: overlap= must be 'skip', 'allow' or 'queue'")
+    if catchup not in ("none", "latest", "all"):
+        raise errors.ConfigError(f"{where}: catchup= must be 'none', 'latest' or 'all'")
+    if not isinstance(catchup_window, timedelta) or catchup_window <= timedelta(0):
+        raise errors.ConfigError(f"{where}: catchup_window= must be a positive timedelta")
+    if alert_after_failures is not None and (
+        isinstance(alert_after_failures, bool)
+        or not isinstance(alert_after_failures, int)
+        or alert_after_failures < 1
+    ):
+        raise errors.ConfigError(
+            f"{where}: alert_after_failures= must be a whole number >= 1, or None"
+        )
+    if not timeout > 0:
+        raise errors.ConfigError(f"{where}: timeout= must be a positive number of seconds")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from uuid import UUID
 
 EventStatus = Literal["accepted", "rejected"]
@@ -16,11 +16,13 @@ IngestOutcome = Literal["accepted", "duplicate", "rejected"]
 EXECUTION_STATUSES: tuple[str, ...] = ("pending", "running", "succeeded", "dead", "cancelled")
 
 
-class _Row:
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Self:
-        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-        return cls(**{n: row[n] for n in names if n in row})
+_R = TypeVar("_R")
+
+
+def _from_row(cls: type[_R], row: Mapping[Any, Any]) -> _R:
+    """An instance of the dataclass ``cls`` from a row's columns of the same names."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    return cls(**{n: row[n] for n in names if n in row})
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
-class Event(_Row):
+class Event:
     id: UUID
     source: str
     idempotency_key: str
@@ -70,9 +72,13 @@ class Event(_Row):
     headers: dict[str, str] | None = None
     errors: list[dict[str, Any]] | None = None
 
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
+        return _from_row(cls, row)
+
 
 @dataclass(frozen=True)
-class Execution(_Row):
+class Execution:
     id: UUID
     event_id: UUID | None
     handler: str
@@ -85,9 +91,13 @@ class Execution(_Row):
     updated_at: datetime
     run_after: datetime | None = None
 
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
+        return _from_row(cls, row)
+
 
 @dataclass(frozen=True)
-class Attempt(_Row):
+class Attempt:
     execution_id: UUID
     attempt: int
     worker_id: str
@@ -97,6 +107,10 @@ class Attempt(_Row):
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
+        return _from_row(cls, row)
 
 
 @dataclass(frozen=True)

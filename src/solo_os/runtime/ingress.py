@@ -238,21 +238,7 @@ def build_event(
         problems.extend(exc.details)
     if not problems and (reply := source.challenge(headers, document)) is not None:
         return reply
-    event_type = ""
-    raw_key: str | None = None
-    if not problems:
-        try:
-            event_type = source.event_type(headers, document) or ""
-            raw_key = source.idempotency_key(headers, document)
-        except errors.PayloadError as exc:
-            problems.extend(exc.details)
-        if not event_type and not problems:
-            problems.append({"loc": ["type"], "msg": "the delivery names no event type", "type": "missing"})
-    else:
-        # Not JSON: a key carried in a header still identifies the delivery, so its redelivery
-        # meets the stored rejected event instead of a second one.
-        with contextlib.suppress(errors.PayloadError):
-            raw_key = source.idempotency_key(headers, None)
+    event_type, raw_key = _type_and_key(source, headers, document, problems)
     if key is None:
         key = storable_key(raw_key) if raw_key else sources_base.digest_key(body)
     handlers: tuple[app_mod.Handler, ...] = ()
@@ -277,6 +263,29 @@ def build_event(
         ),
         trace_parent=trace_parent,
     )
+
+
+def _type_and_key(
+    source: sources_base.Source, headers: Any, document: Any, problems: list[dict[str, Any]]
+) -> tuple[str, str | None]:
+    """The delivery's event type and the source's idempotency key (None when it has none);
+    what is wrong with them is added to ``problems``."""
+    event_type = ""
+    raw_key: str | None = None
+    if not problems:
+        try:
+            event_type = source.event_type(headers, document) or ""
+            raw_key = source.idempotency_key(headers, document)
+        except errors.PayloadError as exc:
+            problems.extend(exc.details)
+        if not event_type and not problems:
+            problems.append({"loc": ["type"], "msg": "the delivery names no event type", "type": "missing"})
+    else:
+        # Not JSON: a key carried in a header still identifies the delivery, so its redelivery
+        # meets the stored rejected event instead of a second one.
+        with contextlib.suppress(errors.PayloadError):
+            raw_key = source.idempotency_key(headers, None)
+    return event_type, raw_key
 
 
 def _payload_text(headers: Any, body: bytes, document: Any) -> str | None:
