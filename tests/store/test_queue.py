@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from typing import Protocol
 
@@ -152,3 +153,15 @@ async def test_reschedule_gives_the_attempt_back_and_needs_the_lease(store: Port
     assert await store.claim("w2", 1, clock.advance(9), LEASE) == []
     [again] = await store.claim("w2", 1, clock.advance(1), LEASE)
     assert (again.id, again.attempt) == (c.id, 1)  # the attempt number is reused
+
+
+async def test_an_unreadable_input_fails_only_its_own_execution(store: Ports, clock: Clock) -> None:
+    good = event(clock(), payload={"order": 1})
+    bad = dataclasses.replace(event(clock()), payload=None, body=b"{not json")
+    await store.ingest([good, bad])
+    claimed = {c.idempotency_key: c for c in await store.claim("w", 10, clock(), LEASE)}
+    assert claimed[good.idempotency_key].document == {"order": 1}
+    assert claimed[good.idempotency_key].input_error is None
+    broken = claimed[bad.idempotency_key]
+    assert broken.document is None and broken.input_error is not None
+    assert broken.input_error.startswith("JSONDecodeError")
