@@ -123,6 +123,7 @@ async def test_jittered_retry_delays_are_capped_exactly_at_max_delay() -> None:
     queue = MemoryQueue("job", 4)
     port: QueuePort = queue
     policy = Retry(max_attempts=4, base_delay=0.2, max_delay=0.5, jitter=True)
+    # The worker also takes steps and logs from its store; this handler uses neither.
     w = worker_mod.Worker(_app(policy), cast(Any, port), clock=clock, poll_interval=0.01)
     w._rng = Highest()
     stop = asyncio.Event()
