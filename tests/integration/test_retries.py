@@ -96,23 +96,23 @@ async def test_exhausted_goes_dead_fires_the_hook_once_and_replay_succeeds(
 
     app = job_app(job, retry=Retry(max_attempts=2, base_delay=0.0))
     app.on_dead(dead.append)
-    async with helpers.running(app, database_url) as h:
-        xid = await _one(h)
-        await helpers.eventually(lambda: _status(h, xid, "dead"))
-        await asyncio.sleep(0.2)
-        x = await h.store.get_execution(xid)
-        assert x is not None and x.attempts == 2
+    async with testing.run(app, database_url=database_url) as solo:
+        await solo.client.send("billing", "job", {"n": "k"})
+        assert await solo.drain() == 2  # both attempts, then nothing more is due
+        [x] = await solo.dead_letters()
+        xid = x.id
+        assert x.attempts == 2
         assert x.last_error == "RuntimeError: provider down"
         assert [d.execution_id for d in dead] == [xid]
         assert dead[0].error_type == "RuntimeError" and dead[0].source == "billing"
         healthy = True
-        replayed = await h.store.replay([xid], {"job": 2}, 3, store_mod.utcnow())
+        replayed = await solo.store.replay([xid], {"job": 2}, 3, solo.clock())
         assert replayed == [xid]
-        await helpers.eventually(lambda: _status(h, xid, "succeeded"))
-        attempts = await h.store.list_attempts(xid)
-        x = await h.store.get_execution(xid)
+        assert await solo.drain() == 1
+        attempts = await solo.attempts(xid)
+        [x] = await solo.executions()
     assert [a.outcome for a in attempts] == ["failed", "failed", "succeeded"]  # history kept
-    assert x is not None and x.max_attempts == 4  # a fresh budget on top of the 2 spent
+    assert x.status == "succeeded" and x.max_attempts == 4  # a fresh budget on top of the 2 spent
     assert len(dead) == 1
 
 
