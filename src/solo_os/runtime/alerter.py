@@ -20,8 +20,9 @@ import structlog
 from solo_os import alerts, errors
 from solo_os import app as app_mod
 from solo_os import store as store_mod
+from solo_os.core import records as outbox
 from solo_os.observability import logs as slog
-from solo_os.store import _alerts as outbox
+from solo_os.store import ports
 
 if TYPE_CHECKING:
     import httpx
@@ -34,7 +35,7 @@ class Alerter:
     def __init__(
         self,
         application: app_mod.App,
-        store: store_mod.Store,
+        store: ports.AlertPort,
         *,
         clock: Callable[[], datetime] | None = None,
         interval: float = 1.0,
@@ -153,7 +154,7 @@ class Alerter:
 
 
 async def record(
-    application: app_mod.App, store: store_mod.Store, occurrences: Sequence[outbox.Occurrence]
+    application: app_mod.App, store: ports.AlertPort, occurrences: Sequence[outbox.Occurrence]
 ) -> int:
     """Record occurrences into the outbox (nothing when the app has no ``app.alerts``)."""
     if application.alerting is None:

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -31,6 +31,7 @@ from solo_os.core import records
 from solo_os.observability import metrics, tracing
 from solo_os.sources import _base as sources_base
 from solo_os.sources import _decode as sources_decode
+from solo_os.store import ports
 
 log = structlog.get_logger("solo_os.ingress")
 MAX_KEY_CHARS = 200
@@ -67,6 +68,11 @@ def storable_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class IngressStore(ports.LifecyclePort, metrics.FigureSource, Protocol):
+    """What the webhook port reads of the store: its migration state (``/readyz``) and the
+    figures of the store-backed metrics. Deliveries are written through ``submit``."""
+
+
 class Ingress:
     """The webhook endpoint's logic, independent of the ASGI framework around it."""
 
@@ -74,7 +80,7 @@ class Ingress:
         self,
         application: app_mod.App,
         submit: Callable[[records.NewEvent], Awaitable[records.IngestResult]],
-        store: Callable[[], store_mod.Store],
+        store: Callable[[], IngressStore],
         clock: Callable[[], datetime] = store_mod.utcnow,
         *,
         gauges: metrics.StoreGauges | None = None,

@@ -16,7 +16,7 @@ import structlog
 from solo_os import errors
 
 if TYPE_CHECKING:
-    from solo_os.store._retention import Retention
+    from solo_os.store.ports import RetentionPort
 
 log = structlog.get_logger("solo_os.retention")  # the logger name predates this module: kept
 DAY = 86_400.0
@@ -28,7 +28,7 @@ class Pruner:
 
     def __init__(
         self,
-        store: Retention,
+        store: RetentionPort,
         retention: timedelta,
         *,
         interval: float = DAY,

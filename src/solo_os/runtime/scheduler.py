@@ -42,6 +42,7 @@ from solo_os.core.schedule_plan import MAX_FIRES_PER_PASS as MAX_FIRES_PER_PASS
 from solo_os.core.schedule_plan import plan as plan
 from solo_os.observability import metrics
 from solo_os.store import _schedules as fires_mod
+from solo_os.store import ports
 
 log = structlog.get_logger("solo_os.scheduler")
 FIRE_RETENTION = timedelta(days=7)
@@ -58,7 +59,7 @@ class Scheduler:
     def __init__(
         self,
         application: app_mod.App,
-        store: store_mod.Store,
+        store: ports.SchedulePort,
         *,
         clock: Callable[[], datetime] = store_mod.utcnow,
         max_sleep: float = 1.0,
@@ -207,7 +208,7 @@ def lookup(application: app_mod.App, name: str) -> app_mod.Schedule:
 
 
 async def trigger(
-    application: app_mod.App, store: store_mod.Store, name: str, now: datetime
+    application: app_mod.App, store: ports.SchedulePort, name: str, now: datetime
 ) -> UUID:
     """Run ``name`` now, whatever its overlap policy and pause: one fire marked ``manual``."""
     lookup(application, name)
@@ -227,7 +228,7 @@ def backfill_times(schedule: app_mod.Schedule, start: datetime, end: datetime) -
 
 async def backfill(
     application: app_mod.App,
-    store: store_mod.Store,
+    store: ports.SchedulePort,
     name: str,
     times: list[datetime],
     *,

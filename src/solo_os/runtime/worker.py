@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import structlog
@@ -40,9 +40,15 @@ from solo_os.outbound import http as http_mod
 from solo_os.runtime import attempt as attempt_mod
 from solo_os.runtime import batch as _batch
 from solo_os.runtime import context
+from solo_os.store import ports
 
 log = structlog.get_logger("solo_os.worker")
 CLAIM_BATCH = 200
+
+
+class WorkerStore(ports.QueuePort, ports.StepPort, ports.LogPort, ports.RateLimitPort, Protocol):
+    """What the worker uses of the store: the queue, the steps, the execution logs, and the
+    rate-limit buckets its ``ctx.http`` shares with every process."""
 
 
 class UnknownHandler(errors.SoloOSError):
@@ -57,7 +63,7 @@ class Worker:
     def __init__(
         self,
         application: app_mod.App,
-        store: store_mod.Store,
+        store: WorkerStore,
         *,
         concurrency: int | None = None,
         lease_seconds: float | None = None,
