@@ -250,10 +250,12 @@ async def test_expired_lease_is_taken_back_and_the_lost_attempt_recorded(databas
     app = job_app(job)
     async with helpers.running(app, database_url, roles=("serve",)) as h:
         xid = await _one(h)
-        # a worker that claims and then dies: its lease (1 s) is never renewed
-        claimed = await h.store.claim("ghost:1", 10, store_mod.utcnow(), 1.0)
+        # a worker that claims and then dies: its lease (30 s of test time) is never renewed
+        clock = testing.Clock()
+        claimed = await h.store.claim("ghost:1", 10, clock(), 30.0)
         assert [c.id for c in claimed] == [xid]
-        w = worker_mod.Worker(app, h.store, lease_seconds=1.0, poll_interval=0.05)
+        clock.advance(31)  # the lease has expired: the new worker's first reap takes it back
+        w = worker_mod.Worker(app, h.store, poll_interval=0.05, clock=clock)
         stop = asyncio.Event()
         task = asyncio.create_task(w.run(stop))
         try:
