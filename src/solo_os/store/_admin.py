@@ -69,7 +69,8 @@ _EXECUTION_COLUMNS = (
 class AdminQueries:
     """What the admin API reads and the few changes it makes (``AdminPort``)."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
     _payload_trgm: bool | None = None
 
     # --- search ------------------------------------------------------------------------

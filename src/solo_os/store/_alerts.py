@@ -44,7 +44,8 @@ _MAX_SAMPLES = 5
 class AlertQueries:
     """Occurrences, alerts and their deliveries."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     # --- alerts: recording ----------------------------------------------------------------
 

@@ -19,7 +19,8 @@ ex = _schema.executions
 class DeadLetterQueries:
     """Replay, cancel and purge (part of ``OperatorPort``), and selecting by filters."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     async def matching_ids(self, f: Filters) -> list[UUID]:
         """Ids of executions that match ``f`` (all of them when ``f.limit`` is 0), oldest first."""

@@ -27,7 +27,8 @@ ex = _schema.executions
 class IngestQueries:
     """Storing deliveries and their executions (``IngestPort``)."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     async def ingest(self, batch: Sequence[records.NewEvent]) -> list[records.IngestResult]:
         """Store a batch of deliveries in one transaction; one result per item, in order.

@@ -44,7 +44,8 @@ class LogLine:
 class LogQueries:
     """Writes and reads ``execution_logs`` (``LogPort``)."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     async def save_logs(self, execution_id: UUID, attempt: int, lines: Sequence[LineLike]) -> None:
         """Store an attempt's lines; a second write of the same attempt changes nothing."""

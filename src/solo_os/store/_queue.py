@@ -22,7 +22,8 @@ at = _schema.attempts
 class QueueQueries:
     """Leases of running executions (with ``claim``/``finish``, the ``QueuePort``)."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     async def renew(
         self,

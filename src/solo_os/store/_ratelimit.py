@@ -28,7 +28,8 @@ ex = _schema.executions
 class RateLimitQueries:
     """Token buckets (``RateLimitPort``) and rate-limit rescheduling (``QueuePort``)."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     async def take_tokens(self, key: str, want: int, rate: float, capacity: float) -> ratelimit.Grant:
         """Take up to ``want`` tokens of ``key`` (refilled at ``rate``/s up to ``capacity``)."""

@@ -22,7 +22,8 @@ st = _schema.steps
 class ReadQueries:
     """Events, executions, attempts and steps (``ReadPort``, ``StepPort``)."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     async def load_steps(self, execution_id: UUID) -> dict[str, Any]:
         async with self._db.read() as conn:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
@@ -65,10 +65,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Retention:
+class RetentionQueries:
     """Pruning and table statistics (``RetentionPort``)."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     # --- pruning ---------------------------------------------------------------------------
 
@@ -139,3 +140,8 @@ class Retention:
         tables = [TableSize(n, rows[n], sizes.get(n)) for n in names]
         return DatabaseStats(self._db.dialect.name, tables, total)
 
+
+if TYPE_CHECKING:  # the name callers typed against before the ports
+    from solo_os.store.ports import RetentionPort as Retention
+
+    __all__ = ["Retention"]

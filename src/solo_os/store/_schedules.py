@@ -101,7 +101,8 @@ def correlation_id(name: str, fire_at: datetime) -> str:
 class ScheduleQueries:
     """Schedules and their fires (``SchedulePort``)."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     # --- schedules ------------------------------------------------------------------------
 

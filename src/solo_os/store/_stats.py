@@ -26,7 +26,8 @@ FAILED_OUTCOMES = ("failed", "timed_out", "lost")
 class StatsQueries:
     """Failures, per-source counts and stats (part of ``AdminPort``)."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     async def latest_failures(self, limit: int = 10) -> list[Failure]:
         """The newest failed attempts (failed, timed out or lost), newest first."""

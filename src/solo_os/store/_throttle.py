@@ -15,7 +15,8 @@ th = _schema.signin_throttle
 class ThrottleQueries:
     """Counting failed sign-ins (``ThrottlePort``)."""
 
-    _db: _db.Database
+    def __init__(self, db: _db.Database) -> None:
+        self._db = db
 
     async def signin_failures(self, client: str, now: datetime, window: float) -> int:
         """Failed sign-ins of ``client`` in its current window (0 once the window has passed)."""
