@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -79,15 +80,20 @@ async def running(
     roles: Collection[str] = ("serve", "worker"),
     env: dict[str, str] | None = None,
     settings: dict[str, Any] | None = None,
+    clock: Callable[[], datetime] | None = None,
     **worker_options: Any,
 ) -> AsyncIterator[Harness]:
-    """The app's runtime in this process, reached through httpx over ASGI (no sockets)."""
+    """The app's runtime in this process, reached through httpx over ASGI (no sockets).
+
+    ``clock`` (e.g. a ``solo_os.testing.Clock``) is the time the runtime sees; default: real.
+    """
     application._settings = settings_for(database_url, **(settings or {}))
     rt = runtime_mod.Runtime(
         application,
         roles=roles,
         env=env if env is not None else {"BILLING_WEBHOOK_SECRET": SECRET},
         worker_options={"poll_interval": 0.05, **worker_options},
+        **({"clock": clock} if clock is not None else {}),
     )
     await rt.start()
     transport = httpx.ASGITransport(app=rt.asgi(lifespan=False))

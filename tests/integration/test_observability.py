@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from typing import Any
@@ -16,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
 
-from solo_os import App, Context, sources
+from solo_os import App, Context, sources, testing
 from solo_os import store as store_mod
 from solo_os.observability import logs as slog
 from tests import helpers
@@ -119,6 +118,7 @@ async def test_json_logs_follow_one_delivery_end_to_end_without_secrets(
 async def test_metrics_count_every_outcome_and_read_queue_depth_from_the_store(
     database_url: str,
 ) -> None:
+    clock = testing.Clock()
     def value(text: str, name: str, **labels: str) -> float:
         want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         for line in text.splitlines():
@@ -129,6 +129,7 @@ async def test_metrics_count_every_outcome_and_read_queue_depth_from_the_store(
     async with helpers.running(
         make_app(Effects()), database_url, roles=("serve",),
         settings={"SOLO_OS_MAX_BODY_BYTES": 2000, "SOLO_OS_METRICS_REFRESH_SECONDS": 0.2},
+        clock=clock,
     ) as h:
         before = (await h.client.get("/metrics")).text
         await h.post("billing", helpers.invoice(), key="m1")
@@ -136,7 +137,7 @@ async def test_metrics_count_every_outcome_and_read_queue_depth_from_the_store(
         await h.post("billing", helpers.invoice(amount_cents=-1), key="m2")
         await h.post("billing", helpers.invoice(), key="m3", secret="wrong")
         await h.post("billing", helpers.invoice(metadata={"pad": "x" * 3000}), key="m4")
-        await asyncio.sleep(0.25)  # the store-backed gauges are cached for 0.2 s here
+        clock.advance(0.25)  # the store-backed gauges are cached for 0.2 s here
         after = (await h.client.get("/metrics")).text
     for outcome in ("accepted", "duplicate", "rejected", "invalid_signature", "too_large"):
         delta = value(after, "solo_os_deliveries_total", outcome=outcome, source="billing") - value(
