@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from solo_os import App, Context, Retry, errors, sources
+from solo_os import App, Context, Retry, errors, sources, testing
 from solo_os import store as store_mod
 from solo_os.observability import metrics
 from solo_os.runtime import runtime as runtime_mod
@@ -62,8 +62,9 @@ def flaky_app() -> App:
 async def test_attempts_and_executions_are_counted_apart_with_conventional_series(
     database_url: str,
 ) -> None:
+    clock = testing.Clock()
     async with helpers.running(
-        flaky_app(), database_url, settings={"SOLO_OS_METRICS_REFRESH_SECONDS": 0.05}
+        flaky_app(), database_url, settings={"SOLO_OS_METRICS_REFRESH_SECONDS": 0.05}, clock=clock
     ) as h:
         before = samples((await h.client.get("/metrics")).text)
         assert (await h.post("billing", {"id": "i1"}, key="a1")).status_code == 200
@@ -76,7 +77,7 @@ async def test_attempts_and_executions_are_counted_apart_with_conventional_serie
             return counts["succeeded"] == 1 and counts["dead"] == 1
 
         await helpers.eventually(finished)
-        await asyncio.sleep(0.06)  # past the gauges' cache interval
+        clock.advance(0.06)  # past the gauges' cache interval
         text = (await h.client.get("/metrics")).text
     after = samples(text)
 
