@@ -92,34 +92,9 @@ class AlertQueries:
             ).first()
             if cursor is None:
                 return None
-            q = (
-                sa.select(
-                    ex.c.id, ex.c.handler, ex.c.attempts, ex.c.last_error, ex.c.correlation_id,
-                    ex.c.updated_at, ex.c.event_id,
-                )
-                .where(_dead_since(_aware(cursor.cursor_at) or now - lag, cursor.cursor_id))
-                .order_by(ex.c.updated_at, ex.c.id)
-                .limit(limit)
-            )
+            q = _dead_after(_aware(cursor.cursor_at) or now - lag, cursor.cursor_id, limit)
             rows = (await conn.execute(q)).all()
-            occurrences = [
-                Occurrence(
-                    key=f"dead:{r.handler}",
-                    kind="dead",
-                    subject=r.handler,
-                    source=f"dead:{r.id}:{r.attempts}",
-                    at=r.updated_at,
-                    details={
-                        "execution_id": str(r.id),
-                        "event_id": str(r.event_id),
-                        "correlation_id": r.correlation_id,
-                        "handler": r.handler,
-                        "attempts": r.attempts,
-                        "error": (r.last_error or "")[:1000],
-                    },
-                )
-                for r in rows
-            ]
+            occurrences = [_dead_occurrence(r) for r in rows]
             new = await record(self._db, conn, occurrences, now, policy) if occurrences else 0
             if len(rows) == limit:  # more to read: continue after the last row
                 cursor_at, cursor_id = rows[-1].updated_at, rows[-1].id
@@ -403,6 +378,38 @@ async def _open_alert(
         if made is not None:
             return alert_id
     raise RuntimeError(f"could not open an alert for {key!r}")  # pragma: no cover
+
+
+def _dead_after(at: datetime, after_id: UUID | None, limit: int) -> Any:
+    """Up to ``limit`` executions that went dead after the cursor, in cursor order."""
+    return (
+        sa.select(
+            ex.c.id, ex.c.handler, ex.c.attempts, ex.c.last_error, ex.c.correlation_id,
+            ex.c.updated_at, ex.c.event_id,
+        )
+        .where(_dead_since(at, after_id))
+        .order_by(ex.c.updated_at, ex.c.id)
+        .limit(limit)
+    )
+
+
+def _dead_occurrence(r: Any) -> Occurrence:
+    """The occurrence of one dead execution (its source: the execution and attempt)."""
+    return Occurrence(
+        key=f"dead:{r.handler}",
+        kind="dead",
+        subject=r.handler,
+        source=f"dead:{r.id}:{r.attempts}",
+        at=r.updated_at,
+        details={
+            "execution_id": str(r.id),
+            "event_id": str(r.event_id),
+            "correlation_id": r.correlation_id,
+            "handler": r.handler,
+            "attempts": r.attempts,
+            "error": (r.last_error or "")[:1000],
+        },
+    )
 
 
 def _dead_since(at: datetime, after_id: UUID | None) -> sa.ColumnElement[bool]:

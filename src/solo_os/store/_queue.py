@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os.store import _db, _schema
 from solo_os.store._db import chunks, utcnow
@@ -147,50 +149,64 @@ class QueueQueries:
                 )
                 for r in rows
             ]
-            message = "lease expired: the worker running this attempt was lost"
-            await conn.execute(
-                sa.update(ex)
-                .where(
-                    ex.c.id == sa.bindparam("b_id"),
-                    ex.c.status == "running",
-                    ex.c.attempts == sa.bindparam("b_attempt"),
-                )
-                .values(
-                    status=sa.bindparam("b_status"),
-                    max_attempts=ex.c.max_attempts + 1,
-                    losses=ex.c.losses + 1,
-                    worker_id=None,
-                    lease_expires_at=None,
-                    started_at=None,
-                    run_after=now,
-                    last_error=sa.bindparam("b_error", type_=sa.Text),
-                    updated_at=now,
-                ),
-                [
-                    {
-                        "b_id": x.execution_id, "b_attempt": x.attempt, "b_status": x.status,
-                        "b_error": lost_error(x.losses) if x.status == "dead" else message,
-                    }
-                    for x in reaped
-                ],
-            )
-            await conn.execute(
-                self._db.insert(at).on_conflict_do_nothing(index_elements=["execution_id", "attempt"]),
-                [
-                    {
-                        "execution_id": r.id,
-                        "attempt": r.attempts,
-                        "worker_id": r.worker_id or "",
-                        "started_at": r.started_at or now,
-                        "ended_at": now,
-                        "outcome": "lost",
-                        "error_type": "LeaseExpired",
-                        "error_message": lost_error(x.losses) if x.status == "dead" else message,
-                        "traceback": None,
-                    }
-                    for r, x in zip(rows, reaped, strict=True)
-                ],
-            )
+            await _take_back(conn, reaped, now)
+            await self._record_lost(conn, rows, reaped, now)
             await self._db.notify(conn)
         self._db.wake_local()
         return reaped
+
+    async def _record_lost(
+        self, conn: AsyncConnection, rows: Sequence[Any], reaped: Sequence[Reaped], now: datetime
+    ) -> None:
+        """One ``lost`` attempt record per reaped execution (a repeat changes nothing)."""
+        await conn.execute(
+            self._db.insert(at).on_conflict_do_nothing(index_elements=["execution_id", "attempt"]),
+            [
+                {
+                    "execution_id": r.id,
+                    "attempt": r.attempts,
+                    "worker_id": r.worker_id or "",
+                    "started_at": r.started_at or now,
+                    "ended_at": now,
+                    "outcome": "lost",
+                    "error_type": "LeaseExpired",
+                    "error_message": _reap_error(x),
+                    "traceback": None,
+                }
+                for r, x in zip(rows, reaped, strict=True)
+            ],
+        )
+
+
+LEASE_EXPIRED = "lease expired: the worker running this attempt was lost"
+
+
+def _reap_error(x: Reaped) -> str:
+    return lost_error(x.losses) if x.status == "dead" else LEASE_EXPIRED
+
+
+async def _take_back(conn: AsyncConnection, reaped: Sequence[Reaped], now: datetime) -> None:
+    """Reaped executions back to pending (or dead), their lost attempt not counted."""
+    await conn.execute(
+        sa.update(ex)
+        .where(
+            ex.c.id == sa.bindparam("b_id"),
+            ex.c.status == "running",
+            ex.c.attempts == sa.bindparam("b_attempt"),
+        )
+        .values(
+            status=sa.bindparam("b_status"),
+            max_attempts=ex.c.max_attempts + 1,
+            losses=ex.c.losses + 1,
+            worker_id=None,
+            lease_expires_at=None,
+            started_at=None,
+            run_after=now,
+            last_error=sa.bindparam("b_error", type_=sa.Text),
+            updated_at=now,
+        ),
+        [
+            {"b_id": x.execution_id, "b_attempt": x.attempt, "b_status": x.status, "b_error": _reap_error(x)}
+            for x in reaped
+        ],
+    )

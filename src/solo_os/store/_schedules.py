@@ -176,19 +176,7 @@ class ScheduleQueries:
             created = list(released)
             inserted, made = await self._insert_fires(conn, name, decided.fires, decided.max_attempts, now)
             created.extend(made)
-            if state.settled:
-                await conn.execute(
-                    sa.update(sf)
-                    .where(sf.c.id == sa.bindparam("b_id"))
-                    .values(result=sa.bindparam("b_result"), updated_at=now),
-                    [{"b_id": s.fire_id, "b_result": s.status} for s in state.settled],
-                )
-            if (decided.failures, decided.alerted) != (state.failures, state.alerted):
-                await conn.execute(
-                    sa.update(sc)
-                    .where(sc.c.name == name)
-                    .values(failures=decided.failures, alerted=decided.alerted, updated_at=now)
-                )
+            await _save_state(conn, name, state, decided, now)
             alerts = [*decided.occurrences, *(f.alert for f in inserted if f.alert is not None)]
             if policy is not None and alerts:
                 await _alerts.record(self._db, conn, alerts, now, policy)
@@ -431,6 +419,25 @@ class ScheduleQueries:
         return int(res.rowcount or 0)
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+async def _save_state(
+    conn: AsyncConnection, name: str, state: ScheduleState, decided: FirePlan, now: datetime
+) -> None:
+    """Mark the settled fires seen, and keep the plan's failure streak and alerted flag."""
+    if state.settled:
+        await conn.execute(
+            sa.update(sf)
+            .where(sf.c.id == sa.bindparam("b_id"))
+            .values(result=sa.bindparam("b_result"), updated_at=now),
+            [{"b_id": s.fire_id, "b_result": s.status} for s in state.settled],
+        )
+    if (decided.failures, decided.alerted) != (state.failures, state.alerted):
+        await conn.execute(
+            sa.update(sc)
+            .where(sc.c.name == name)
+            .values(failures=decided.failures, alerted=decided.alerted, updated_at=now)
+        )
 
 
 def _open_fire() -> sa.ColumnElement[bool]:

@@ -112,33 +112,10 @@ class StatsQueries:
         """
         if bucket_seconds <= 0 or until <= since:
             raise ValueError("stats need a positive bucket and since < until")
-        start = _epoch_literal(since)
         size = float(bucket_seconds)
         dur = duration_ms(self._db.dialect, at.c.started_at, at.c.ended_at)
-        ev_bucket = _bucket(self._db.dialect, ev.c.received_at, start, size).label("bucket")
-        at_bucket = _bucket(self._db.dialect, at.c.ended_at, start, size).label("bucket")
-        in_ev = sa.and_(ev.c.received_at >= since, ev.c.received_at < until)
         in_at = sa.and_(at.c.ended_at >= since, at.c.ended_at < until)
-        failed = at.c.outcome.in_(FAILED_OUTCOMES)
-        ev_q = (
-            sa.select(
-                ev_bucket,
-                sa.func.count(),
-                sa.func.sum(sa.case((ev.c.status == "rejected", 1), else_=0)),
-            )
-            .where(in_ev)
-            .group_by(sa.literal_column("bucket"))
-        )
-        at_q = (
-            sa.select(
-                at_bucket,
-                sa.func.sum(sa.case((at.c.outcome == "succeeded", 1), else_=0)),
-                sa.func.sum(sa.case((failed, 1), else_=0)),
-                sa.func.avg(dur),
-            )
-            .where(in_at)
-            .group_by(sa.literal_column("bucket"))
-        )
+        ev_q, at_q = _bucket_queries(self._db.dialect, since, until, size, dur)
         totals_q = sa.select(sa.func.count(), sa.func.avg(dur), sa.func.max(dur)).where(in_at)
         n_buckets = max(1, int(-(-(until - since).total_seconds() // size)))
         series: dict[int, dict[str, Any]] = {}
@@ -189,6 +166,38 @@ class StatsQueries:
         offset = min(count - 1, max(0, int(-(-p * count // 1)) - 1))
         q = sa.select(dur.label("d")).where(where).order_by(sa.literal_column("d")).offset(offset).limit(1)
         return round3((await conn.execute(q)).scalar())
+
+
+def _bucket_queries(
+    dialect: _db.Dialect, since: datetime, until: datetime, size: float, dur: Any
+) -> tuple[Any, Any]:
+    """Per bucket of ``size`` seconds from ``since``: deliveries, and attempts' outcomes."""
+    start = _epoch_literal(since)
+    ev_bucket = _bucket(dialect, ev.c.received_at, start, size).label("bucket")
+    at_bucket = _bucket(dialect, at.c.ended_at, start, size).label("bucket")
+    in_ev = sa.and_(ev.c.received_at >= since, ev.c.received_at < until)
+    in_at = sa.and_(at.c.ended_at >= since, at.c.ended_at < until)
+    failed = at.c.outcome.in_(FAILED_OUTCOMES)
+    ev_q = (
+        sa.select(
+            ev_bucket,
+            sa.func.count(),
+            sa.func.sum(sa.case((ev.c.status == "rejected", 1), else_=0)),
+        )
+        .where(in_ev)
+        .group_by(sa.literal_column("bucket"))
+    )
+    at_q = (
+        sa.select(
+            at_bucket,
+            sa.func.sum(sa.case((at.c.outcome == "succeeded", 1), else_=0)),
+            sa.func.sum(sa.case((failed, 1), else_=0)),
+            sa.func.avg(dur),
+        )
+        .where(in_at)
+        .group_by(sa.literal_column("bucket"))
+    )
+    return ev_q, at_q
 
 
 def duration_ms(dialect: _db.Dialect, start: Any, end: Any) -> Any:

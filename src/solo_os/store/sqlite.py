@@ -194,26 +194,7 @@ class SQLiteStore(_base.Store):
         if not results:
             return []
         now = utcnow()
-        update_stmt = (
-            sa.update(ex)
-            .where(
-                ex.c.id == sa.bindparam("b_id"),
-                ex.c.worker_id == worker_id,
-                ex.c.attempts == sa.bindparam("b_attempt"),
-                ex.c.status == "running",
-            )
-            .values(
-                status=sa.bindparam("b_status"),
-                run_after=sa.func.coalesce(
-                    sa.bindparam("b_run_after", type_=_schema.UTCDateTime), ex.c.run_after
-                ),
-                last_error=sa.bindparam("b_error", type_=sa.Text),
-                lease_expires_at=None,
-                worker_id=None,
-                started_at=None,
-                updated_at=now,
-            )
-        )
+        update_stmt = _finish_update(worker_id, now)
         params = [
             {
                 "b_id": r.execution_id,
@@ -224,20 +205,6 @@ class SQLiteStore(_base.Store):
             }
             for r in results
         ]
-        attempt_rows = [
-            {
-                "execution_id": r.execution_id,
-                "attempt": r.attempt,
-                "worker_id": worker_id,
-                "started_at": r.started_at,
-                "ended_at": r.ended_at,
-                "outcome": r.outcome,
-                "error_type": r.error_type,
-                "error_message": r.error_message,
-                "traceback": r.traceback,
-            }
-            for r in results
-        ]
         async with self._db.write() as conn:
             applied_ids = await self._apply_finished(conn, worker_id, update_stmt, params, now)
             applied = [r for r in results if r.execution_id in applied_ids]
@@ -245,7 +212,7 @@ class SQLiteStore(_base.Store):
                 self._db.insert(at).on_conflict_do_nothing(
                     index_elements=["execution_id", "attempt"]
                 ),
-                attempt_rows,
+                _attempt_rows(worker_id, results),
             )
             if any(r.next_status == "pending" for r in applied):
                 await self._db.notify(conn)
@@ -270,3 +237,44 @@ class SQLiteStore(_base.Store):
             )
         )
         return {row.id for row in held}
+
+
+def _finish_update(worker_id: str, now: datetime) -> Any:
+    """An outcome's update, for each execution this worker still leases (bound per result)."""
+    return (
+        sa.update(ex)
+        .where(
+            ex.c.id == sa.bindparam("b_id"),
+            ex.c.worker_id == worker_id,
+            ex.c.attempts == sa.bindparam("b_attempt"),
+            ex.c.status == "running",
+        )
+        .values(
+            status=sa.bindparam("b_status"),
+            run_after=sa.func.coalesce(
+                sa.bindparam("b_run_after", type_=_schema.UTCDateTime), ex.c.run_after
+            ),
+            last_error=sa.bindparam("b_error", type_=sa.Text),
+            lease_expires_at=None,
+            worker_id=None,
+            started_at=None,
+            updated_at=now,
+        )
+    )
+
+
+def _attempt_rows(worker_id: str, results: Sequence[records.Finished]) -> list[dict[str, Any]]:
+    return [
+        {
+            "execution_id": r.execution_id,
+            "attempt": r.attempt,
+            "worker_id": worker_id,
+            "started_at": r.started_at,
+            "ended_at": r.ended_at,
+            "outcome": r.outcome,
+            "error_type": r.error_type,
+            "error_message": r.error_message,
+            "traceback": r.traceback,
+        }
+        for r in results
+    ]
