@@ -84,6 +84,11 @@ class Store:
         self._retention = _retention.RetentionQueries(self._db)
 
     @property
+    def concurrent_writers(self) -> int:
+        """Writing transactions worth running at once (ingest's group-commit writers)."""
+        return self._db.dialect.concurrent_writers
+
+    @property
     def _payload_trgm(self) -> bool | None:
         """Whether search may use the payload's trigram index (None: not looked up yet)."""
         return self._admin._payload_trgm

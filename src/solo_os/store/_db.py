@@ -39,6 +39,7 @@ class Dialect(Protocol):
     """What differs between the databases; ``sqlite.SQLiteDialect``, ``postgres.PostgresDialect``."""
 
     name: str
+    concurrent_writers: int  # writing transactions that can usefully run at once
 
     def insert(self, table: sa.Table) -> Any:
         """The dialect's ``INSERT`` (it offers ``on_conflict_do_nothing`` / ``_do_update``)."""

@@ -47,6 +47,7 @@ class PostgresDialect:
     """PostgreSQL's hooks (``_db.Dialect``)."""
 
     name = "postgresql"
+    concurrent_writers = 4
 
     def insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table)

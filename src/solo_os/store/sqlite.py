@@ -59,6 +59,7 @@ class SQLiteDialect:
     """SQLite's hooks (``_db.Dialect``)."""
 
     name = "sqlite"
+    concurrent_writers = 1  # one writer at a time (the file's write lock)
 
     def insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)
