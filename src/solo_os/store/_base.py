@@ -1,10 +1,11 @@
 """The store: everything solo-os keeps, behind one async interface over SQLAlchemy Core.
 
-``Store`` is the union of the query modules, each the implementation of one or two ports
+``Store`` composes one query object per area, each implementing one or two ports
 (``ports.py``): ``_ingest``, ``_queue``, ``_reads``, ``_dead_letters``, ``_throttle``,
 ``_logs``, ``_admin``, ``_stats``, ``_schedules``, ``_alerts``, ``_ratelimit``,
-``_retention``. They share nothing by inheritance: each reaches connections, transactions
-and the dialect's hooks through ``self._db`` (``_db.Database``). ``sqlite.py`` and
+``_retention``; its public methods delegate to them, one line each. They share nothing by
+inheritance: each reaches connections, transactions and the dialect's hooks through the
+``_db.Database`` it is given. ``sqlite.py`` and
 ``postgres.py`` provide the ``Dialect`` hooks and what differs as whole operations (claim and
 finish; PostgreSQL's single-statement hot path). Idempotency is a unique constraint and
 ``INSERT ... ON CONFLICT DO NOTHING``; claims are ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
