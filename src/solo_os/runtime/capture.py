@@ -17,10 +17,9 @@ from __future__ import annotations
 import contextvars
 import sys
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
@@ -28,6 +27,9 @@ import structlog
 
 from solo_os import errors
 from solo_os.observability import logs as logging_mod
+
+if TYPE_CHECKING:  # the store is not loaded with a handler's context
+    from solo_os.store import ports
 
 MAX_LINES = 200
 MAX_LINE_CHARS = 2000
@@ -177,11 +179,7 @@ def recording(logger: Any) -> Recorder:
     return Recorder(logger, buffer)
 
 
-class LogStore(Protocol):
-    async def save_logs(self, execution_id: UUID, attempt: int, lines: Sequence[Line]) -> None: ...
-
-
-async def flush(store: LogStore, execution_id: UUID, attempt: int) -> None:
+async def flush(store: ports.LogPort, execution_id: UUID, attempt: int) -> None:
     """Write the current task's captured lines for this attempt (nothing if it has none)."""
     buffer = CURRENT.get()
     if buffer is None:

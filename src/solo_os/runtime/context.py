@@ -8,13 +8,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from solo_os import errors
 from solo_os.observability import tracing
 from solo_os.outbound import http as http_mod
 from solo_os.runtime import capture as _capture
+
+if TYPE_CHECKING:  # the store is not loaded with a handler's context
+    from solo_os.store import ports
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,6 @@ class EventMeta:
 flush_logs = _capture.flush  # the worker calls it when an attempt ends
 
 
-class StepStore(Protocol):
-    async def load_steps(self, execution_id: UUID) -> dict[str, Any]: ...
-
-    async def save_step(
-        self, execution_id: UUID, name: str, result_json: str, attempt: int
-    ) -> None: ...
-
-
 class Context:
     """One attempt of one execution, as its handler sees it."""
 
@@ -53,7 +48,7 @@ class Context:
         handler: str,
         event: EventMeta | None,
         log: Any,
-        steps: StepStore | None = None,
+        steps: ports.StepPort | None = None,
         scheduled_at: datetime | None = None,
         http: http_mod.Session | None = None,
     ) -> None:
