@@ -87,7 +87,7 @@ class Runtime:
             await self._require_current_schema()
         await self.store.start()
         if "serve" in self.roles:
-            writers = 1 if self.store.dialect == "sqlite" else 4
+            writers = self.store.concurrent_writers
             self._committer = _batch.GroupCommit(
                 self.store.ingest,
                 max_batch=500,
