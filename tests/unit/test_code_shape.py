@@ -15,10 +15,9 @@ except the database migrations (src/solo_os/store/migrations), which are history
   mark of a mixin: methods it uses but only its subclass provides). Share such code by
   composition (a module of functions, an object passed in) instead.
 
-``KNOWN_OFFENDERS`` lists what was still over the limits at the end of issue 15's phase 2,
-while the modules were being split (the goal is an empty list; remove an entry once it is
-fixed); any other offence fails the test. ``EXEMPT`` lists deliberate exceptions, each with
-its reason.
+``KNOWN_OFFENDERS`` held what was over the limits while issue 15's phase 2 split the modules;
+it is empty now and should stay so. ``EXEMPT`` lists deliberate exceptions, each with its
+reason (none today). Any other offence fails the test.
 """
 
 from __future__ import annotations
@@ -37,32 +36,8 @@ HELPER_SUFFIXES = ("Queries", "Mixin")
 # offence -> reason (deliberate, reviewed exceptions)
 EXEMPT: dict[str, str] = {}
 
-# Offences left while the phase-2 refactors of issue 15 were in flight; the goal is empty.
-KNOWN_OFFENDERS: frozenset[str] = frozenset(
-    {
-        "class store/_admin.py:AdminQueries",
-        "class store/_base.py:Store",
-        "class store/_schedules.py:ScheduleQueries",
-        "function app.py:App.cron",
-        "function core/schemas.py:upcast",
-        "function runtime/ingress.py:build_event",
-        "function runtime/worker.py:Worker._execute",
-        "function store/_admin.py:AdminQueries.stats",
-        "function store/_alerts.py:AlertQueries.scan_dead",
-        "function store/_base.py:Store.claim",
-        "function store/_base.py:Store.finish",
-        "function store/_base.py:Store.reap",
-        "function store/_queue.py:QueueQueries.reap",
-        "function store/_schedules.py:ScheduleQueries.advance_schedule",
-        "function store/_stats.py:StatsQueries.stats",
-        "function store/sqlite.py:SQLiteStore.finish",
-        "module core/schemas.py",
-        "module runtime/worker.py",
-        "module store/_admin.py",
-        "module store/_base.py",
-        "module testing/_harness.py",
-    }
-)
+# Offences tolerated while issue 15's phase 2 split the modules: none are left; keep it empty.
+KNOWN_OFFENDERS: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
