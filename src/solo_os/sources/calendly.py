@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from solo_os import errors
-from solo_os.sources import _base
+from solo_os.sources import _base, _timestamped
 
 HEADER = "calendly-webhook-signature"
 DEFAULT_TOLERANCE = 180
-MAX_SIGNATURES = 32
 
 
 class CalendlySource(_base.Source):
@@ -50,31 +49,13 @@ class CalendlySource(_base.Source):
         return None
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
-        timestamp: str | None = None
-        given: list[bytes] = []
-        offered = 0
-        for item in _base.one_header(headers, HEADER).split(","):
-            key, sep, text = item.strip().partition("=")
-            if not sep:
-                continue
-            if key == "t":
-                if timestamp is not None:
-                    raise errors.SignatureError("repeated_timestamp")
-                timestamp = text
-            elif key == "v1":
-                offered += 1
-                if offered > MAX_SIGNATURES:
-                    raise errors.SignatureError("too_many_signatures")
-                if (sig := _base.hex_digest(text)) is not None:
-                    given.append(sig)
-        if timestamp is None:
-            raise errors.SignatureError("missing_timestamp")
-        t = _base.parse_timestamp(timestamp)
-        if not given:
-            raise errors.SignatureError("malformed_signature" if offered else "missing_signature")
-        signed = timestamp.encode("ascii") + b"." + body  # the timestamp's text, as sent
+        header = _timestamped.parse(
+            _base.one_header(headers, HEADER), separator=",", timestamp_key="t", signature_key="v1"
+        )
+        t = header.timestamp
+        signed = header.timestamp_text.encode("ascii") + b"." + body  # the timestamp's text, as sent
         expected = [_base.hmac_sha256(s.encode("utf-8"), signed) for s in self.secrets]
-        if not _base.any_match(expected, given):
+        if not _base.any_match(expected, header.signatures):
             raise errors.SignatureError("signature_mismatch")
         _base.check_age(t, now, self.tolerance, future=True)
 

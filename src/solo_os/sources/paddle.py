@@ -16,10 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from solo_os import errors
-from solo_os.sources import _base
+from solo_os.sources import _base, _timestamped
 
 HEADER = "paddle-signature"
-MAX_SIGNATURES = 32
 # Keys users paste by mistake instead of the notification destination's secret key.
 _NOT_SIGNING_SECRETS = ("pdl_live_apikey_", "pdl_sdbx_apikey_", "live_", "test_")
 
@@ -55,32 +54,13 @@ class PaddleSource(_base.Source):
         return "pdl_ntfset_" + _base.new_id() + "_" + _base.new_id()[:24]
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
-        value = _base.one_header(headers, HEADER)
-        timestamp: str | None = None
-        given: list[bytes] = []
-        offered = 0
-        for item in value.split(";"):
-            key, sep, text = item.strip().partition("=")
-            if not sep:
-                continue
-            if key == "ts":
-                if timestamp is not None:
-                    raise errors.SignatureError("repeated_timestamp")
-                timestamp = text
-            elif key == "h1":
-                offered += 1
-                if offered > MAX_SIGNATURES:
-                    raise errors.SignatureError("too_many_signatures")
-                if (sig := _base.hex_digest(text)) is not None:
-                    given.append(sig)
-        if timestamp is None:
-            raise errors.SignatureError("missing_timestamp")
-        t = _base.parse_timestamp(timestamp)
-        if not given:
-            raise errors.SignatureError("malformed_signature" if offered else "missing_signature")
+        header = _timestamped.parse(
+            _base.one_header(headers, HEADER), separator=";", timestamp_key="ts", signature_key="h1"
+        )
+        t = header.timestamp
         signed = f"{t}:".encode() + body  # paddle-python-sdk signs the parsed integer
         expected = [_base.hmac_sha256(s.encode("utf-8"), signed) for s in self.secrets]
-        if not _base.any_match(expected, given):
+        if not _base.any_match(expected, header.signatures):
             raise errors.SignatureError("signature_mismatch")
         _base.check_age(t, now, self.tolerance, future=True)
 

@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from solo_os import errors
-from solo_os.sources import _base
+from solo_os.sources import _base, _timestamped
 
 HEADER = "stripe-signature"
-MAX_SIGNATURES = 32  # Stripe sends one v1 per active secret; more than this is not Stripe
 # Keys users paste by mistake instead of the endpoint's signing secret.
 _NOT_SIGNING_SECRETS = ("sk_", "rk_", "pk_")
 
@@ -57,36 +56,13 @@ class StripeSource(_base.Source):
         return None
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
-        value = _base.one_header(headers, HEADER)
-        timestamp: str | None = None
-        given: list[bytes] = []
-        offered = 0
-        for item in value.split(","):
-            scheme, sep, text = item.strip().partition("=")
-            if not sep:
-                continue
-            if scheme == "t":
-                if timestamp is not None:
-                    raise errors.SignatureError("repeated_timestamp")
-                timestamp = text
-            elif scheme == "v1":
-                offered += 1
-                if offered > MAX_SIGNATURES:
-                    raise errors.SignatureError("too_many_signatures")
-                # Like stripe-python, one unreadable v1 does not spoil a matching one.
-                sig = _base.hex_digest(text)
-                if sig is not None:
-                    given.append(sig)
-        if timestamp is None:
-            raise errors.SignatureError("missing_timestamp")
-        t = _base.parse_timestamp(timestamp)
-        if not offered:
-            raise errors.SignatureError("missing_signature")
-        if not given:
-            raise errors.SignatureError("malformed_signature")
+        header = _timestamped.parse(
+            _base.one_header(headers, HEADER), separator=",", timestamp_key="t", signature_key="v1"
+        )
+        t = header.timestamp
         signed = f"{t}.".encode() + body  # stripe-python signs the timestamp as an integer
         expected = [_base.hmac_sha256(s.encode("utf-8"), signed) for s in self.secrets]
-        if not _base.any_match(expected, given):
+        if not _base.any_match(expected, header.signatures):
             raise errors.SignatureError("signature_mismatch")
         _base.check_age(t, now, self.tolerance, future=False)
 
