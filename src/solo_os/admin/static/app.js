@@ -174,6 +174,7 @@
     // Nor while the user types in a filter or is asked to confirm something.
     const focused = document.activeElement;
     if (!first && (current.state.ask || (focused && view.contains(focused) && focused.matches("input, select, textarea")))) return;
+    if (!first && view.querySelector("form.filters[data-dirty]")) return;
     const page = current;
     const mine = ++seq;
     refreshing = true;
@@ -221,7 +222,16 @@
   // [value, label] pairs. { range: true } adds the time range: a preset or from/to in UTC.
   function filterBar(fields, values, onApply) {
     const inputs = {};
-    const form = h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); onApply(read()); } });
+    const form = h("form", { class: "filters", onsubmit: (e) => {
+      e.preventDefault();
+      delete form.dataset.dirty;
+      onApply(read());
+    } });
+    // An edited but not yet applied filter holds off the background refresh (which redraws the
+    // form from the page's state and would throw the edit away).
+    const edited = () => { form.dataset.dirty = "1"; };
+    form.addEventListener("input", edited);
+    form.addEventListener("change", edited);
     function read() {
       const out = {};
       for (const [k, el] of Object.entries(inputs)) {
