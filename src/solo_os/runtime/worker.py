@@ -39,7 +39,7 @@ from solo_os.observability import metrics, tracing
 from solo_os.outbound import http as http_mod
 from solo_os.runtime import attempt as attempt_mod
 from solo_os.runtime import batch as _batch
-from solo_os.runtime import context
+from solo_os.runtime import context, outcomes
 from solo_os.store import ports
 
 log = structlog.get_logger("solo_os.worker")
@@ -353,10 +353,11 @@ class Worker:
         duration = time.perf_counter() - t0
         await context.flush_logs(self.store, c.id, c.attempt)  # ctx.log's lines, per attempt
         finished = self._finished(c, handler, started, outcome, error)
-        try:
-            await self._record(c, handler, hlog, finished, error, duration)
-        except errors.StoreError as exc:
-            # Not written: the lease runs out and another attempt follows (at-least-once).
+        try:  # kept and retried while the store is unavailable (runtime/outcomes.py)
+            await outcomes.until_stored(
+                functools.partial(self._record, c, handler, hlog, finished, error, duration), hlog
+            )
+        except errors.StoreError as exc:  # refused, not unavailable: the lease runs out
             hlog.error("execution.unrecorded", error=str(exc))
         finally:
             self._inflight.pop(c.id, None)

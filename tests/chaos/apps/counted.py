@@ -1,0 +1,34 @@
+"""An app whose handler counts its own runs outside the database: each run appends
+``<execution id> <attempt> <pid>`` to the file ``COUNT_FILE`` (one short ``O_APPEND`` write,
+atomic between processes), so a test can tell how often each execution's handler ran even
+while the database is down.
+
+``invoice.paid`` sleeps 0..``COUNT_SLEEP_MS`` ms first (where an outage is likely to land).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from typing import Any
+
+from solo_os import App, Context, Retry, sources
+
+app = App(service="counted")
+app.source("billing", sources.hmac(secret_env="BILLING_WEBHOOK_SECRET"))
+
+
+def _count(ctx: Context) -> None:
+    line = f"{ctx.execution_id} {ctx.attempt} {os.getpid()}\n".encode()
+    fd = os.open(os.environ["COUNT_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+@app.on("billing", "invoice.paid", retry=Retry(max_attempts=100, base_delay=0.01, max_delay=0.5))
+async def counted(event: dict[str, Any], ctx: Context) -> None:
+    await asyncio.sleep(random.uniform(0, int(os.environ.get("COUNT_SLEEP_MS", "500")) / 1000))
+    _count(ctx)
