@@ -75,7 +75,7 @@ def test_generated_secrets_fit_each_source() -> None:
     assert env["A_SECRET"] == "mine" and "None" not in env and len(env) == 6
     assert app.prepare(env) == ["source 'g' accepts UNVERIFIED deliveries (verify=False)"]
     assert env["B_SECRET"].startswith("whsec_")
-    assert len(decode_secret(env["F_SECRET"]) or b"") == 32
+    assert 24 <= len(decode_secret(env["F_SECRET"]) or b"") <= 64  # the spec's range
     assert generate_secret(kinds["c"]) != generate_secret(kinds["c"])
 
     class Picky(sources.Source):

@@ -15,13 +15,15 @@ import hmac
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import orjson
 
 from solo_os import errors
 from solo_os import secret_sources as secrets_mod
 from solo_os.sources import _decode
+from solo_os.sources._headers import DictHeaders as DictHeaders
+from solo_os.sources._headers import Headers as Headers
 
 #: Header names containing any of these are taken for credentials and not stored (see
 #: ``Source.stored_headers``).
@@ -40,31 +42,6 @@ _HEX = re.compile(r"[0-9a-fA-F]*")
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 # What a database column or a log line should never hold: C0 controls, DEL, lone surrogates.
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-
-
-class Headers(Protocol):
-    """The part of a case-insensitive, multi-valued header mapping a source needs."""
-
-    def getlist(self, key: str) -> list[str]: ...
-
-
-class DictHeaders:
-    """``Headers`` over a plain mapping (tests, the CLI's ``send``, replays)."""
-
-    def __init__(self, items: Mapping[str, str] | Sequence[tuple[str, str]]) -> None:
-        pairs = items.items() if isinstance(items, Mapping) else items
-        self._items = [(k.lower(), v) for k, v in pairs]
-
-    def getlist(self, key: str) -> list[str]:
-        key = key.lower()
-        return [v for k, v in self._items if k == key]
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        values = self.getlist(key)
-        return values[0] if values else default
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
 
 
 def one_header(headers: Headers, name: str) -> str:
@@ -300,6 +277,12 @@ class Source:
     kept_headers: ClassVar[frozenset[str]] = frozenset(
         {"idempotency-key", "x-idempotency-key", "i-twilio-idempotency-token", "x-event-key"}
     )
+    #: Seconds a signed timestamp may be off, for schemes that sign one (``tolerance=``).
+    default_tolerance: ClassVar[int] = DEFAULT_TOLERANCE
+    #: Prefixes of other credentials (API keys, tokens) users paste instead of the webhook
+    #: secret, and what they are: ``check_secrets`` says "secret #2 is {mistaken_for}".
+    mistaken_prefixes: ClassVar[tuple[str, ...]] = ()
+    mistaken_for: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -308,6 +291,7 @@ class Source:
         verify: bool = True,
         max_body_bytes: int | None = None,
         payload: str | None = None,
+        tolerance: int | None = None,
     ) -> None:
         if secret_env is not None and not _NAME.fullmatch(secret_env):
             raise errors.ConfigError(
@@ -328,6 +312,8 @@ class Source:
         self.verify_signatures = verify
         self.max_body_bytes = max_body_bytes
         self.payload_path = payload
+        tolerance = self.default_tolerance if tolerance is None else tolerance
+        self.tolerance = positive_seconds(tolerance, f"sources.{self.kind}: tolerance")
         self.name = ""
         self._secrets: tuple[str, ...] = ()
 
@@ -365,7 +351,11 @@ class Source:
         return []
 
     def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        """A problem with the secrets' form, or None. Overridden by schemes with a format."""
+        """A problem with the secrets' form, or None: one of ``mistaken_prefixes``. Schemes
+        with a format of their own extend it."""
+        for i, secret in enumerate(secrets, 1):
+            if self.mistaken_prefixes and secret.startswith(self.mistaken_prefixes):
+                return f"secret #{i} is {self.mistaken_for}"
         return None
 
     def example_secret(self) -> str:

@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Mapping
 
 from solo_os import errors
+from solo_os.sources import _base
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BAD = re.compile(r"[\x00-\x20\x7f]")
@@ -73,6 +74,40 @@ class PublicUrl:
         if self.value is None:
             raise errors.ConfigError(f"{self.factory}: the public URL is not configured")
         return self.value
+
+
+class PublicUrlSource(_base.Source):
+    """A source whose scheme signs the URL the provider called (Square, Twilio, HubSpot)."""
+
+    def __init__(
+        self,
+        *,
+        secret_env: str | None,
+        url: str | None = None,
+        public_url_env: str | None = None,
+        verify: bool = True,
+        max_body_bytes: int | None = None,
+        payload: str | None = None,
+        tolerance: int | None = None,
+    ) -> None:
+        super().__init__(
+            secret_env=secret_env,
+            verify=verify,
+            max_body_bytes=max_body_bytes,
+            payload=payload,
+            tolerance=tolerance,
+        )
+        self.public_url = PublicUrl(f"sources.{self.kind}", url, public_url_env)
+
+    def bind(self, name: str, env: Mapping[str, str]) -> list[str]:
+        problems = super().bind(name, env)
+        return problems + (self.public_url.bind(name, env) if self.verify_signatures else [])
+
+    def variables(self) -> dict[str, str]:
+        found = super().variables()
+        if self.public_url.url_env:
+            found[self.public_url.url_env] = "public URL"
+        return found
 
 
 def port_variants(url: str) -> list[str]:

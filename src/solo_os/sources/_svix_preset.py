@@ -8,8 +8,6 @@ and test deliveries are built the way they send them.
 
 from __future__ import annotations
 
-import base64
-import secrets as secrets_mod
 from collections.abc import Mapping
 
 from solo_os.sources import _base, standard_webhooks
@@ -17,9 +15,6 @@ from solo_os.sources import _base, standard_webhooks
 
 class SvixPreset(standard_webhooks.StandardWebhooksSource):
     """A Standard Webhooks source that signs as Svix does (``svix-*`` headers)."""
-
-    def example_secret(self) -> str:
-        return "whsec_" + base64.b64encode(secrets_mod.token_bytes(24)).decode("ascii")
 
     def sign(
         self, body: bytes, now: float, headers: Mapping[str, str] | None = None

@@ -24,29 +24,12 @@ DEFAULT_TOLERANCE = 180
 class CalendlySource(_base.Source):
     kind = "calendly"
     secret_headers = frozenset({HEADER})
-
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        tolerance: int = DEFAULT_TOLERANCE,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.tolerance = _base.positive_seconds(tolerance, "sources.calendly: tolerance")
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith("eyJ"):
-                return (
-                    f"secret #{i} is a Calendly access token, not the webhook signing key"
-                    " (signing_key of the subscription)"
-                )
-        return None
+    mistaken_prefixes = ("eyJ",)
+    mistaken_for = (
+        "a Calendly access token, not the webhook signing key (signing_key of"
+        " the subscription)"
+    )
+    default_tolerance = DEFAULT_TOLERANCE
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
         header = _timestamped.parse(

@@ -19,15 +19,8 @@ _NOT_SIGNING_SECRETS = ("sk_live_", "sk_test_", "pk_live_", "pk_test_")
 class ClerkSource(_svix_preset.SvixPreset):
     kind = "clerk"
     secret_headers = frozenset({"webhook-signature", "svix-signature"})
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith(_NOT_SIGNING_SECRETS):
-                return (
-                    f"secret #{i} is a Clerk API key, not the webhook endpoint's signing"
-                    " secret (whsec_...)"
-                )
-        return super().check_secrets(secrets)
+    mistaken_prefixes = _NOT_SIGNING_SECRETS
+    mistaken_for = "a Clerk API key, not the webhook endpoint's signing secret (whsec_...)"
 
     def compose(self, event_type: str, data: Any, now: float) -> tuple[bytes, dict[str, str]]:
         document = {

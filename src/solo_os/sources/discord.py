@@ -57,20 +57,6 @@ class DiscordSource(_base.Source):
     kind = "discord"
     secret_headers = frozenset({HEADER})
 
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        tolerance: int = _base.DEFAULT_TOLERANCE,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.tolerance = _base.positive_seconds(tolerance, "sources.discord: tolerance")
-
     def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
         for i, secret in enumerate(secrets, 1):
             try:

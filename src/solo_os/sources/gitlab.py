@@ -28,11 +28,13 @@ _NOT_SIGNING_SECRETS = ("glpat-", "gloas-", "glptt-", "gldt-", "glrt-")
 class GitLabSource(_base.Source):
     kind = "gitlab"
     secret_headers = frozenset({HEADER})
+    mistaken_prefixes = _NOT_SIGNING_SECRETS
+    mistaken_for = "a GitLab access token, not the webhook's secret token"
 
     def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
+        if (problem := super().check_secrets(secrets)) is not None:
+            return problem
         for i, secret in enumerate(secrets, 1):
-            if secret.startswith(_NOT_SIGNING_SECRETS):
-                return f"secret #{i} is a GitLab access token, not the webhook's secret token"
             if len(secret) < MIN_TOKEN_CHARS:
                 return (
                     f"secret #{i} has {len(secret)} characters; a webhook token needs at"

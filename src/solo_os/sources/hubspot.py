@@ -23,44 +23,11 @@ TIMESTAMP_HEADER = "x-hubspot-request-timestamp"
 OLD_HEADERS = ("x-hubspot-signature", "x-hubspot-signature-version")  # v1/v2: not trusted
 
 
-class HubSpotSource(_base.Source):
+class HubSpotSource(_public_url.PublicUrlSource):
     kind = "hubspot"
     secret_headers = frozenset({HEADER, OLD_HEADERS[0]})
-
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        url: str | None = None,
-        public_url_env: str | None = None,
-        tolerance: int = _base.DEFAULT_TOLERANCE,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.public_url = _public_url.PublicUrl("sources.hubspot", url, public_url_env)
-        self.tolerance = _base.positive_seconds(tolerance, "sources.hubspot: tolerance")
-
-    def bind(self, name: str, env: Mapping[str, str]) -> list[str]:
-        problems = super().bind(name, env)
-        return problems + (self.public_url.bind(name, env) if self.verify_signatures else [])
-
-    def variables(self) -> dict[str, str]:
-        found = super().variables()
-        if self.public_url.url_env:
-            found[self.public_url.url_env] = "public URL"
-        return found
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith(("pat-", "CKT")):
-                return (
-                    f"secret #{i} is a HubSpot access token, not the app's client secret"
-                )
-        return None
+    mistaken_prefixes = ("pat-", "CKT")
+    mistaken_for = "a HubSpot access token, not the app's client secret"
 
     def example_secret(self) -> str:
         return str(secrets_mod.token_hex(4)) + "-" + secrets_mod.token_hex(14)

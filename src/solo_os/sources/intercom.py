@@ -21,12 +21,8 @@ HEADER = "x-hub-signature"
 class IntercomSource(_base.Source):
     kind = "intercom"
     secret_headers = frozenset({HEADER})
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith("dG9rO"):  # base64 of "tok:...": an Intercom access token
-                return f"secret #{i} is an Intercom access token, not the app's client secret"
-        return None
+    mistaken_prefixes = ("dG9rO",)
+    mistaken_for = "an Intercom access token, not the app's client secret"
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
         scheme, sep, digest = _base.one_header(headers, HEADER).strip().partition("=")

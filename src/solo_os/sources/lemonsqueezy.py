@@ -22,14 +22,8 @@ EVENT_HEADER = "x-event-name"
 class LemonSqueezySource(_base.Source):
     kind = "lemonsqueezy"
     secret_headers = frozenset({HEADER})
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith("eyJ"):
-                return (
-                    f"secret #{i} is a Lemon Squeezy API key, not the webhook's signing secret"
-                )
-        return None
+    mistaken_prefixes = ("eyJ",)
+    mistaken_for = "a Lemon Squeezy API key, not the webhook's signing secret"
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
         given = _base.hex_digest(_base.one_header(headers, HEADER).strip())

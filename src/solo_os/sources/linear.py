@@ -28,26 +28,9 @@ DEFAULT_TOLERANCE = 60
 class LinearSource(_base.Source):
     kind = "linear"
     secret_headers = frozenset({HEADER})
-
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        tolerance: int = DEFAULT_TOLERANCE,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.tolerance = _base.positive_seconds(tolerance, "sources.linear: tolerance")
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith(("lin_api_", "lin_oauth_")):
-                return f"secret #{i} is a Linear API key, not the webhook's signing secret"
-        return None
+    mistaken_prefixes = ("lin_api_", "lin_oauth_")
+    mistaken_for = "a Linear API key, not the webhook's signing secret"
+    default_tolerance = DEFAULT_TOLERANCE
 
     def example_secret(self) -> str:
         return "lin_wh_" + _base.new_id()

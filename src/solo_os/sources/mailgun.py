@@ -26,26 +26,8 @@ MAX_TOKEN_CHARS = 256  # Mailgun's tokens are 50 characters
 
 class MailgunSource(_base.Source):
     kind = "mailgun"
-
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        tolerance: int = _base.DEFAULT_TOLERANCE,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.tolerance = _base.positive_seconds(tolerance, "sources.mailgun: tolerance")
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith("pubkey-"):
-                return f"secret #{i} is Mailgun's public validation key, not the signing key"
-        return None
+    mistaken_prefixes = ("pubkey-",)
+    mistaken_for = "Mailgun's public validation key, not the signing key"
 
     def _signature(self, headers: _base.Headers, body: bytes) -> tuple[str, str, str]:
         try:

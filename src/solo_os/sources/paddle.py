@@ -26,29 +26,11 @@ _NOT_SIGNING_SECRETS = ("pdl_live_apikey_", "pdl_sdbx_apikey_", "live_", "test_"
 class PaddleSource(_base.Source):
     kind = "paddle"
     secret_headers = frozenset({HEADER})
-
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        tolerance: int = _base.DEFAULT_TOLERANCE,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.tolerance = _base.positive_seconds(tolerance, "sources.paddle: tolerance")
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith(_NOT_SIGNING_SECRETS):
-                return (
-                    f"secret #{i} is a Paddle API key or client-side token, not a notification"
-                    " destination's secret key (pdl_ntfset_...)"
-                )
-        return None
+    mistaken_prefixes = _NOT_SIGNING_SECRETS
+    mistaken_for = (
+        "a Paddle API key or client-side token, not a notification"
+        " destination's secret key (pdl_ntfset_...)"
+    )
 
     def example_secret(self) -> str:
         return "pdl_ntfset_" + _base.new_id() + "_" + _base.new_id()[:24]

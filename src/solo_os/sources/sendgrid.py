@@ -28,25 +28,13 @@ MAX_SIGNATURE_BYTES = 80  # a DER ECDSA P-256 signature is at most 72 bytes
 class SendGridSource(_base.Source):
     kind = "sendgrid"
     secret_headers = frozenset({HEADER})
-
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        tolerance: int = _base.DEFAULT_TOLERANCE,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.tolerance = _base.positive_seconds(tolerance, "sources.sendgrid: tolerance")
+    mistaken_prefixes = ("SG.",)
+    mistaken_for = "a SendGrid API key, not the event webhook's public key"
 
     def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
+        if (problem := super().check_secrets(secrets)) is not None:
+            return problem
         for i, secret in enumerate(secrets, 1):
-            if secret.startswith("SG."):
-                return f"secret #{i} is a SendGrid API key, not the event webhook's public key"
             try:
                 _keys.p256_key(secret)
             except ValueError as exc:

@@ -28,15 +28,8 @@ _NOT_SIGNING_SECRETS = ("shpat_", "shpca_", "shppa_")
 class ShopifySource(_base.Source):
     kind = "shopify"
     secret_headers = frozenset({HEADER})
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith(_NOT_SIGNING_SECRETS):
-                return (
-                    f"secret #{i} is a Shopify access token, not the app's client secret "
-                    "that signs webhooks"
-                )
-        return None
+    mistaken_prefixes = _NOT_SIGNING_SECRETS
+    mistaken_for = "a Shopify access token, not the app's client secret that signs webhooks"
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
         given = _base.base64_digest(_base.one_header(headers, HEADER).strip())

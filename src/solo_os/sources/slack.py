@@ -26,29 +26,11 @@ _NOT_SIGNING_SECRETS = ("xoxb-", "xoxp-", "xoxa-", "xoxe", "xapp-")
 class SlackSource(_base.Source):
     kind = "slack"
     secret_headers = frozenset({HEADER})
-
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        tolerance: int = _base.DEFAULT_TOLERANCE,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.tolerance = _base.positive_seconds(tolerance, "sources.slack: tolerance")
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith(_NOT_SIGNING_SECRETS):
-                return (
-                    f"secret #{i} is a Slack token, not the app's signing secret "
-                    "(Basic Information > App Credentials > Signing Secret)"
-                )
-        return None
+    mistaken_prefixes = _NOT_SIGNING_SECRETS
+    mistaken_for = (
+        "a Slack token, not the app's signing secret (Basic Information > App"
+        " Credentials > Signing Secret)"
+    )
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
         raw_timestamp = _base.one_header(headers, TIMESTAMP_HEADER)

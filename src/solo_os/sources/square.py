@@ -23,43 +23,11 @@ HEADER = "x-square-hmacsha256-signature"
 LEGACY_HEADER = "x-square-signature"
 
 
-class SquareSource(_base.Source):
+class SquareSource(_public_url.PublicUrlSource):
     kind = "square"
     secret_headers = frozenset({HEADER, LEGACY_HEADER})
-
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        url: str | None = None,
-        public_url_env: str | None = None,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.public_url = _public_url.PublicUrl("sources.square", url, public_url_env)
-
-    def bind(self, name: str, env: Mapping[str, str]) -> list[str]:
-        problems = super().bind(name, env)
-        return problems + (self.public_url.bind(name, env) if self.verify_signatures else [])
-
-    def variables(self) -> dict[str, str]:
-        found = super().variables()
-        if self.public_url.url_env:
-            found[self.public_url.url_env] = "public URL"
-        return found
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith("EAAA"):
-                return (
-                    f"secret #{i} is a Square access token, not the webhook subscription's"
-                    " signature key"
-                )
-        return None
+    mistaken_prefixes = ("EAAA",)
+    mistaken_for = "a Square access token, not the webhook subscription's signature key"
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
         given = _base.base64_digest(_base.one_header(headers, HEADER).strip())

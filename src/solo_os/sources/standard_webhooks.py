@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets as secrets_mod
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -38,21 +39,12 @@ class StandardWebhooksSource(_base.Source):
     kind = "standard_webhooks"
     secret_headers = frozenset({"webhook-signature", "svix-signature"})
 
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        tolerance: int = _base.DEFAULT_TOLERANCE,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.tolerance = _base.positive_seconds(tolerance, "sources.standard_webhooks: tolerance")
+    def example_secret(self) -> str:
+        return SECRET_PREFIX + base64.b64encode(secrets_mod.token_bytes(24)).decode("ascii")
 
     def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
+        if (problem := super().check_secrets(secrets)) is not None:
+            return problem  # a preset's mistaken_prefixes (Clerk's API keys)
         for i, secret in enumerate(secrets, 1):
             key = decode_secret(secret)
             if key is None:

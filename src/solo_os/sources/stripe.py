@@ -10,6 +10,7 @@ of the secret can sign one.
 
 from __future__ import annotations
 
+import secrets as secrets_mod
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,11 @@ _NOT_SIGNING_SECRETS = ("sk_", "rk_", "pk_")
 class StripeSource(_base.Source):
     kind = "stripe"
     secret_headers = frozenset({HEADER})
+    mistaken_prefixes = _NOT_SIGNING_SECRETS
+    mistaken_for = (
+        "a Stripe API key, not a webhook signing secret; copy the endpoint's signing secret"
+        " (whsec_...) from the dashboard or `stripe listen`"
+    )
 
     def __init__(
         self,
@@ -39,21 +45,21 @@ class StripeSource(_base.Source):
             verify=verify,
             max_body_bytes=max_body_bytes,
             payload=None if payload == "event" else payload,
+            tolerance=tolerance,
         )
-        self.tolerance = _base.positive_seconds(tolerance, "sources.stripe: tolerance")
 
     def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
+        if (problem := super().check_secrets(secrets)) is not None:
+            return problem
         for i, secret in enumerate(secrets, 1):
-            if secret.startswith(_NOT_SIGNING_SECRETS):
-                return (
-                    f"secret #{i} is a Stripe API key, not a webhook signing secret; copy the "
-                    "endpoint's signing secret (whsec_...) from the dashboard or `stripe listen`"
-                )
             if not secret.startswith("whsec_"):
                 return (
                     f"secret #{i} is not a Stripe webhook signing secret (they begin with whsec_)"
                 )
         return None
+
+    def example_secret(self) -> str:
+        return "whsec_" + secrets_mod.token_hex(16)
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
         header = _timestamped.parse(

@@ -42,34 +42,9 @@ def signed_text(url: str, fields: list[tuple[str, str]]) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-class TwilioSource(_base.Source):
+class TwilioSource(_public_url.PublicUrlSource):
     kind = "twilio"
     secret_headers = frozenset({HEADER})
-
-    def __init__(
-        self,
-        *,
-        secret_env: str | None,
-        url: str | None = None,
-        public_url_env: str | None = None,
-        verify: bool = True,
-        max_body_bytes: int | None = None,
-        payload: str | None = None,
-    ) -> None:
-        super().__init__(
-            secret_env=secret_env, verify=verify, max_body_bytes=max_body_bytes, payload=payload
-        )
-        self.public_url = _public_url.PublicUrl("sources.twilio", url, public_url_env)
-
-    def bind(self, name: str, env: Mapping[str, str]) -> list[str]:
-        problems = super().bind(name, env)
-        return problems + (self.public_url.bind(name, env) if self.verify_signatures else [])
-
-    def variables(self) -> dict[str, str]:
-        found = super().variables()
-        if self.public_url.url_env:
-            found[self.public_url.url_env] = "public URL"
-        return found
 
     def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
         for i, secret in enumerate(secrets, 1):

@@ -21,12 +21,8 @@ HEADER = "typeform-signature"
 class TypeformSource(_base.Source):
     kind = "typeform"
     secret_headers = frozenset({HEADER})
-
-    def check_secrets(self, secrets: tuple[str, ...]) -> str | None:
-        for i, secret in enumerate(secrets, 1):
-            if secret.startswith("tfp_"):
-                return f"secret #{i} is a Typeform personal access token, not the webhook secret"
-        return None
+    mistaken_prefixes = ("tfp_",)
+    mistaken_for = "a Typeform personal access token, not the webhook secret"
 
     def verify(self, headers: _base.Headers, body: bytes, now: float) -> None:
         scheme, sep, digest = _base.one_header(headers, HEADER).strip().partition("=")
