@@ -20,6 +20,12 @@ from solo_os.observability import tracing
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _SECRET_KEYS = ("secret", "signature", "authorization", "password", "token", "cookie", "api_key")
 REDACTED = "[redacted]"
+# Fields solo-os itself fills with values it made (ids, numbers, levels, times): nothing a
+# user, a sender or a secret can put there, so the redactor does not walk them.
+_OWN_FIELDS = frozenset(
+    {"timestamp", "level", "service", "execution_id", "event_id", "attempt", "duration_ms",
+     "trace_id", "span_id", "worker_id", "retry_in", "logger"}
+)
 
 
 class Redactor:
@@ -34,16 +40,23 @@ class Redactor:
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._keys: set[str] = set()
+        self._verdicts: dict[str, bool] = {}  # key -> hidden? (a log line's keys repeat)
 
     def add(self, *secrets: str) -> None:
         self._secrets.update(s for s in secrets if len(s) >= 4)
 
     def add_keys(self, *keys: str) -> None:
         self._keys.update(k.lower() for k in keys)
+        self._verdicts.clear()
 
     def _hidden(self, key: str) -> bool:
-        lowered = key.lower()
-        return lowered in self._keys or any(s in lowered for s in _SECRET_KEYS)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            lowered = key.lower()
+            verdict = lowered in self._keys or any(s in lowered for s in _SECRET_KEYS)
+            if len(self._verdicts) < 10_000:  # payload keys are the user's: bounded memory
+                self._verdicts[key] = verdict
+        return verdict
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -64,6 +77,8 @@ class Redactor:
         self, _logger: Any, _name: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for key, value in event.items():
+            if key in _OWN_FIELDS:
+                continue
             if self._hidden(key):
                 event[key] = REDACTED
             elif isinstance(value, str | dict | list | tuple):
