@@ -19,7 +19,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from solo_os.core import records
-from solo_os.store import _base, _db, _rows, _schema
+from solo_os.store import _base, _db, _rows, _schema, _sqlite_wake
 from solo_os.store._db import utcnow
 from solo_os.store._rows import last_error
 
@@ -61,6 +61,9 @@ class SQLiteDialect:
     name = "sqlite"
     concurrent_writers = 1  # one writer at a time (the file's write lock)
 
+    def __init__(self, wakeups: _sqlite_wake.Wakeups) -> None:
+        self.wakeups = wakeups
+
     def insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)
 
@@ -69,7 +72,9 @@ class SQLiteDialect:
         return sa.bindparam(name, type_=sa.Text)
 
     async def notify(self, conn: AsyncConnection) -> None:
-        """Nothing to tell: one process holds the file's writer, and wakes itself."""
+        """Wake the workers of other processes on this file (``_sqlite_wake``); this process
+        wakes its own (``wake_local``) after the commit."""
+        self.wakeups.send()
 
     async def lock_for_migration(self, conn: AsyncConnection) -> None:
         """The writer's ``BEGIN IMMEDIATE`` already serializes migrations."""
@@ -117,11 +122,22 @@ class SQLiteStore(_base.Store):
     dialect = "sqlite"
 
     def __init__(self, url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        self._wakeups = _sqlite_wake.Wakeups(_sqlite_wake.folder_for(sa.make_url(url).database))
         super().__init__(
-            SQLiteDialect(),
+            SQLiteDialect(self._wakeups),
             _engine(url, "BEGIN IMMEDIATE", 1, busy_timeout_ms),
             _engine(url, "BEGIN", 4, busy_timeout_ms),
         )
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be due (this process's or another's commit), or after
+        ``timeout`` seconds."""
+        self._wakeups.listen(self.wake_local)  # once, in the processes that wait for work
+        await super().wait_for_work(timeout)
+
+    async def close(self) -> None:
+        self._wakeups.close()
+        await super().close()
 
     async def claim(
         self,
