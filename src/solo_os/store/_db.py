@@ -13,20 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from solo_os import errors
+from solo_os.store import _clock
 
 T = TypeVar("T")
 ReadConnection = Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, on the database's clock where it is known (``_clock``: hosts' clocks may differ)."""
+    return _clock.now()
 
 
 def chunks(items: Sequence[T], size: int = 500) -> Iterator[list[T]]:

@@ -24,8 +24,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from solo_os import errors
 from solo_os.core import records
-from solo_os.store import _base, _db, _pg_sql, _rows, _schema
+from solo_os.store import _base, _clock, _db, _pg_sql, _rows, _schema
 from solo_os.store._admin import TRGM_INDEX
 from solo_os.store._db import utcnow
 from solo_os.store._pg_sql import CHANNEL
@@ -41,6 +42,13 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 async def _no_reset(_conn: asyncpg.Connection) -> None:
     """Pool connections keep no session state: skip asyncpg's reset round trip on release."""
+
+
+async def _measure_clock(conn: asyncpg.Connection) -> None:
+    """How far this host's clock is from the database's (``_clock``), on a new connection."""
+    sent = _clock.local()
+    database = await conn.fetchval("SELECT clock_timestamp()")
+    _clock.observe(sent, database, _clock.local())
 
 
 class PostgresDialect:
@@ -145,6 +153,7 @@ class PostgresStore(_base.Store):
                         timeout=5,
                         command_timeout=60,
                         reset=_no_reset,
+                        init=_measure_clock,
                         server_settings={"application_name": "solo-os"},
                     )
         return self._pool
@@ -217,7 +226,11 @@ class PostgresStore(_base.Store):
     # --- listening ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen for NOTIFY on a dedicated connection; reconnects in the background."""
+        """Listen for NOTIFY on a dedicated connection; reconnects in the background. The
+        clock offset is measured first (the hot pool's connections measure it as they open),
+        so nothing compares times before it is known."""
+        with contextlib.suppress(errors.StoreError), _db.translating(_UNAVAILABLE):
+            await self._hot_pool()  # when down: measured once it is back
         if self._listen_task is None:
             self._listen_task = asyncio.create_task(self._listen_forever(), name="solo-os-listen")
 
@@ -237,14 +250,16 @@ class PostgresStore(_base.Store):
             try:
                 await conn.add_listener(CHANNEL, lambda *_: self.wake_local())
                 conn.add_termination_listener(lambda *_, lost=lost: lost.set())
+                await _measure_clock(conn)
                 self.wake_local()  # anything committed while we were not listening
                 while not lost.is_set() and not conn.is_closed():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), 5.0)
                     if not lost.is_set():
-                        # A cheap round trip notices a dead connection that sent no FIN.
+                        # A cheap round trip notices a dead connection that sent no FIN, and
+                        # measures the clock offset again (a host's clock may be stepped).
                         try:
-                            await asyncio.wait_for(conn.execute("SELECT 1"), 5.0)
+                            await asyncio.wait_for(_measure_clock(conn), 5.0)
                         except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError):
                             break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
