@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from solo_os import sources
     from solo_os.app import App
     from solo_os.core.retry import Retry
+    from solo_os.core.workflow import CancelOn
     from solo_os.errors import (
         ConfigError,
+        InvokeError,
         NonRetryable,
         RateLimited,
         RetryAfter,
@@ -29,8 +31,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "CancelOn",
     "ConfigError",
     "Context",
+    "InvokeError",
     "NonRetryable",
     "RateLimited",
     "Retry",
@@ -52,6 +56,8 @@ _WHERE = {
     "SoloOSError": "solo_os.errors",
     "StoreError": "solo_os.errors",
     "Retry": "solo_os.core.retry",
+    "CancelOn": "solo_os.core.workflow",
+    "InvokeError": "solo_os.errors",
 }
 
 

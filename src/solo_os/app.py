@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from uuid import UUID
 
 import pydantic
 
 from solo_os import config, errors
 from solo_os.core import cron as cron_mod
-from solo_os.core import ratelimit, records, retry, schemas
+from solo_os.core import ids, ratelimit, records, retry, schemas, workflow
 from solo_os.core.schedule_plan import Catchup as Catchup  # the pure plan reads a Schedule
 from solo_os.core.schedule_plan import Overlap as Overlap
 from solo_os.core.schedule_plan import Schedule as Schedule
 from solo_os.outbound import options as options_mod
 from solo_os.sources import _base as sources_base
+from solo_os.sources.internal import internal as internal_source
 
 F = TypeVar("F", bound=Callable[..., Any])
 _SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -39,6 +41,7 @@ class Handler:
     is_async: bool
     kind: Literal["event", "cron"] = "event"  # a cron handler is called as fn(ctx)
     versioning: schemas.Versioning | None = None  # upcasters from older payload versions
+    cancel_on: tuple[workflow.CancelOn, ...] = ()  # events that cancel its open executions
 
     def load(self, payload: Any) -> Any:
         """The handler's argument: ``payload`` upcast to the schema's version and validated.
@@ -90,11 +93,11 @@ class App:
         ``store_headers`` names headers to keep with events although their names look like
         credentials (``x-tenant-key``); signature headers, ``authorization`` and cookies are
         never kept (``Source.stored_headers``)."""
-        self.service = service
-        self.redact = tuple(redact)
+        self.service, self.redact = service, tuple(redact)
         self.store_headers = frozenset(h.strip().lower() for h in store_headers)
         self._settings = settings
-        self._sources: dict[str, sources_base.Source] = {}
+        self._sources: dict[str, sources_base.Source] = {"internal": internal_source()}  # implied
+        self._implied_internal = True  # declaring "internal" replaces the implied one
         self._handlers: dict[str, Handler] = {}
         self._routes: dict[tuple[str, str], tuple[Handler, ...]] = {}
         self._dead_hooks: list[Callable[[records.DeadLetter], Any]] = []
@@ -112,8 +115,9 @@ class App:
             raise errors.ConfigError(
                 f"source name {name!r}: use lowercase letters, digits, '-' and '_' (it is a URL path)"
             )
-        if name in self._sources:
+        if name in self._sources and not (name == "internal" and self._implied_internal):
             raise errors.ConfigError(f"source {name!r} is declared twice")
+        self._implied_internal = self._implied_internal and name != "internal"
         if not isinstance(source, sources_base.Source):
             raise errors.ConfigError(f"source {name!r}: expected a sources.* object, got {source!r}")
         self._sources[name] = source
@@ -131,12 +135,17 @@ class App:
         timeout: float = DEFAULT_TIMEOUT,
         upcast: Mapping[int, schemas.Upcaster] | None = None,
         version_field: str = schemas.DEFAULT_VERSION_FIELD,
+        cancel_on: Sequence[workflow.CancelOn] = (),
     ) -> Callable[[F], F]:
         """Run the decorated function once for every accepted ``event_type`` event of ``source``.
 
         ``upcast={1: v1_to_v2, ...}`` brings payloads of older versions (read from
         ``version_field``; none means 1) up to ``schema``'s version first (see ``schemas``).
+        ``cancel_on=[CancelOn(source, type, match={"path.in.new": "path.in.original"})]``
+        cancels its pending or waiting executions when a matching event is accepted.
         """
+        if not all(isinstance(c, workflow.CancelOn) for c in cancel_on):
+            raise errors.ConfigError(f"cancel_on= takes CancelOn(...) items, got {cancel_on!r}")
         if schema is not None and not (
             isinstance(schema, type) and issubclass(schema, pydantic.BaseModel)
         ):
@@ -165,6 +174,7 @@ class App:
                 timeout=float(timeout),
                 is_async=inspect.iscoroutinefunction(fn),
                 versioning=versioning,
+                cancel_on=tuple(cancel_on),
             )
             self._routes.clear()
             return fn
@@ -304,6 +314,46 @@ class App:
         except ValueError as exc:
             raise errors.ConfigError(str(exc)) from None
         return self._http_options
+
+    def cancel_rules(
+        self, source: str, event_type: str, document: Any
+    ) -> tuple[workflow.CancelRule, ...]:
+        """What an accepted event of ``(source, event_type)`` cancels (the handlers' ``cancel_on``)."""
+        with_rules = ((h.name, h.cancel_on) for h in self._handlers.values() if h.cancel_on)
+        return workflow.cancel_rules(with_rules, source, event_type, document)
+
+    def new_event(
+        self, source: str, event_type: str, data: Any, *, key: str, correlation_id: str,
+        received_at: datetime, handlers: Sequence[Handler] | None = None,
+    ) -> records.NewEvent:
+        """An accepted event sent from inside with its executions (``handlers``, or those of
+        ``(source, event_type)``, whose schemas' errors raise ``PayloadError``)."""
+        if source not in self._sources:
+            raise errors.ConfigError(f"no source {source!r} in this app")
+        if handlers is None and (problems := self.validate(source, event_type, data)):
+            raise errors.PayloadError(problems)
+        chosen = self.handlers_for(source, event_type) if handlers is None else handlers
+        return workflow.new_event(
+            source=source, event_type=event_type, data=data, key=key,
+            correlation_id=correlation_id, received_at=received_at,
+            executions=[(h.name, self.policy(h).max_attempts or 1) for h in chosen],
+            cancels=self.cancel_rules(source, event_type, data),
+        )
+
+    async def send(
+        self, event_type: str, data: Any, *, source: str = "internal", key: str | None = None
+    ) -> UUID:
+        """Store an event (``internal`` by default) from outside a handler (a script); the
+        app's workers run its handlers. Returns its id (the stored one for a repeated ``key``)."""
+        from solo_os import store as store_mod
+
+        store, key = store_mod.connect(self.settings.database_url), key or f"send:{ids.uuid7()}"
+        try:
+            now = store_mod.utcnow()
+            event = self.new_event(source, event_type, data, key=key, correlation_id=key, received_at=now)
+            return (await store.ingest([event]))[0].event_id
+        finally:
+            await store.close()
 
     # --- lookup --------------------------------------------------------------------------
 

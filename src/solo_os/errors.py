@@ -72,3 +72,13 @@ class RateLimited(RetryAfter):
     def __init__(self, seconds: float, key: str) -> None:
         self.key = key
         super().__init__(seconds, f"rate limit {key!r}: no token free, retry in {seconds:.3g}s")
+
+
+class InvokeError(SoloOSError):
+    """``ctx.invoke``: the child execution ended ``dead`` or ``cancelled``, or its timeout passed
+    (``status`` says which: ``dead``, ``cancelled``, ``timed_out``)."""
+
+    def __init__(self, message: str, *, status: str, child_id: object = None) -> None:
+        self.status = status
+        self.child_id = child_id
+        super().__init__(message)

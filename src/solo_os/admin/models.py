@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 T = TypeVar("T")
 
 EventStatus = Literal["accepted", "rejected"]
-ExecutionStatus = Literal["pending", "running", "succeeded", "dead", "cancelled"]
+ExecutionStatus = Literal["pending", "running", "waiting", "succeeded", "dead", "cancelled"]
 Window = Literal["1h", "6h", "24h", "7d", "30d"]
 ExecutionKind = Literal["webhook", "cron"]
 
@@ -101,6 +101,8 @@ class ExecutionOut(BaseModel):
     run_after: datetime | None = None
     kind: ExecutionKind = Field("webhook", description="webhook: runs for an event; cron: a schedule's")
     duration_ms: float | None = Field(None, description="run time of its recorded attempts, summed")
+    result: Any = Field(None, description="the handler's return value (JSON), once succeeded")
+    parent_id: UUID | None = Field(None, description="the execution that invoked this one")
 
 
 class EventDetail(EventOut):
@@ -118,7 +120,9 @@ class AttemptOut(BaseModel):
     started_at: datetime
     ended_at: datetime
     duration_ms: float
-    outcome: Literal["succeeded", "failed", "timed_out", "lost"]
+    outcome: Literal[
+        "succeeded", "failed", "timed_out", "lost", "interrupted", "suspended", "cancelled"
+    ]
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
@@ -140,10 +144,29 @@ class LogLineOut(BaseModel):
     fields: dict[str, Any] | None = Field(None, description="the line's key-value pairs, redacted")
 
 
+class TimelineEntryOut(BaseModel):
+    """A step, sleep, wait, send or invoke of the execution, in the order reached."""
+
+    kind: Literal["step", "sleep", "wait", "send", "invoke"]
+    name: str
+    status: Literal["done", "waiting", "timed_out"] = Field(description="waiting: what it waits for now")
+    at: datetime = Field(description="when it was first reached")
+    ended_at: datetime | None = None
+    until: datetime | None = Field(None, description="a sleep's end, a wait's or invoke's timeout")
+    waits_for: dict[str, Any] | None = Field(
+        None, description="a wait's source, type and match; an invoke's child"
+    )
+    event_id: UUID | None = Field(None, description="the event a wait received or a send stored")
+    child_id: UUID | None = Field(None, description="an invoke's child execution")
+    result: Any = None
+
+
 class ExecutionDetail(ExecutionOut):
     event: EventOut | None
     attempt_history: list[AttemptOut]
     steps: list[StepOut]
+    timeline: list[TimelineEntryOut] = Field(description="each step, sleep, wait, send, invoke")
+    children: list[UUID] = Field(description="executions this one invoked (ctx.invoke)")
     logs: list[LogLineOut] = Field(description="what ctx.log emitted, per attempt (bounded, redacted)")
 
 

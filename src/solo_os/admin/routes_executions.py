@@ -34,7 +34,7 @@ from solo_os.admin._shared import (
 )
 from solo_os.ops import cancel as cancel_ops
 from solo_os.ops import rerun as rerun_ops
-from solo_os.ops import select
+from solo_os.ops import select, timeline
 
 log = structlog.get_logger("solo_os.admin")
 router = new_router()
@@ -106,6 +106,8 @@ async def get_execution(a: AdminDep, execution_id: Annotated[UUID, Path()]) -> m
         event=event,
         attempt_history=history,
         steps=[models.StepOut(**asdict(s)) for s in steps],
+        timeline=[models.TimelineEntryOut(**asdict(e)) for e in await timeline.timeline(store, execution_id)],
+        children=await store.workflow.children_of(execution_id),
         logs=[models.LogLineOut(**asdict(line)) for line in logs],
     )
 

@@ -9,6 +9,7 @@ import typer
 from solo_os import store as store_mod
 from solo_os.cli import _common
 from solo_os.core import records
+from solo_os.ops import timeline
 
 _GROUP: dict[str, Any] = {"no_args_is_help": True, "add_completion": False, "rich_markup_mode": None}
 events = typer.Typer(help="Stored webhook deliveries.", **_GROUP)
@@ -127,21 +128,29 @@ def executions_show(execution_id: str, as_json: Json = False) -> None:
             found = await store.get_execution(xid)
             if found is None:
                 return None
-            return found, await store.list_attempts(xid), await store.load_steps(xid)
+            steps = await store.load_steps(xid)
+            return found, await store.list_attempts(xid), steps, await timeline.timeline(store, xid)
 
         got = _common.with_store(go)
         if got is None:
             raise _common.NotFound(f"no execution {xid}")
-        execution, attempts, steps = got
+        execution, attempts, steps, entries = got
         data = _common.as_dict(execution)
         data["attempt_history"] = [_common.as_dict(a) for a in attempts]
         data["steps"] = steps
+        data["timeline"] = [_common.as_dict(e) for e in entries]
         if as_json:
             _common.emit_json(data)
             return
         for key in ("id", "handler", "status", "attempts", "max_attempts", "event_id",
-                    "correlation_id", "last_error", "created_at", "updated_at", "run_after"):
+                    "correlation_id", "last_error", "created_at", "updated_at", "run_after",
+                    "parent_id", "result"):
             _common.out.print(f"[bold]{key}[/bold]: {data.get(key)}", highlight=False)
+        if entries:
+            _common.table(
+                data["timeline"], ("kind", "name", "status", "at", "until", "waits_for", "ended_at"),
+                "timeline",
+            )
         _common.table(
             data["attempt_history"],
             ("attempt", "outcome", "started_at", "ended_at", "worker_id", "error_type", "error_message"),

@@ -9,11 +9,15 @@ from typing import Any, Literal, Self, TypeVar
 from uuid import UUID
 
 EventStatus = Literal["accepted", "rejected"]
-ExecutionStatus = Literal["pending", "running", "succeeded", "dead", "cancelled"]
-AttemptOutcome = Literal["succeeded", "failed", "timed_out", "lost", "interrupted"]
+ExecutionStatus = Literal["pending", "running", "waiting", "succeeded", "dead", "cancelled"]
+AttemptOutcome = Literal[
+    "succeeded", "failed", "timed_out", "lost", "interrupted", "suspended", "cancelled"
+]
 IngestOutcome = Literal["accepted", "duplicate", "rejected"]
 
-EXECUTION_STATUSES: tuple[str, ...] = ("pending", "running", "succeeded", "dead", "cancelled")
+EXECUTION_STATUSES: tuple[str, ...] = (
+    "pending", "running", "waiting", "succeeded", "dead", "cancelled"
+)
 
 
 _R = TypeVar("_R")
@@ -49,6 +53,7 @@ class NewEvent:
     received_at: datetime
     executions: tuple[NewExecution, ...] = ()
     trace_parent: str | None = None  # W3C traceparent of the ingress span, for the executions
+    cancels: tuple[Any, ...] = ()  # core.workflow.CancelRule: executions this event cancels
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ class Execution:
     created_at: datetime
     updated_at: datetime
     run_after: datetime | None = None
+    result: Any = None  # the handler's return value (JSON), once succeeded
+    parent_id: UUID | None = None  # the execution that invoked this one (ctx.invoke)
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Self:
@@ -150,6 +157,7 @@ class Finished:
     error_message: str | None = None
     traceback: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    result: str | None = None  # the handler's return value as JSON text (succeeded)
 
 
 @dataclass(frozen=True)

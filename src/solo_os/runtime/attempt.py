@@ -8,6 +8,7 @@ everything here is decided from the claimed row, the app's policies and the erro
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import traceback
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from solo_os import errors
 from solo_os import store as store_mod
 from solo_os.core import records, retry
 from solo_os.observability import metrics
-from solo_os.runtime import context
+from solo_os.runtime import context, workflow
 
 
 def log_fields(c: records.Claimed) -> dict[str, Any]:
@@ -52,7 +53,8 @@ def event_meta(c: records.Claimed) -> context.EventMeta | None:
 
 def argument(application: app_mod.App, handler: app_mod.Handler, c: records.Claimed) -> Any:
     """The handler's first argument: the payload, upcast and validated against its schema."""
-    source = application.sources.get(handler.source)
+    # The event's own source: an invoked child's input came through ``internal`` as it is.
+    source = application.sources.get(c.source or handler.source)
     payload = source.payload(c.document) if source is not None else c.document
     if handler.schema is None:
         return payload
@@ -77,10 +79,15 @@ def finished(
     ended: datetime,
     outcome: records.AttemptOutcome,
     error: BaseException | None,
+    value: Any = None,
 ) -> records.Finished:
     """The outcome to write back for an attempt that ended at ``ended``."""
     if error is None:
-        return records.Finished(c.id, c.attempt, started, ended, "succeeded", "succeeded")
+        return records.Finished(
+            c.id, c.attempt, started, ended, "succeeded", "succeeded", result=stored_value(value)
+        )
+    if isinstance(error, (workflow.Suspended, workflow.Cancelled)):
+        return _workflow_outcome(c, started, ended, error)
     if isinstance(error, errors.RateLimited):
         # ctx.http found no rate-limit token in time and sent nothing: not the handler's
         # failure, so the attempt is given back (store.reschedule) and none is spent.
@@ -118,6 +125,28 @@ def finished(
     )
 
 
+def _workflow_outcome(
+    c: records.Claimed, started: datetime, ended: datetime, error: BaseException
+) -> records.Finished:
+    if isinstance(error, workflow.Suspended):
+        # Written already by the call that suspended (execution waiting, attempt given back).
+        return records.Finished(
+            c.id, c.attempt, started, ended, "suspended", "waiting", run_after=error.until,
+            extra={"reason": "suspended", "call": error.name, "kind": error.kind},
+        )
+    return records.Finished(  # a cancel_on event stopped it at a step boundary
+        c.id, c.attempt, started, ended, "cancelled", "cancelled",
+        error_type="Cancelled", error_message=str(error), extra={"reason": "cancel_on"},
+    )
+
+
+def stored_value(value: Any) -> str | None:
+    """A handler's return value as stored JSON text (what is not JSON is stored as its text)."""
+    if value is None:
+        return None
+    return json.dumps(value, default=str)
+
+
 def dead_letter(c: records.Claimed, f: records.Finished) -> records.DeadLetter:
     """What ``app.on_dead`` hooks receive."""
     return records.DeadLetter(
@@ -147,6 +176,11 @@ def report(
     if error is None:
         metrics.attempt_finished(name, "succeeded", "succeeded")
         hlog.info("execution.succeeded", duration_ms=ms)
+        return
+    if f.next_status in ("waiting", "cancelled"):
+        metrics.attempt_finished(name, f.outcome, None if f.next_status == "waiting" else "cancelled")
+        event = "execution.suspended" if f.next_status == "waiting" else "execution.cancelled"
+        hlog.info(event, duration_ms=ms, call=f.extra.get("call"), until=f.run_after)
         return
     if f.next_status == "dead":
         metrics.attempt_finished(name, f.outcome, "dead")

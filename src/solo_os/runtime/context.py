@@ -7,7 +7,7 @@ import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -15,6 +15,7 @@ from solo_os import errors
 from solo_os.observability import tracing
 from solo_os.outbound import http as http_mod
 from solo_os.runtime import capture as _capture
+from solo_os.runtime import workflow as _workflow
 
 if TYPE_CHECKING:  # the store is not loaded with a handler's context
     from solo_os.store import ports
@@ -51,6 +52,7 @@ class Context:
         steps: ports.StepPort | None = None,
         scheduled_at: datetime | None = None,
         http: http_mod.Session | None = None,
+        workflow: _workflow.Workflow | None = None,
     ) -> None:
         self.execution_id = execution_id
         self.attempt = attempt
@@ -64,6 +66,7 @@ class Context:
         self._done: dict[str, Any] | None = None
         self._used: set[str] = set()
         self._http = http
+        self._workflow = workflow
 
     @property
     def http(self) -> http_mod.Session:
@@ -83,13 +86,7 @@ class Context:
         the stored result back and ``fn`` is not called again. ``fn`` may be plain (run off the
         event loop) or async. Its result must be JSON-serializable.
         """
-        if not name or len(name) > 255:
-            raise errors.StepError("a step needs a name of 1 to 255 characters")
-        if name in self._used:
-            raise errors.StepError(
-                f"step {name!r} is used twice in one execution; give each step its own name"
-            )
-        self._used.add(name)
+        await self._use(name)
         if self._steps is None:
             raise errors.StepError("durable steps need a store (this context has none)")
         if self._done is None:
@@ -117,3 +114,65 @@ class Context:
         stored = json.loads(text)
         self._done[name] = stored
         return stored
+
+    async def _use(self, name: str) -> None:
+        """A step boundary: the name is new in this run, and no ``cancel_on`` event stopped us."""
+        if not isinstance(name, str) or not name or len(name) > 255:
+            raise errors.StepError("a step needs a name of 1 to 255 characters")
+        if name in self._used:
+            raise errors.StepError(
+                f"step {name!r} is used twice in one execution; give each step its own name"
+            )
+        self._used.add(name)
+        if self._workflow is not None:
+            await self._workflow.check_cancel()
+
+    def _flow(self) -> _workflow.Workflow:
+        if self._workflow is None:
+            raise errors.StepError("durable workflows need a worker (this context has none)")
+        return self._workflow
+
+    async def sleep(self, name: str, duration: timedelta | float) -> None:
+        """Suspend this execution for ``duration`` (a timedelta or seconds): it holds no worker
+        slot and spends no attempt, and resumes on any worker, also across restarts."""
+        await self._use(name)
+        flow = self._flow()
+        delta = _workflow.seconds(duration, "sleep's duration") or timedelta(0)
+        # On a re-run the stored wake time counts, not this run's clock plus the duration.
+        await flow.sleep_until(name, flow.clock() + delta)
+
+    async def sleep_until(self, name: str, when: datetime) -> None:
+        """Suspend this execution until ``when`` (an aware datetime)."""
+        await self._use(name)
+        await self._flow().sleep_until(name, when)
+
+    async def wait_for_event(
+        self,
+        name: str,
+        source: str,
+        type: str,
+        match: dict[str, Any] | None = None,
+        timeout: timedelta | float | None = None,
+    ) -> Any:
+        """Suspend until an event of ``source``/``type`` whose payload has every dotted
+        ``path: value`` of ``match`` is accepted (since this execution was created), and return
+        its payload; None after ``timeout``."""
+        await self._use(name)
+        return await self._flow().wait_for_event(
+            name, source, type, match, _workflow.seconds(timeout, "timeout")
+        )
+
+    async def send(self, name: str, type: str, data: Any, source: str = "internal") -> UUID:
+        """Store a new event (once, even across retries) and return its id; the handlers of
+        ``(source, type)`` run for it."""
+        await self._use(name)
+        return await self._flow().send(name, type, data, source)
+
+    async def invoke(
+        self, name: str, handler: Callable[..., Any] | str, data: Any,
+        timeout: timedelta | float | None = None,
+    ) -> Any:
+        """Run ``handler`` (a function or a name) as a child execution with ``data`` and
+        return its return value; ``InvokeError`` when it ends dead or cancelled (or times out)."""
+        await self._use(name)
+        return await self._flow().invoke(name, handler, data, _workflow.seconds(timeout, "timeout"))

@@ -268,6 +268,7 @@ def build_event(
             for h in handlers
         ),
         trace_parent=trace_parent,
+        cancels=application.cancel_rules(name, event_type, document) if not problems else (),
     )
 
 

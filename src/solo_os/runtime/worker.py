@@ -39,7 +39,7 @@ from solo_os.observability import metrics, tracing
 from solo_os.outbound import http as http_mod
 from solo_os.runtime import attempt as attempt_mod
 from solo_os.runtime import batch as _batch
-from solo_os.runtime import context, outcomes
+from solo_os.runtime import context, outcomes, workflow
 from solo_os.store import ports
 
 log = structlog.get_logger("solo_os.worker")
@@ -48,7 +48,8 @@ CLAIM_BATCH = 200
 
 class WorkerStore(ports.QueuePort, ports.StepPort, ports.LogPort, ports.RateLimitPort, Protocol):
     """What the worker uses of the store: the queue, the steps, the execution logs, and the
-    rate-limit buckets its ``ctx.http`` shares with every process."""
+    rate-limit buckets its ``ctx.http`` shares with every process (and, where it has them,
+    the workflow calls: ``runtime/workflow.py``)."""
 
 
 class UnknownHandler(errors.SoloOSError):
@@ -117,6 +118,7 @@ class Worker:
         background = [
             asyncio.create_task(self._heartbeat(stop), name="solo-os-heartbeat"),
             asyncio.create_task(self._reaper(stop), name="solo-os-reaper"),
+            asyncio.create_task(workflow.wake_loop(self.store, self.clock, stop)),
         ]
         log.info("worker.started", worker_id=self.worker_id, concurrency=self.concurrency)
         try:
@@ -319,6 +321,7 @@ class Worker:
         hlog = self._bind(c, started)
         outcome: records.AttemptOutcome = "succeeded"
         error: BaseException | None = None
+        value: Any = None  # the handler's return value, stored with the execution
         # The handler is awaited in this very frame, inside this try: asyncio throws what a
         # thread's future raised into the task's top coroutine, and a GeneratorExit thrown
         # across another coroutine frame would skip these handlers.
@@ -327,14 +330,15 @@ class Worker:
             with self._span(c):
                 async with asyncio.timeout(fn.timeout):
                     if fn.is_async:
-                        await fn.fn(*args)
+                        value = await fn.fn(*args)
                     else:
                         self._sync_running.add(c.id)
                         try:
                             call = functools.partial(
                                 contextvars.copy_context().run, self._in_thread, fn.fn, *args
                             )
-                            await asyncio.get_running_loop().run_in_executor(self._threads, call)
+                            loop = asyncio.get_running_loop()
+                            value = await loop.run_in_executor(self._threads, call)
                         finally:
                             self._sync_running.discard(c.id)
         except TimeoutError as exc:
@@ -352,7 +356,9 @@ class Worker:
             outcome, error = "failed", exc
         duration = time.perf_counter() - t0
         await context.flush_logs(self.store, c.id, c.attempt)  # ctx.log's lines, per attempt
-        finished = self._finished(c, handler, started, outcome, error)
+        finished = attempt_mod.finished(
+            self.app, self._rng, c, handler, started, self.clock(), outcome, error, value
+        )
         try:  # kept and retried while the store is unavailable (runtime/outcomes.py)
             await outcomes.until_stored(
                 functools.partial(self._record, c, handler, hlog, finished, error, duration), hlog
@@ -395,12 +401,15 @@ class Worker:
             log=hlog,
             steps=self.store,
             scheduled_at=c.scheduled_at,
+            workflow=workflow.for_attempt(self.app, self.store, self.clock, c),
             http=self.http.session(
                 execution_id=c.id, correlation_id=c.correlation_id, log=hlog,
                 deadline=asyncio.get_running_loop().time() + handler.timeout,
             ),
         )
-        return handler, (ctx,) if handler.kind == "cron" else (self._argument(handler, c), ctx)
+        if handler.kind == "cron":
+            return handler, (ctx,)
+        return handler, (attempt_mod.argument(self.app, handler, c), ctx)
 
     @staticmethod
     def _span(c: records.Claimed) -> contextlib.AbstractContextManager[Any]:
@@ -427,8 +436,8 @@ class Worker:
                 self.worker_id, c.id, c.attempt, finished.run_after or finished.ended_at,
                 f"{finished.error_type}: {finished.error_message}",
             )
-        else:
-            applied = await self._finisher.submit(finished)
+        else:  # a suspension was written by the call that suspended (runtime/workflow.py)
+            applied = finished.next_status == "waiting" or await self._finisher.submit(finished)
         if not applied:
             # Our lease ran out and the execution was taken back: its outcome is the
             # other attempt's to write.
@@ -446,19 +455,6 @@ class Worker:
         finally:
             with self._threads_lock:
                 self._threads_busy -= 1
-
-    def _argument(self, handler: app_mod.Handler, c: records.Claimed) -> Any:
-        return attempt_mod.argument(self.app, handler, c)
-
-    def _finished(
-        self,
-        c: records.Claimed,
-        handler: app_mod.Handler | None,
-        started: datetime,
-        outcome: records.AttemptOutcome,
-        error: BaseException | None,
-    ) -> records.Finished:
-        return attempt_mod.finished(self.app, self._rng, c, handler, started, self.clock(), outcome, error)
 
     async def _write_finished(self, batch: Sequence[records.Finished]) -> list[bool]:
         applied = {id(r) for r in await self.store.finish(self.worker_id, batch)}

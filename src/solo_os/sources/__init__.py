@@ -9,6 +9,7 @@ from solo_os.sources.gitlab import gitlab
 from solo_os.sources.hmac import hmac
 from solo_os.sources.hubspot import hubspot
 from solo_os.sources.intercom import intercom
+from solo_os.sources.internal import internal
 from solo_os.sources.lemonsqueezy import lemonsqueezy
 from solo_os.sources.linear import linear
 from solo_os.sources.mailgun import mailgun
@@ -36,6 +37,7 @@ __all__ = [
     "hmac",
     "hubspot",
     "intercom",
+    "internal",
     "lemonsqueezy",
     "linear",
     "mailgun",

@@ -40,6 +40,7 @@ from solo_os.store import (
     _schedules,
     _stats,
     _throttle,
+    _workflow,
 )
 from solo_os.store._admin_records import (
     Cursor,
@@ -83,6 +84,7 @@ class Store:
         self._alerts = _alerts.AlertQueries(self._db)
         self._ratelimit = _ratelimit.RateLimitQueries(self._db)
         self._retention = _retention.RetentionQueries(self._db)
+        self.workflow = _workflow.WorkflowQueries(self._db, self.ingest)  # ``WorkflowPort``
 
     @property
     def concurrent_writers(self) -> int:

@@ -55,6 +55,10 @@ class Dialect(Protocol):
     async def lock_for_migration(self, conn: AsyncConnection) -> None:
         """Serialize concurrent migrations (several processes starting at once)."""
 
+    async def lock_waits(self, conn: AsyncConnection, keys: Sequence[int], shared: bool) -> None:
+        """Order a wait's registration (exclusive) against ingest of its (source, type)
+        (shared) until the transaction ends, so neither misses the other (``_workflow``)."""
+
     def exclusive(self, read: ReadConnection, key: int) -> contextlib.AbstractAsyncContextManager[bool]:
         """Hold the database-wide lock ``key`` while inside; yields False if another holds it."""
 
@@ -154,6 +158,9 @@ class Database:
 
     async def notify(self, conn: AsyncConnection) -> None:
         await self.dialect.notify(conn)
+
+    async def lock_waits(self, conn: AsyncConnection, keys: Sequence[int], shared: bool) -> None:
+        await self.dialect.lock_waits(conn, keys, shared)
 
     def wake_local(self) -> None:
         self._local_wakeup.set()

@@ -8,6 +8,7 @@ and hands only the conflicts to this general path.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os import errors
 from solo_os.core import records
-from solo_os.store import _db, _schema
+from solo_os.store import _db, _schema, _workflow
 
 ev = _schema.events
 ex = _schema.executions
@@ -48,10 +49,12 @@ class IngestQueries:
             conflicts = [e for e in items if e.id not in inserted]
             existing = await self._existing(conn, conflicts) if conflicts else {}
             new_executions: list[dict[str, Any]] = []
+            accepted: list[records.NewEvent] = []
             for item in items:
                 result, event_id = await self._settle(conn, item, item.id in inserted, existing)
                 results[id(item)] = result
                 if result.outcome == "accepted":
+                    accepted.append(dataclasses.replace(item, id=event_id))
                     new_executions.extend(
                         self._execution_row(
                             x, event_id, item.correlation_id, item.received_at, item.trace_parent
@@ -61,6 +64,10 @@ class IngestQueries:
             if new_executions:
                 await conn.execute(self._db.insert(ex), new_executions)
                 await self._db.notify(conn)
+            # Waiters of these events resume, cancel_on rules apply: in this transaction.
+            now = max((e.received_at for e in accepted), default=None)
+            if now is not None:
+                await _workflow.on_ingest(self._db, conn, accepted, now)
         if new_executions:
             self._db.wake_local()
         return [results[id(e)] for e in batch]

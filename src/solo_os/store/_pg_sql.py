@@ -93,6 +93,7 @@ RESULTS: Columns[records.Finished] = Columns((
     ("error_type", "text", lambda r: r.error_type),
     ("error_message", "text", lambda r: r.error_message),
     ("traceback", "text", lambda r: r.traceback),
+    ("result", "text", lambda r: r.result),
 ))
 
 

@@ -21,6 +21,7 @@ EVENT_LIST_COLUMNS = (
 EXECUTION_COLUMNS = (
     ex.c.id, ex.c.event_id, ex.c.handler, ex.c.status, ex.c.attempts, ex.c.max_attempts,
     ex.c.last_error, ex.c.correlation_id, ex.c.created_at, ex.c.updated_at, ex.c.run_after,
+    ex.c.result, ex.c.parent_id,
 )
 
 

@@ -74,6 +74,8 @@ executions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("losses", sa.Integer, nullable=False, server_default="0"),  # migration 0004
+    sa.Column("result", JSON, nullable=True),  # migration 0006: the handler's return value
+    sa.Column("parent_id", sa.Uuid, nullable=True),  # migration 0006: ctx.invoke's parent
     sa.Index(
         "ix_executions_due",
         "run_after",
@@ -274,4 +276,63 @@ execution_logs = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("fields", JSON, nullable=True),
     sa.UniqueConstraint("execution_id", "attempt", "seq", name="uq_execution_logs_line"),
+)
+
+# --- durable workflows (migration 0006) ------------------------------------------------------
+# One row per ctx.sleep / wait_for_event / send / invoke of an execution, by name: its memo
+# (status, result) and, while ``waiting``, what it waits for. A wait is found from an event by
+# (source, type, its sorted match paths, a digest of the match values): one index lookup.
+
+_OPEN_WAIT = "status = 'waiting' AND kind = 'wait'"
+
+workflow_calls = sa.Table(
+    "workflow_calls",
+    metadata,
+    sa.Column(
+        "execution_id", sa.Uuid, sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # sleep wait send invoke cancel
+    sa.Column("status", sa.String(16), nullable=False),  # waiting done timed_out
+    sa.Column("wake_at", UTCDateTime, nullable=True),
+    sa.Column("source", sa.String(100), nullable=True),
+    sa.Column("type", sa.String(255), nullable=True),
+    sa.Column("match", JSON, nullable=True),
+    sa.Column("match_paths", sa.String(1000), nullable=True),
+    sa.Column("match_key", sa.String(64), nullable=True),
+    sa.Column("result", JSON, nullable=True),
+    sa.Column("event_id", sa.Uuid, nullable=True),
+    sa.Column("child_id", sa.Uuid, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime, nullable=True),
+    sa.Index(
+        "ix_workflow_calls_wait", "source", "type", "match_paths", "match_key",
+        postgresql_where=sa.text(_OPEN_WAIT), sqlite_where=sa.text(_OPEN_WAIT),
+    ),
+    sa.Index(
+        "ix_workflow_calls_child", "child_id",
+        postgresql_where=sa.text("child_id IS NOT NULL"),
+        sqlite_where=sa.text("child_id IS NOT NULL"),
+    ),
+)
+
+# The few distinct path sets open waits use per (source, type): ingest reads these, then looks
+# each event up by key. Rows stay (a path set is tiny); an unused one costs one lookup.
+workflow_match_sets = sa.Table(
+    "workflow_match_sets",
+    metadata,
+    sa.Column("source", sa.String(100), primary_key=True),
+    sa.Column("type", sa.String(255), primary_key=True),
+    sa.Column("match_paths", sa.String(1000), primary_key=True),
+)
+
+sa.Index(
+    "ix_executions_waiting", executions.c.run_after,
+    postgresql_where=sa.text("status = 'waiting'"), sqlite_where=sa.text("status = 'waiting'"),
+)
+sa.Index(
+    "ix_executions_parent", executions.c.parent_id,
+    postgresql_where=sa.text("parent_id IS NOT NULL"),
+    sqlite_where=sa.text("parent_id IS NOT NULL"),
 )

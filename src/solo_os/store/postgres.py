@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from solo_os import errors
 from solo_os.core import records
-from solo_os.store import _base, _clock, _db, _pg_sql, _rows, _schema
+from solo_os.store import _base, _clock, _db, _pg_sql, _pg_workflow, _rows, _schema
 from solo_os.store._admin import TRGM_INDEX
 from solo_os.store._db import utcnow
 from solo_os.store._pg_sql import CHANNEL
@@ -69,6 +69,11 @@ class PostgresDialect:
 
     async def lock_for_migration(self, conn: AsyncConnection) -> None:
         await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+
+    async def lock_waits(self, conn: AsyncConnection, keys: Sequence[int], shared: bool) -> None:
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        for key in sorted(set(keys)):  # one order for every transaction: no deadlock
+            await conn.execute(sa.text(f"SELECT {fn}(:k)"), {"k": key})
 
     @contextlib.asynccontextmanager
     async def exclusive(self, read: _db.ReadConnection, key: int) -> AsyncIterator[bool]:
@@ -169,12 +174,17 @@ class PostgresStore(_base.Store):
         if not batch:
             return []
         executions = [(e, x) for e in batch if e.status == "accepted" for x in e.executions]
-        async with self._hot() as conn:
+        async with self._hot() as conn, conn.transaction():
+            # Waits are matched in this transaction (so a crash cannot lose a resumption).
+            await _pg_workflow.lock(conn, batch)
             rows = await conn.fetch(
                 _pg_sql.INGEST, *_pg_sql.EVENTS.arrays(batch), *_pg_sql.EXECUTIONS.arrays(executions)
             )
-        inserted = {r["id"] for r in rows}
-        if any(r["woke"] for r in rows):
+            inserted = {r["id"] for r in rows}
+            new = [e for e in batch if e.id in inserted and e.status == "accepted"]
+            now = max((e.received_at for e in new), default=utcnow())
+            resumed = await _pg_workflow.after_ingest(conn, new, now)
+        if resumed or any(r["woke"] for r in rows):
             self.wake_local()
         results: dict[int, records.IngestResult] = {}
         for e in batch:

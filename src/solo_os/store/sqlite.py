@@ -19,7 +19,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from solo_os.core import records
-from solo_os.store import _base, _db, _rows, _schema, _sqlite_wake
+from solo_os.store import _base, _db, _rows, _schema, _sqlite_wake, _workflow
 from solo_os.store._db import utcnow
 from solo_os.store._rows import last_error
 
@@ -78,6 +78,9 @@ class SQLiteDialect:
 
     async def lock_for_migration(self, conn: AsyncConnection) -> None:
         """The writer's ``BEGIN IMMEDIATE`` already serializes migrations."""
+
+    async def lock_waits(self, conn: AsyncConnection, keys: Sequence[int], shared: bool) -> None:
+        """The single writer already orders every writing transaction."""
 
     @contextlib.asynccontextmanager
     async def exclusive(self, read: _db.ReadConnection, key: int) -> AsyncIterator[bool]:
@@ -219,6 +222,7 @@ class SQLiteStore(_base.Store):
                 "b_status": r.next_status,
                 "b_run_after": r.run_after,
                 "b_error": last_error(r),
+                "b_result": r.result,
             }
             for r in results
         ]
@@ -231,6 +235,10 @@ class SQLiteStore(_base.Store):
                 ),
                 _attempt_rows(worker_id, results),
             )
+            ended = [r for r in applied if r.next_status in _workflow.TERMINAL]
+            if ended:  # children (ctx.invoke) that ended: their parents resume
+                at_ = min(r.ended_at for r in ended)
+                await _workflow.resume_parents(self._db, conn, [r.execution_id for r in ended], at_)
             if any(r.next_status == "pending" for r in applied):
                 await self._db.notify(conn)
         return applied
@@ -272,6 +280,7 @@ def _finish_update(worker_id: str, now: datetime) -> Any:
                 sa.bindparam("b_run_after", type_=_schema.UTCDateTime), ex.c.run_after
             ),
             last_error=sa.bindparam("b_error", type_=sa.Text),
+            result=sa.bindparam("b_result", type_=sa.Text),
             lease_expires_at=None,
             worker_id=None,
             started_at=None,

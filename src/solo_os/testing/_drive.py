@@ -95,13 +95,16 @@ class Driver:
 
     async def _next_retry(self) -> datetime | None:
         pending = await self._solo.store.list_executions(store_mod.Filters(status="pending", limit=0))
-        return min((x.run_after for x in pending if x.run_after is not None), default=None)
+        waiting = await self._solo.store.list_executions(store_mod.Filters(status="waiting", limit=0))
+        return min((x.run_after for x in pending + waiting if x.run_after is not None), default=None)
 
     async def _busy(self) -> list[records.Execution]:
         """Executions running, or pending and due now."""
         now = self._solo.clock()
         found = await self._solo.store.list_executions(store_mod.Filters(status="running", limit=0))
         pending = await self._solo.store.list_executions(store_mod.Filters(status="pending", limit=0))
+        # A waiting execution whose time came (a sleep, a timeout) is due too.
+        pending += await self._solo.store.list_executions(store_mod.Filters(status="waiting", limit=0))
         return found + [x for x in pending if x.run_after is None or x.run_after <= now]
 
     async def tick(self) -> None:

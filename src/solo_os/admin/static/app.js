@@ -625,7 +625,7 @@
         filterBar([
           { name: "q", label: "Search id, key, correlation id", type: "search" },
           { name: "kind", label: "Kind", options: [["webhook", "webhook runs"], ["cron", "cron runs"]] },
-          { name: "status", label: "Status", options: ["pending", "running", "succeeded", "dead", "cancelled"] },
+          { name: "status", label: "Status", options: ["pending", "running", "waiting", "succeeded", "dead", "cancelled"] },
           { name: "handler", label: "Handler", options: st.names.handlers },
           { name: "source", label: "Source", options: st.names.sources },
           { name: "error", label: "Error contains" },
@@ -711,6 +711,10 @@
           ["Correlation id", h("code", {}, x.correlation_id)],
           ["Created", exact(x.created_at)], ["Updated", exact(x.updated_at)],
           ["Next run", x.status === "pending" ? exact(x.run_after) : "—"],
+          ["Waiting until", x.status === "waiting" ? exact(x.run_after) : "—"],
+          ["Parent", x.parent_id ? h("a", { href: "#/executions/" + x.parent_id }, short(x.parent_id)) : "—"],
+          ["Children", (x.children || []).length ? h("span", {}, x.children.map((c) => h("a", { href: "#/executions/" + c }, short(c) + " "))) : "—"],
+          ["Result", x.result !== null && x.result !== undefined ? h("code", {}, JSON.stringify(x.result)) : "—"],
           ["Last error", x.last_error ? h("span", { class: "err" }, x.last_error) : "—"],
         ])),
         h("div", { class: "panel" }, h("h2", {}, "Timeline"), timeline(st, x)),
@@ -728,6 +732,18 @@
             h("span", { class: "muted" }, ms(a.duration_ms) + " on " + a.worker_id)),
           a.error_type || a.error_message ? h("div", { class: "err" }, (a.error_type ? a.error_type + ": " : "") + (a.error_message || "")) : null,
           a.traceback ? keep(st, "tb" + a.attempt, h("details", {}, h("summary", {}, "traceback"), h("pre", { class: "raw" }, a.traceback))) : null),
+      });
+    }
+    for (const c of (x.timeline || []).filter((e) => e.kind !== "step")) {
+      const what = c.waits_for ? (c.waits_for.child ? "child " + short(c.waits_for.child)
+        : c.waits_for.source + " · " + c.waits_for.type + " " + JSON.stringify(c.waits_for.match)) : "";
+      items.push({
+        at: c.at, kind: "call " + c.status, node: h("div", {},
+          h("div", {}, h("strong", {}, c.kind[0].toUpperCase() + c.kind.slice(1) + " "), h("code", {}, c.name), " ", badge(c.status),
+            c.until ? h("span", { class: "muted" }, (c.status === "waiting" ? " until " : " deadline ") + exact(c.until)) : null,
+            what ? h("span", { class: "muted" }, " — " + what) : null,
+            c.child_id ? h("a", { href: "#/executions/" + c.child_id }, " child") : null),
+          c.result !== null && c.result !== undefined ? keep(st, "call:" + c.name, h("details", {}, h("summary", {}, "result"), h("pre", { class: "json" }, JSON.stringify(c.result, null, 2)))) : null),
       });
     }
     for (const step of x.steps) {

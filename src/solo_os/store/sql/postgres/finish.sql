@@ -8,11 +8,25 @@ WITH r AS (
         status = r.status,
         run_after = COALESCE(r.run_after, e.run_after),
         last_error = r.error,
+        result = r.result::jsonb,
         lease_expires_at = NULL, worker_id = NULL, started_at = NULL,
         updated_at = {now}
     FROM r
     WHERE e.id = r.id AND e.worker_id = {worker} AND e.attempts = r.attempt AND e.status = 'running'
-    RETURNING e.id, e.status, e.run_after
+    RETURNING e.id, e.status, e.run_after, e.result, e.last_error
+), kids AS (
+    -- A child (ctx.invoke) that ended settles its parent's call; the parent resumes.
+    UPDATE workflow_calls AS w SET status = 'done', ended_at = r.ended_at,
+        result = jsonb_build_object('status', upd.status, 'value', upd.result,
+                                    'error', upd.last_error)
+    FROM upd JOIN r ON r.id = upd.id
+    WHERE w.child_id = upd.id AND w.status = 'waiting'
+      AND upd.status IN ('succeeded', 'dead', 'cancelled')
+    RETURNING w.execution_id, w.ended_at
+), parents AS (
+    UPDATE executions AS p SET status = 'pending', run_after = kids.ended_at, updated_at = {now}
+    FROM kids WHERE p.id = kids.execution_id AND p.status = 'waiting'
+    RETURNING p.id
 ), att AS (
     INSERT INTO attempts (execution_id, attempt, worker_id, started_at, ended_at, outcome,
                           error_type, error_message, traceback)
@@ -23,6 +37,7 @@ WITH r AS (
 )
 SELECT upd.id,
        (SELECT count(*) FROM (
-           SELECT pg_notify('{channel}', '') FROM upd
-           WHERE upd.status = 'pending' AND upd.run_after <= {now} LIMIT 1) AS n) AS woke
+           SELECT pg_notify('{channel}', '') FROM (
+               SELECT 1 FROM upd WHERE upd.status = 'pending' AND upd.run_after <= {now}
+               UNION ALL SELECT 1 FROM parents) AS due LIMIT 1) AS n) AS woke
 FROM upd
