@@ -298,3 +298,50 @@ async def test_retention_never_prunes_a_waiting_execution(database_url: str) -> 
         calls = await solo.store.workflow.list_calls(x.id)
     assert x.status == "waiting" and [c.status for c in calls] == ["waiting"]
     assert _workflow.FAR.year == 9999
+
+
+async def test_internal_events_from_outside_and_the_timeline_in_executions_show(
+    database_url: str,
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    app = wf_app()
+    got: list[Any] = []
+
+    @app.on("internal", "nudge")
+    async def nudged(event: dict[str, Any], ctx: Context) -> None:
+        got.append(event)
+
+    @app.on("shop", "order")
+    async def order(event: dict[str, Any], ctx: Context) -> str:
+        await ctx.step("charge", lambda: "ch_1")
+        await ctx.send("tell", "nudge", {"from": "order"})
+        await ctx.wait_for_event("ack", "internal", "ack", match={"order": event["id"]}, timeout=60)
+        return "ok"
+
+    async with testing.run(app, database_url=database_url) as solo:
+        await solo.client.send("shop", "order", {"id": 7})
+        await solo.drain()
+        posted = await solo.client.send("internal", "nudge", {"from": "http"})  # signed, over HTTP
+        assert posted.status == "accepted"
+        await app.send("ack", {"order": 7})  # from a script: stamped with the real time
+        await solo.advance(seconds=5)
+        [x] = await solo.executions(handler="order")
+        env = {**os.environ, "DATABASE_URL": database_url}
+        cli = str(Path(sys.executable).parent / "solo-os")
+        shown = subprocess.run(
+            [cli, "executions", "show", str(x.id), "--json"], env=env, capture_output=True,
+            text=True, timeout=60, check=True,
+        )
+    data = json.loads(shown.stdout)
+    assert x.status == "succeeded" and sorted(e["from"] for e in got) == ["http", "order"]
+    entries = {e["name"]: e for e in data["timeline"]}
+    assert {(e["kind"], e["name"], e["status"]) for e in data["timeline"]} == {
+        ("step", "charge", "done"), ("send", "tell", "done"), ("wait", "ack", "done")
+    }
+    assert data["result"] == "ok" and entries["ack"]["result"] == {"order": 7}
+    assert entries["ack"]["waits_for"] == {"source": "internal", "type": "ack", "match": {"order": 7}}
