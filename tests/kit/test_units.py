@@ -72,7 +72,9 @@ def test_generated_secrets_fit_each_source() -> None:
     for name, src in kinds.items():
         app.source(name, src)
     env = secrets_for(app, {"A_SECRET": "mine"})
-    assert env["A_SECRET"] == "mine" and "None" not in env and len(env) == 6
+    # six declared, plus the implied ``internal`` source's (SOLO_OS_INTERNAL_SECRET)
+    assert env["A_SECRET"] == "mine" and "None" not in env and len(env) == 7
+    assert "SOLO_OS_INTERNAL_SECRET" in env
     assert app.prepare(env) == ["source 'g' accepts UNVERIFIED deliveries (verify=False)"]
     assert env["B_SECRET"].startswith("whsec_")
     assert 24 <= len(decode_secret(env["F_SECRET"]) or b"") <= 64  # the spec's range
