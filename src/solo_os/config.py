@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     header_timeout: float = Field(10.0, gt=0, le=3600, alias="SOLO_OS_HEADER_TIMEOUT")
     body_timeout: float = Field(30.0, gt=0, le=3600, alias="SOLO_OS_BODY_TIMEOUT")
     max_connections: int = Field(2048, ge=1, le=1_000_000, alias="SOLO_OS_MAX_CONNECTIONS")
+    # PostgreSQL connections per process: the hot path's pool, the rest's pool, one listener.
+    db_pool_size: int = Field(10, ge=1, le=1000, alias="SOLO_OS_DB_POOL_SIZE")
+    db_admin_pool_size: int = Field(4, ge=1, le=1000, alias="SOLO_OS_DB_ADMIN_POOL_SIZE")
+    # "transaction": behind PgBouncer-style transaction pooling (no statement caches, no LISTEN
+    # unless SOLO_OS_LISTEN_URL names a direct connection; see store/_pool.py).
+    db_pooler: Literal["none", "transaction"] = Field("none", alias="SOLO_OS_DB_POOLER")
+    listen_url: SecretStr | None = Field(None, alias="SOLO_OS_LISTEN_URL")
     # Finished executions older than this are pruned daily (events: at least 7 days); 0 = never.
     retention_days: int = Field(30, ge=0, le=36_500, alias="SOLO_OS_RETENTION_DAYS")
 

@@ -79,7 +79,7 @@ class Runtime:
     async def start(self) -> None:
         self.prepare()
         if self.store is None:
-            self.store = store_mod.connect(self.settings.database_url)
+            self.store = store_mod.connect(self.settings.database_url, self.settings)
         if self.migrate:
             revision = await self.store.migrate()
             log.info("store.migrated", revision=revision, dialect=self.store.dialect)

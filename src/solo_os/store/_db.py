@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from solo_os import errors
-from solo_os.store import _clock
+from solo_os.store import _clock, _pool
 
 T = TypeVar("T")
 ReadConnection = Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
@@ -85,6 +85,8 @@ def _translate(exc: BaseException, unavailable: tuple[type[BaseException], ...] 
 
     ``unavailable`` are driver exception types that mean "try later" (a dialect's own).
     """
+    if "TooManyConnections" in type(exc).__name__ or "53300" in str(getattr(exc, "sqlstate", "")):
+        return errors.StoreUnavailable(_pool.REFUSED)
     if unavailable and isinstance(exc, unavailable):
         return errors.StoreUnavailable(f"store unavailable: {type(exc).__name__}")
     if isinstance(exc, sa.exc.DBAPIError):

@@ -21,12 +21,11 @@ import asyncpg
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from solo_os import errors
 from solo_os.core import records
-from solo_os.store import _base, _clock, _db, _pg_sql, _pg_workflow, _rows, _schema
+from solo_os.store import _base, _clock, _db, _pg_sql, _pg_workflow, _pool, _rows, _schema
 from solo_os.store._admin import TRGM_INDEX
 from solo_os.store._db import utcnow
 from solo_os.store._pg_sql import CHANNEL
@@ -124,22 +123,12 @@ class PostgresDialect:
 class PostgresStore(_base.Store):
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
-        engine = create_async_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_timeout=10,
-            pool_recycle=1800,
-            connect_args={
-                "timeout": 5,
-                "command_timeout": 60,
-                "server_settings": {"application_name": "solo-os"},
-            },
-        )
+    def __init__(self, url: str, *, options: _pool.Options | None = None) -> None:
+        opts = options or _pool.Options()
+        engine = create_async_engine(_pool.sqlalchemy_url(url), **_pool.engine_args(opts))
         super().__init__(PostgresDialect(), engine)
-        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self._pool_size = pool_size
+        self._dsn = _pool.dsn(url)
+        self._opts = opts
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._listener: asyncpg.Connection | None = None
@@ -154,12 +143,12 @@ class PostgresStore(_base.Store):
                     self._pool = await asyncpg.create_pool(
                         self._dsn,
                         min_size=1,
-                        max_size=self._pool_size,
+                        max_size=self._opts.pool_size,
                         timeout=5,
                         command_timeout=60,
                         reset=_no_reset,
                         init=_measure_clock,
-                        server_settings={"application_name": "solo-os"},
+                        **_pool.asyncpg_args(self._opts),
                     )
         return self._pool
 
@@ -241,14 +230,17 @@ class PostgresStore(_base.Store):
         so nothing compares times before it is known."""
         with contextlib.suppress(errors.StoreError), _db.translating(_UNAVAILABLE):
             await self._hot_pool()  # when down: measured once it is back
-        if self._listen_task is None:
+        if self._listen_task is None and self._opts.listens:  # else: the poll interval
             self._listen_task = asyncio.create_task(self._listen_forever(), name="solo-os-listen")
 
     async def _listen_forever(self) -> None:
         delay = 0.5
         while True:
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=5)
+                conn = await asyncpg.connect(
+                    _pool.dsn(self._opts.listen_url or self._dsn), timeout=5,
+                    **_pool.asyncpg_args(_pool.Options()),  # a direct connection
+                )
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                 log.warning("store.listen_failed", error=type(exc).__name__, retry_in=delay)
                 await asyncio.sleep(delay)

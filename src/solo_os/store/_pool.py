@@ -1,0 +1,114 @@
+"""How a process connects to PostgreSQL: the connection budget, multi-host URLs, poolers.
+
+- **Budget.** A process opens at most ``pool_size`` connections for the hot path (ingest,
+  claim, finish: asyncpg), ``admin_pool_size`` for everything else (SQLAlchemy), and one for
+  ``LISTEN`` (``SOLO_OS_DB_POOL_SIZE``, ``SOLO_OS_DB_ADMIN_POOL_SIZE``; 10 + 4 + 1 by default).
+- **Multi-host URLs.** libpq's ``postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write``
+  goes to asyncpg as it is (it tries the hosts in turn and keeps the one that accepts writes),
+  and to SQLAlchemy rewritten as its ``?host=h1:5432&host=h2:5432`` form (its URL parser
+  rejects the libpq form).
+- **Poolers.** Behind PgBouncer in transaction mode (``SOLO_OS_DB_POOLER=transaction``; also
+  Supabase's pooler, Neon's pooled endpoint, RDS Proxy) a session's prepared statements and
+  ``LISTEN`` do not survive: statement caches are off, SQLAlchemy's prepared statements get
+  unique names, and the listener connects to ``SOLO_OS_LISTEN_URL`` (a direct, unpooled URL)
+  or, without one, workers rely on their poll interval.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+from solo_os import config, errors
+
+Pooler = Literal["none", "transaction"]
+
+
+@dataclass(frozen=True)
+class Options:
+    pool_size: int = 10
+    admin_pool_size: int = 4
+    pooler: Pooler = "none"
+    listen_url: str | None = None
+
+    @property
+    def budget(self) -> int:
+        """The most connections one process opens."""
+        return self.pool_size + self.admin_pool_size + (1 if self.listens else 0)
+
+    @property
+    def listens(self) -> bool:
+        return self.pooler == "none" or self.listen_url is not None
+
+
+def options(settings: config.Settings | None = None) -> Options:
+    """The settings' options; without settings, those of the environment where they are valid."""
+    if settings is None:
+        try:
+            settings = config.load()
+        except errors.ConfigError:
+            return Options()
+    listen = settings.listen_url.get_secret_value() if settings.listen_url else None
+    return Options(settings.db_pool_size, settings.db_admin_pool_size, settings.db_pooler, listen)
+
+
+def dsn(url: str) -> str:
+    """The libpq-style URL asyncpg takes (any ``+driver`` suffix dropped)."""
+    _, _, rest = url.partition("://")
+    return f"postgresql://{rest}"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """SQLAlchemy's asyncpg URL; several hosts become repeated ``host`` query parameters."""
+    parts = urlsplit(dsn(url))
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return "postgresql+asyncpg://" + dsn(url).partition("://")[2]
+    query = [("host", h) for h in hosts.split(",") if h] + parse_qsl(parts.query, keep_blank_values=True)
+    auth = f"{userinfo}@" if userinfo else ""
+    return f"postgresql+asyncpg://{auth}/{quote(parts.path.lstrip('/'))}?{urlencode(query)}"
+
+
+def hosts(url: str) -> list[str]:
+    """``host:port`` of every host in the URL (for messages; no credentials)."""
+    netloc = urlsplit(dsn(url)).netloc.rpartition("@")[2]
+    return [h if ":" in h else f"{h}:5432" for h in netloc.split(",") if h] or ["localhost:5432"]
+
+
+def asyncpg_args(opts: Options) -> dict[str, Any]:
+    """Keyword arguments for every asyncpg connection (hot pool and listener)."""
+    args: dict[str, Any] = {"server_settings": {"application_name": "solo-os"}}
+    if opts.pooler == "transaction":
+        args["statement_cache_size"] = 0  # asyncpg's named statements: one session only
+    return args
+
+
+def engine_args(opts: Options) -> dict[str, Any]:
+    """``create_async_engine`` keyword arguments for the SQLAlchemy (admin) pool."""
+    connect: dict[str, Any] = {"timeout": 5, "command_timeout": 60, **asyncpg_args(opts)}
+    if opts.pooler == "transaction":
+        connect["prepared_statement_name_func"] = _unique_statement_name
+        connect["prepared_statement_cache_size"] = 0
+    return {
+        "pool_size": opts.admin_pool_size,
+        "max_overflow": 0,
+        "pool_timeout": 10,
+        "pool_recycle": 1800,
+        "pool_pre_ping": opts.pooler == "transaction",
+        "connect_args": connect,
+    }
+
+
+def _unique_statement_name() -> str:
+    return f"__solo_os_{uuid.uuid4().hex}__"
+
+
+REFUSED = (
+    "store unavailable: PostgreSQL refused the connection: too many clients (its max_connections "
+    "is used up). Each solo-os process opens up to SOLO_OS_DB_POOL_SIZE + "
+    "SOLO_OS_DB_ADMIN_POOL_SIZE + 1 (15 by default): lower them, raise max_connections, or put "
+    "PgBouncer in front (docs/how-to/scaling-out.md)"
+)
+"""What to say when PostgreSQL refuses a connection because it has too many."""

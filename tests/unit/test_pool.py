@@ -1,0 +1,46 @@
+"""``store._pool``: multi-host URLs, the connection budget, pooler mode, the refusal message."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from solo_os import config, errors
+from solo_os.store import _db, _pool
+
+MULTI = "postgresql://u:secret@h1:5432,h2:5433/app?target_session_attrs=read-write"
+
+
+def test_a_multi_host_url_is_given_to_sqlalchemy_in_its_own_form() -> None:
+    url = sa.make_url(_pool.sqlalchemy_url(MULTI))  # the libpq form raised ValueError here
+    assert url.drivername == "postgresql+asyncpg" and url.database == "app"
+    assert url.query["host"] == ("h1:5432", "h2:5433")
+    assert url.query["target_session_attrs"] == "read-write"
+    assert _pool.dsn(MULTI) == MULTI  # asyncpg takes the libpq form itself
+    assert _pool.hosts(MULTI) == ["h1:5432", "h2:5433"]
+    assert config.load(DATABASE_URL=MULTI).dialect == "postgresql"
+
+
+def test_the_budget_and_pooler_mode_come_from_the_settings() -> None:
+    s = config.load(
+        DATABASE_URL=MULTI, SOLO_OS_DB_POOL_SIZE=3, SOLO_OS_DB_ADMIN_POOL_SIZE=2,
+        SOLO_OS_DB_POOLER="transaction",
+    )
+    opts = _pool.options(s)
+    assert opts.budget == 5  # no listener behind a transaction pooler without SOLO_OS_LISTEN_URL
+    args = _pool.engine_args(opts)
+    assert args["pool_size"] == 2 and args["max_overflow"] == 0
+    assert args["connect_args"]["statement_cache_size"] == 0
+    assert args["connect_args"]["prepared_statement_cache_size"] == 0
+    assert _pool.asyncpg_args(opts)["statement_cache_size"] == 0
+    listened = _pool.options(config.load(SOLO_OS_DB_POOLER="transaction", SOLO_OS_LISTEN_URL=MULTI))
+    assert listened.listens and listened.budget == 15
+    assert _pool.Options().budget == 15 and "statement_cache_size" not in _pool.asyncpg_args(_pool.Options())
+
+
+def test_too_many_clients_is_a_clear_unavailable_error() -> None:
+    class TooManyConnectionsError(Exception):
+        sqlstate = "53300"
+
+    err = _db._translate(TooManyConnectionsError("sorry, too many clients already"))
+    assert isinstance(err, errors.StoreUnavailable)
+    assert "too many clients" in str(err) and "SOLO_OS_DB_POOL_SIZE" in str(err)
