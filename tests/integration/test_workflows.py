@@ -345,3 +345,33 @@ async def test_internal_events_from_outside_and_the_timeline_in_executions_show(
     }
     assert data["result"] == "ok" and entries["ack"]["result"] == {"order": 7}
     assert entries["ack"]["waits_for"] == {"source": "internal", "type": "ack", "match": {"order": 7}}
+
+
+async def test_an_operator_cancels_a_waiting_child_and_its_parent_gets_invoke_error(
+    database_url: str,
+) -> None:
+    from solo_os.ops import cancel as cancel_ops
+
+    app = wf_app()
+    seen: list[str] = []
+
+    @app.on("internal", "child")
+    async def child(data: dict[str, Any], ctx: Context) -> None:
+        await ctx.sleep("forever", timedelta(days=30))
+
+    @app.on("shop", "parent")
+    async def parent(event: dict[str, Any], ctx: Context) -> None:
+        try:
+            await ctx.invoke("kid", child, {})
+        except InvokeError as exc:
+            seen.append(exc.status)
+
+    async with testing.run(app, database_url=database_url) as solo:
+        await solo.client.send("shop", "parent", {})
+        await solo.drain()
+        [kid] = await solo.executions(handler="child")
+        assert kid.status == "waiting"
+        assert await cancel_ops.cancel_one(solo.store, kid.id, solo.clock()) == [kid.id]
+        await solo.drain()
+        [p] = await solo.executions(handler="parent")
+    assert seen == ["cancelled"] and p.status == "succeeded"

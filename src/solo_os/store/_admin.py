@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from solo_os.core import ids as _ids
 from solo_os.core import records
-from solo_os.store import _db, _schema
+from solo_os.store import _db, _schema, _workflow
 from solo_os.store._admin_records import Bucket as Bucket
 from solo_os.store._admin_records import Cursor as Cursor
 from solo_os.store._admin_records import ExecutionKind as ExecutionKind
@@ -228,18 +228,20 @@ class AdminQueries:
         return [n["id"] for n in new]
 
     async def cancel_pending(self, ids: Sequence[UUID], now: datetime) -> list[UUID]:
-        """Cancel the executions among ``ids`` that are pending (not yet claimed) now."""
+        """Cancel the executions among ``ids`` that are pending (not yet claimed) or waiting
+        (a durable workflow's pause) now; a cancelled child's parent resumes (``ctx.invoke``)."""
         out: list[UUID] = []
         async with self._db.write() as conn:
             for i in range(0, len(ids), 500):
                 chunk = list(ids[i : i + 500])
                 rows = await conn.execute(
                     sa.update(ex)
-                    .where(ex.c.id.in_(chunk), ex.c.status == "pending")
+                    .where(ex.c.id.in_(chunk), ex.c.status.in_(("pending", "waiting")))
                     .values(status="cancelled", updated_at=now)
                     .returning(ex.c.id)
                 )
                 out.extend(r[0] for r in rows)
+            await _workflow.resume_parents(self._db, conn, out, now)
         return out
 
     async def events_with_bodies(

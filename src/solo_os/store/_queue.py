@@ -13,7 +13,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solo_os.store import _db, _schema
+from solo_os.store import _db, _schema, _workflow
 from solo_os.store._db import chunks, utcnow
 from solo_os.store._rows import Reaped, lost_error
 
@@ -150,6 +150,10 @@ class QueueQueries:
                 for r in rows
             ]
             await _take_back(conn, reaped, now)
+            # A child (ctx.invoke) lost for good: its parent resumes, and gets InvokeError.
+            await _workflow.resume_parents(
+                self._db, conn, [x.execution_id for x in reaped if x.status == "dead"], now
+            )
             await self._record_lost(conn, rows, reaped, now)
             await self._db.notify(conn)
         self._db.wake_local()
