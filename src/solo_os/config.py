@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     listen_url: SecretStr | None = Field(None, alias="SOLO_OS_LISTEN_URL")
     # Finished executions older than this are pruned daily (events: at least 7 days); 0 = never.
     retention_days: int = Field(30, ge=0, le=36_500, alias="SOLO_OS_RETENTION_DAYS")
+    # Queue-fed sources: a consumer stops pulling while its handlers have more pending
+    # executions than this (backpressure); a source's max_pending= overrides it.
+    consume_max_pending: int = Field(10_000, ge=1, le=10_000_000, alias="SOLO_OS_CONSUME_MAX_PENDING")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -132,6 +135,7 @@ OTHER_VARIABLES = frozenset({
     "SOLO_OS_APP", "SOLO_OS_SECRET_TTL", "SOLO_OS_REUSE_PORT", "SOLO_OS_HEALTH_URL",
     "SOLO_OS_TEST_DATABASE_URL", "SOLO_OS_SCREENSHOTS", "SOLO_OS_TF_PLUGIN_DIR",
     "SOLO_OS_CHROMIUM", "SOLO_OS_LONG_TESTS", "SOLO_OS_TEST_PG",
+    "SOLO_OS_TEST_REDIS", "SOLO_OS_TEST_RABBITMQ", "SOLO_OS_TEST_NATS",
 })
 
 

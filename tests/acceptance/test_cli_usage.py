@@ -270,7 +270,7 @@ def test_every_command_that_prints_takes_json() -> None:
     found = leaves(typer.main.get_command(cli), ())
     assert len(found) > 25
     for path, command in found:
-        if path[0] in ("run", "serve", "worker", "scheduler"):  # servers: logs, not output
+        if path[0] in ("run", "serve", "worker", "scheduler", "consume"):  # servers: logs, not output
             continue
         options = {o for p in command.params for o in p.opts}  # type: ignore[attr-defined]
         assert "--json" in options, path

@@ -48,11 +48,15 @@ COMMANDS: dict[str, Lazy] = {
     # name: Lazy(module in solo_os.cli, attribute, the one-line help shown by --help)
     "run": Lazy(
         "serve", "run",
-        "Ingress, worker and scheduler in one process; brings the schema up to date first.",
+        "Ingress, worker, scheduler (and consumer) in one process; brings the schema up to date first.",
     ),
     "serve": Lazy("serve", "serve", "Only the HTTP ingress (scale-out: run workers separately)."),
     "worker": Lazy(
         "serve", "worker", "Only the worker: claims and runs executions until SIGTERM/SIGINT."
+    ),
+    "consume": Lazy(
+        "consume", "consume",
+        "Only the consumer: reads the app's queue-fed sources (SQS, Redis, RabbitMQ, NATS) into the store.",
     ),
     "scheduler": Lazy(
         "schedules", "scheduler",

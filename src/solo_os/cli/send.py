@@ -71,6 +71,10 @@ def send(
         if found is None:
             known = ", ".join(sorted(application.sources)) or "none"
             raise errors.ConfigError(f"SOURCE: the app has no source {source!r} (it has: {known})")
+        if not found.http:
+            raise errors.ConfigError(
+                f"SOURCE: {source!r} is queue-fed (no HTTP route): publish to its broker instead"
+            )
         problems = found.bind(source, config.environ())
         if problems:
             raise errors.ConfigError(problems)

@@ -85,14 +85,15 @@ def run(
     ] = False,
     app: AppOpt = None,
 ) -> None:
-    """Ingress, worker and scheduler in one process; brings the schema up to date first."""
+    """Ingress, worker, scheduler (and consumer) in one process; brings the schema up to date first."""
     app = app_arg or app
     if reload:
         from solo_os.cli import dev  # the file watcher is loaded only for development
 
         dev.run_with_reload(app, host, port)
         return
-    _serve(app, host, port, ("serve", "worker", "scheduler"), migrate=True)
+    # "consume" runs only when the app has queue-fed sources (sources.sqs, redis_stream, ...)
+    _serve(app, host, port, ("serve", "worker", "scheduler", "consume"), migrate=True)
 
 
 def serve(

@@ -45,7 +45,8 @@ def describe(application: Any, env: Mapping[str, str]) -> list[dict[str, Any]]:
         rows.append({
             "name": name,
             "kind": source.kind,
-            "route": f"POST /webhooks/{name}",
+            # a queue-fed source has no route: where its consumer reads (no credentials)
+            "route": f"POST /webhooks/{name}" if source.http else f"consume {source.location()}",
             "verify": source.verify_signatures,
             "variables": variables,
         })

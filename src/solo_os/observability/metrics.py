@@ -94,6 +94,26 @@ store_refresh_age = Gauge(
     "Age of the store-backed gauges (queue depth, alert outbox) at this scrape",
     registry=registry,
 )
+# Queue-fed sources (runtime/consumer.py); their messages are counted in deliveries too.
+consumer_acks = Counter(
+    "solo_os_consumer_acks_total",
+    "Queue messages acknowledged to their broker after their events were committed, by source",
+    ["source"],
+    registry=registry,
+)
+consumer_paused = Gauge(
+    "solo_os_consumer_paused",
+    "1 while a queue consumer does not pull, by source and reason (backpressure, store, broker)",
+    ["source", "reason"],
+    registry=registry,
+)
+consumer_batch_seconds = Histogram(
+    "solo_os_consumer_batch_seconds",
+    "From a batch of queue messages received to acknowledged (stored in one transaction)",
+    ["source"],
+    buckets=DURATION_BUCKETS,
+    registry=registry,
+)
 build_info = Gauge(
     "solo_os_build_info",
     "Always 1; the labels say which solo-os and Python this process runs",

@@ -50,10 +50,16 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 def correlation_id(request: Request, delivery_id: str | None) -> str:
     """From ``X-Correlation-Id``, else W3C ``traceparent``, else the delivery id, else new."""
-    given = request.headers.get("x-correlation-id")
+    return pick_correlation_id(
+        request.headers.get("x-correlation-id"), request.headers.get("traceparent"), delivery_id
+    )
+
+
+def pick_correlation_id(given: str | None, parent: str | None, delivery_id: str | None) -> str:
+    """The correlation id from a given one, else a ``traceparent``'s trace id, else the
+    delivery's id, else a new one (webhooks and queue messages alike)."""
     if given and _CORRELATION.match(given):
         return given
-    parent = request.headers.get("traceparent")
     if parent and (m := _TRACEPARENT.match(parent.strip().lower())) and m.group(1) != "0" * 32:
         return m.group(1)
     if delivery_id and _CORRELATION.match(delivery_id):
@@ -108,7 +114,7 @@ class Ingress:
     async def deliver(self, request: Request, name: str) -> Response:
         """Handle one delivery to source ``name``."""
         source = self.app.sources.get(name)
-        if source is None:
+        if source is None or not source.http:  # a queue-fed source has no route
             return _json(404, {"error": "unknown_source"})
         limit = source.max_body_bytes or self.default_limit
         body = await _read_limited(request, limit)
@@ -375,4 +381,4 @@ def asgi(
     )
 
 
-__all__ = ["Ingress", "asgi", "build_event", "correlation_id"]
+__all__ = ["Ingress", "asgi", "build_event", "correlation_id", "pick_correlation_id"]

@@ -26,13 +26,14 @@ from solo_os.observability import logs as slog
 from solo_os.observability import metrics
 from solo_os.runtime import alerter as alerter_mod
 from solo_os.runtime import batch as _batch
+from solo_os.runtime import consumer as consumer_mod
 from solo_os.runtime import ingress
 from solo_os.runtime import pruner as pruner_mod
 from solo_os.runtime import scheduler as scheduler_mod
 from solo_os.runtime import worker as worker_mod
 
 log = structlog.get_logger("solo_os.runtime")
-Role = str  # "serve" | "worker" | "scheduler"
+Role = str  # "serve" | "worker" | "scheduler" | "consume"
 
 
 class Runtime:
@@ -63,6 +64,8 @@ class Runtime:
         self._metrics_server: Any = None
         self._metrics_task: asyncio.Task[None] | None = None
         self._gauges: metrics.StoreGauges | None = None
+        self.consumers: consumer_mod.Consumers | None = None
+        self._consume_task: asyncio.Task[None] | None = None
 
     @property
     def settings(self) -> config.Settings:
@@ -106,6 +109,9 @@ class Runtime:
         if "scheduler" in self.roles and self.app.schedules:  # fires exactly once across replicas
             fires = scheduler_mod.Scheduler(self.app, self.store, clock=self.clock)
             self._background.append(asyncio.create_task(fires.run(self._stop), name="solo-os-scheduler"))
+        if "consume" in self.roles and consumer_mod.queue_sources_of(self.app):  # queue-fed sources
+            self.consumers = consumer_mod.Consumers(self.app, self.store, clock=self.clock)
+            self._consume_task = asyncio.create_task(self.consumers.run(self._stop), name="solo-os-consume")
         if self.app.alerting is not None and self.roles & {"worker", "scheduler"}:
             alerter = alerter_mod.Alerter(self.app, self.store, clock=self.clock)
             self._background.append(asyncio.create_task(alerter.run(self._stop), name="solo-os-alerts"))
@@ -235,6 +241,9 @@ class Runtime:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._consume_task is not None:  # the batch in hand is committed and acknowledged
+            await consumer_mod.finish(self._consume_task, self.settings.shutdown_grace_seconds)
+            self._consume_task = None
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -15,6 +15,7 @@ from solo_os.sources.linear import linear
 from solo_os.sources.mailgun import mailgun
 from solo_os.sources.paddle import paddle
 from solo_os.sources.postmark import postmark
+from solo_os.sources.queue import nats, rabbitmq, redis_stream, sqs
 from solo_os.sources.resend import resend
 from solo_os.sources.sendgrid import sendgrid
 from solo_os.sources.shopify import shopify
@@ -41,12 +42,16 @@ __all__ = [
     "lemonsqueezy",
     "linear",
     "mailgun",
+    "nats",
     "paddle",
     "postmark",
+    "rabbitmq",
+    "redis_stream",
     "resend",
     "sendgrid",
     "shopify",
     "slack",
+    "sqs",
     "square",
     "standard_webhooks",
     "stripe",

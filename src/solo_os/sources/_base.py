@@ -266,6 +266,8 @@ class Source:
     """
 
     kind: ClassVar[str] = "source"
+    #: Mounted at ``POST /webhooks/{name}``; False for queue-fed sources (``sources/queue.py``).
+    http: ClassVar[bool] = True
     #: Headers that carry signatures or credentials: never stored, logged or exported.
     secret_headers: frozenset[str] = frozenset()
     #: Credentials no source keeps, whatever its scheme and ``App(store_headers=...)``.

@@ -29,6 +29,7 @@ from solo_os.core.records import Alert, AlertPolicy, Delivery, Occurrence
 from solo_os.store import (
     _admin,
     _alerts,
+    _backlog,
     _db,
     _dead_letters,
     _ingest,
@@ -85,6 +86,7 @@ class Store:
         self._ratelimit = _ratelimit.RateLimitQueries(self._db)
         self._retention = _retention.RetentionQueries(self._db)
         self.workflow = _workflow.WorkflowQueries(self._db, self.ingest)  # ``WorkflowPort``
+        self._backlog = _backlog.BacklogQueries(self._db)
 
     @property
     def concurrent_writers(self) -> int:
@@ -161,6 +163,11 @@ class Store:
 
     async def ingest(self, batch: Sequence[records.NewEvent]) -> list[records.IngestResult]:
         return await self._ingest_q.ingest(batch)
+
+    # --- backlog (BacklogQueries): a queue consumer's backpressure --------------
+
+    async def pending_count(self, handlers: Sequence[str], limit: int) -> int:
+        return await self._backlog.pending_count(handlers, limit)
 
     # --- queue (QueueQueries) --------------------------------------------------
 

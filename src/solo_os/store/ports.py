@@ -60,6 +60,13 @@ class IngestPort(Protocol):
 
 
 @runtime_checkable
+class ConsumePort(IngestPort, Protocol):
+    """A queue consumer: ingest, and the pending backlog of its handlers (backpressure)."""
+
+    async def pending_count(self, handlers: Sequence[str], limit: int) -> int: ...
+
+
+@runtime_checkable
 class QueuePort(Protocol):
     """The worker's queue: claim, finish, lease renewal, reaping, release, rescheduling."""
 
@@ -296,6 +303,7 @@ ALL_PORTS: tuple[type, ...] = (
     RetentionPort,
     RateLimitPort,
     ThrottlePort,
+    ConsumePort,
 )
 
 
@@ -308,5 +316,6 @@ if TYPE_CHECKING:  # mypy proves both dialect stores implement every port; never
     ) -> tuple[
         LifecyclePort, IngestPort, QueuePort, StepPort, LogPort, SchedulePort, AlertPort,
         ReadPort, OperatorPort, AdminPort, RetentionPort, RateLimitPort, ThrottlePort,
+        ConsumePort,
     ]:
-        return (s, s, s, s, s, s, s, s, s, s, s, s, s)
+        return (s, s, s, s, s, s, s, s, s, s, s, s, s, s)
