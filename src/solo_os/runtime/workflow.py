@@ -71,6 +71,7 @@ class Workflow:
         attempt: int,
         correlation_id: str,
         started_at: datetime,
+        handler_name: str | None = None,
     ) -> None:
         self.app = application
         self.store = store
@@ -79,11 +80,14 @@ class Workflow:
         self.attempt = attempt
         self.correlation_id = correlation_id
         self.started_at = started_at
+        handler = application.handlers.get(handler_name) if handler_name else None
+        self.cancellable = handler is None or bool(handler.cancel_on)
         self._calls: dict[str, _workflow.Call] | None = None
 
     async def check_cancel(self) -> None:
-        """A step boundary: stop here if a ``cancel_on`` event asked for it."""
-        if await self.store.cancel_requested(self.execution_id):
+        """A step boundary: stop here if a ``cancel_on`` event asked for it (only a handler
+        with ``cancel_on`` rules can be asked: the others pay no read)."""
+        if self.cancellable and await self.store.cancel_requested(self.execution_id):
             raise Cancelled("cancelled by a cancel_on event")
 
     async def _memo(self, name: str, kind: str) -> _workflow.Call | None:
@@ -252,7 +256,7 @@ def for_attempt(
         return None
     return Workflow(
         application, port, clock, execution_id=c.id, attempt=c.attempt,
-        correlation_id=c.correlation_id, started_at=clock(),
+        correlation_id=c.correlation_id, started_at=clock(), handler_name=c.handler,
     )
 
 
