@@ -24,11 +24,6 @@ LOCK = (
     "SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT DISTINCT unnest($1::bigint[]) AS k) AS t "
     "ORDER BY k"
 )
-SETS = (
-    "SELECT m.source, m.type, m.match_paths FROM workflow_match_sets AS m "
-    "JOIN unnest($1::text[], $2::text[]) AS t(source, type) "
-    "ON m.source = t.source AND m.type = t.type"
-)
 RESOLVE = (
     """
 WITH t AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[],
@@ -92,17 +87,18 @@ async def lock(conn: asyncpg.Connection, batch: Sequence[records.NewEvent]) -> N
 
 
 async def after_ingest(
-    conn: asyncpg.Connection, events: Sequence[records.NewEvent], now: datetime
+    conn: asyncpg.Connection, events: Sequence[records.NewEvent], now: datetime,
+    sets_json: str | None,
 ) -> bool:
     """Resume waiters of ``events`` (newly accepted) and apply their cancel rules; True when
-    something became pending (a NOTIFY was sent)."""
+    something became pending (a NOTIFY was sent). ``sets_json``: the path sets of open waits
+    on their types, as the ingest statement read them (``wait_sets``)."""
     if not events:
         return False
-    pairs = sorted({(e.source, e.type) for e in events})
-    sets = await conn.fetch(SETS, [p[0] for p in pairs], [p[1] for p in pairs])
+    sets = json.loads(sets_json) if sets_json else []
     woke = False
     if sets:
-        lookups = _workflow.plan(events, [(s["source"], s["type"], s["match_paths"]) for s in sets])
+        lookups = _workflow.plan(events, [(s[0], s[1], s[2]) for s in sets])
         if lookups:
             items = list(lookups.items())
             row = await conn.fetchrow(

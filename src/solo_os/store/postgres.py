@@ -172,7 +172,8 @@ class PostgresStore(_base.Store):
             inserted = {r["id"] for r in rows}
             new = [e for e in batch if e.id in inserted and e.status == "accepted"]
             now = max((e.received_at for e in new), default=utcnow())
-            resumed = await _pg_workflow.after_ingest(conn, new, now)
+            sets = rows[0]["wait_sets"] if rows else None
+            resumed = await _pg_workflow.after_ingest(conn, new, now, sets)
         if resumed or any(r["woke"] for r in rows):
             self.wake_local()
         results: dict[int, records.IngestResult] = {}

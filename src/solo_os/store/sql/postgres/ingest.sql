@@ -24,5 +24,11 @@ WITH ev_in AS (
     RETURNING 1
 )
 SELECT ins.id,
-       (SELECT count(*) FROM (SELECT pg_notify('{channel}', '') FROM x_ins LIMIT 1) AS n) AS woke
+       (SELECT count(*) FROM (SELECT pg_notify('{channel}', '') FROM x_ins LIMIT 1) AS n) AS woke,
+       -- The path sets of open waits on the batch's (source, type) pairs (store/_pg_workflow.py;
+       -- read after the wait lock the caller took, so a wait registered before is seen).
+       (SELECT json_agg(json_build_array(m.source, m.type, m.match_paths))
+        FROM workflow_match_sets AS m
+        JOIN (SELECT DISTINCT source, type FROM ev_in WHERE status = 'accepted') AS p
+          ON m.source = p.source AND m.type = p.type) AS wait_sets
 FROM ins
