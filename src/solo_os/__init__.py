@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from solo_os import sources
     from solo_os.app import App
+    from solo_os.core.flow import Batch, Concurrency, Debounce, RateLimit, Singleton, Throttle
     from solo_os.core.retry import Retry
     from solo_os.core.workflow import CancelOn
     from solo_os.errors import (
@@ -31,17 +32,23 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "Batch",
     "CancelOn",
+    "Concurrency",
     "ConfigError",
     "Context",
+    "Debounce",
     "InvokeError",
     "NonRetryable",
+    "RateLimit",
     "RateLimited",
     "Retry",
     "RetryAfter",
     "SignatureError",
+    "Singleton",
     "SoloOSError",
     "StoreError",
+    "Throttle",
     "sources",
 ]
 
@@ -58,6 +65,9 @@ _WHERE = {
     "Retry": "solo_os.core.retry",
     "CancelOn": "solo_os.core.workflow",
     "InvokeError": "solo_os.errors",
+    **dict.fromkeys(
+        ("Batch", "Concurrency", "Debounce", "RateLimit", "Singleton", "Throttle"), "solo_os.core.flow"
+    ),
 }
 
 

@@ -14,6 +14,7 @@ import pydantic
 
 from solo_os import config, errors
 from solo_os.core import cron as cron_mod
+from solo_os.core import flow as flow_mod
 from solo_os.core import ids, ratelimit, records, retry, schemas, workflow
 from solo_os.core.schedule_plan import Catchup as Catchup  # the pure plan reads a Schedule
 from solo_os.core.schedule_plan import Overlap as Overlap
@@ -42,6 +43,7 @@ class Handler:
     kind: Literal["event", "cron"] = "event"  # a cron handler is called as fn(ctx)
     versioning: schemas.Versioning | None = None  # upcasters from older payload versions
     cancel_on: tuple[workflow.CancelOn, ...] = ()  # events that cancel its open executions
+    flow: flow_mod.Options | None = None  # flow control (SPEC section 7)
 
     def load(self, payload: Any) -> Any:
         """The handler's argument: ``payload`` upcast to the schema's version and validated.
@@ -136,16 +138,24 @@ class App:
         upcast: Mapping[int, schemas.Upcaster] | None = None,
         version_field: str = schemas.DEFAULT_VERSION_FIELD,
         cancel_on: Sequence[workflow.CancelOn] = (),
+        concurrency: flow_mod.Concurrency | None = None,
+        throttle: flow_mod.Throttle | None = None,
+        rate_limit: flow_mod.RateLimit | None = None,
+        debounce: flow_mod.Debounce | None = None,
+        batch: flow_mod.Batch | None = None,
+        priority: flow_mod.Priority = None,
+        singleton: flow_mod.Singleton | None = None,
     ) -> Callable[[F], F]:
         """Run the decorated function once for every accepted ``event_type`` event of ``source``.
 
-        ``upcast={1: v1_to_v2, ...}`` brings payloads of older versions (read from
-        ``version_field``; none means 1) up to ``schema``'s version first (see ``schemas``).
-        ``cancel_on=[CancelOn(source, type, match={"path.in.new": "path.in.original"})]``
-        cancels its pending or waiting executions when a matching event is accepted.
+        ``upcast={1: v1_to_v2, ...}`` (payloads of older ``version_field`` versions, none
+        means 1, upcast to ``schema``'s first); ``cancel_on=[CancelOn(source, type, match=...)]``
+        cancels its pending or waiting executions on a matching event; ``concurrency=`` ...
+        ``singleton=``: flow control (SPEC 7).
         """
         if not all(isinstance(c, workflow.CancelOn) for c in cancel_on):
             raise errors.ConfigError(f"cancel_on= takes CancelOn(...) items, got {cancel_on!r}")
+        flow = flow_mod.Options(concurrency, throttle, rate_limit, debounce, batch, priority, singleton)
         if schema is not None and not (
             isinstance(schema, type) and issubclass(schema, pydantic.BaseModel)
         ):
@@ -164,6 +174,7 @@ class App:
                 raise errors.ConfigError(
                     f"handler name {handler_name!r} is used twice; pass name= to tell them apart"
                 )
+            flow_mod.check_handler(flow, f"handler {handler_name!r}", schema, self._handlers.values())
             self._handlers[handler_name] = Handler(
                 name=handler_name,
                 source=source,
@@ -175,6 +186,7 @@ class App:
                 is_async=inspect.iscoroutinefunction(fn),
                 versioning=versioning,
                 cancel_on=tuple(cancel_on),
+                flow=flow if flow.any else None,
             )
             self._routes.clear()
             return fn
@@ -402,6 +414,21 @@ class App:
             )
             self._routes[key] = found
         return found
+
+    @property
+    def flow_plan(self) -> flow_mod.Plan | None:
+        """What the flow claim needs of the handlers (None: no handler is claimed apart)."""
+        return flow_mod.plan(self._handlers.values())
+
+    def flow_mark(self, handler: Handler, source: str, document: Any) -> records.FlowMark | None:
+        """The flow-control keys of ``handler``'s execution for an accepted delivery."""
+        if handler.flow is None:
+            return None
+        try:
+            value = handler.load(self._sources[source].payload(document))
+        except (pydantic.ValidationError, errors.PayloadError) as exc:
+            return records.FlowMark(error=f"flow keys: the input does not load: {exc}")
+        return handler.flow.mark(handler.name, value)
 
     def policy(self, handler: Handler) -> retry.Retry:
         """The handler's retry policy with the app's defaults filled in."""

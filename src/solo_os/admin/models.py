@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 T = TypeVar("T")
 
 EventStatus = Literal["accepted", "rejected"]
-ExecutionStatus = Literal["pending", "running", "waiting", "succeeded", "dead", "cancelled"]
+ExecutionStatus = Literal["pending", "running", "waiting", "succeeded", "dead", "cancelled", "skipped"]
 Window = Literal["1h", "6h", "24h", "7d", "30d"]
 ExecutionKind = Literal["webhook", "cron"]
 
@@ -99,6 +99,13 @@ class ExecutionOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     run_after: datetime | None = None
+    reason: str | None = Field(
+        None,
+        description=(
+            "pending: why it has not started (concurrency, throttle, debounce, batch, run_after; "
+            "null when due and free to start); skipped: why (rate_limited, debounced, singleton)"
+        ),
+    )
     kind: ExecutionKind = Field("webhook", description="webhook: runs for an event; cron: a schedule's")
     duration_ms: float | None = Field(None, description="run time of its recorded attempts, summed")
     result: Any = Field(None, description="the handler's return value (JSON), once succeeded")

@@ -24,7 +24,9 @@ Since = Annotated[str | None, typer.Option(help="newer than 30m / 2h / 7d or an 
 Limit = Annotated[int, typer.Option(min=0, help="at most this many (0: all)")]
 
 EVENT_COLUMNS = ("id", "source", "type", "status", "idempotency_key", "received_at", "correlation_id")
-EXECUTION_COLUMNS = ("id", "handler", "status", "attempts", "last_error", "event_id", "updated_at")
+EXECUTION_COLUMNS = (
+    "id", "handler", "status", "reason", "attempts", "last_error", "event_id", "updated_at"
+)
 
 
 @db.command("upgrade")
@@ -142,7 +144,7 @@ def executions_show(execution_id: str, as_json: Json = False) -> None:
         if as_json:
             _common.emit_json(data)
             return
-        for key in ("id", "handler", "status", "attempts", "max_attempts", "event_id",
+        for key in ("id", "handler", "status", "reason", "attempts", "max_attempts", "event_id",
                     "correlation_id", "last_error", "created_at", "updated_at", "run_after",
                     "parent_id", "result"):
             _common.out.print(f"[bold]{key}[/bold]: {data.get(key)}", highlight=False)

@@ -9,14 +9,14 @@ from typing import Any, Literal, Self, TypeVar
 from uuid import UUID
 
 EventStatus = Literal["accepted", "rejected"]
-ExecutionStatus = Literal["pending", "running", "waiting", "succeeded", "dead", "cancelled"]
+ExecutionStatus = Literal["pending", "running", "waiting", "succeeded", "dead", "cancelled", "skipped"]
 AttemptOutcome = Literal[
     "succeeded", "failed", "timed_out", "lost", "interrupted", "suspended", "cancelled"
 ]
 IngestOutcome = Literal["accepted", "duplicate", "rejected"]
 
 EXECUTION_STATUSES: tuple[str, ...] = (
-    "pending", "running", "waiting", "succeeded", "dead", "cancelled"
+    "pending", "running", "waiting", "succeeded", "dead", "cancelled", "skipped"
 )
 
 
@@ -30,10 +30,26 @@ def _from_row(cls: type[_R], row: Mapping[Any, Any]) -> _R:
 
 
 @dataclass(frozen=True)
+class FlowMark:
+    """What flow control stores with an execution (``core.flow``): its keys, evaluated once at
+    ingest, and the decisions the ingest transaction takes with them."""
+
+    flow_key: str | None = None  # claimed by the flow claim; the concurrency key, or ""
+    throttle_key: str | None = None
+    priority: int = 0
+    rate_limit: tuple[str, int, float] | None = None  # (key, limit, period seconds)
+    singleton: tuple[str, str] | None = None  # (key, mode)
+    debounce: tuple[str, float, float | None] | None = None  # (key, period, timeout)
+    batch: tuple[str, int, float] | None = None  # (key, max_size, timeout)
+    error: str | None = None  # a key could not be evaluated: the execution is stored dead
+
+
+@dataclass(frozen=True)
 class NewExecution:
     id: UUID
     handler: str
     max_attempts: int
+    flow: FlowMark | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,7 @@ class Execution:
     run_after: datetime | None = None
     result: Any = None  # the handler's return value (JSON), once succeeded
     parent_id: UUID | None = None  # the execution that invoked this one (ctx.invoke)
+    reason: str | None = None  # why a pending one waits, or why a skipped one was skipped
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Self:
@@ -140,6 +157,7 @@ class Claimed:
     trace_parent: str | None = None
     input_error: str | None = None  # the stored event could not be read back (fails this execution)
     losses: int = 0  # earlier attempts lost with their process (such an execution runs alone)
+    batch: tuple[Any, ...] | None = None  # a Batch handler's documents, oldest first
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ registry = CollectorRegistry(auto_describe=True)
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Execution statuses that are finished; every other status is work still queued or running.
-FINISHED_STATUSES = frozenset({"succeeded", "dead", "cancelled"})
+FINISHED_STATUSES = frozenset({"succeeded", "dead", "cancelled", "skipped"})
 
 deliveries = Counter(
     "solo_os_deliveries_total",
@@ -82,6 +82,13 @@ queue_depth = Gauge(
     "solo_os_queue_depth",
     "Executions not finished yet (pending, running), by status (from the store)",
     ["status"],
+    registry=registry,
+)
+waiting = Gauge(
+    "solo_os_waiting_executions",
+    "Pending executions held back, by reason: concurrency, throttle, debounce, batch, run_after "
+    "(from the store)",
+    ["reason"],
     registry=registry,
 )
 store_up = Gauge(
@@ -146,6 +153,8 @@ class FigureSource(Protocol):
 
     async def outbox_counts(self) -> dict[str, int]: ...
 
+    async def waiting_counts(self, now: datetime) -> dict[str, int]: ...
+
 
 class StoreGauges:
     """The store-backed gauges, refreshed at most once per ``interval`` however often scraped.
@@ -183,6 +192,7 @@ class StoreGauges:
             source = store()
             counts = await source.counts()
             outbox = await source.outbox_counts()
+            held = await source.waiting_counts(self.clock())
         except errors.StoreError:
             store_up.set(0)
         else:
@@ -191,6 +201,8 @@ class StoreGauges:
                     queue_depth.labels(status).set(n)
             for status, n in outbox.items():
                 alert_outbox.labels(status).set(n)
+            for reason, n in held.items():
+                waiting.labels(reason).set(n)
             store_up.set(1)
         self._at = self.clock()
 

@@ -270,7 +270,10 @@ def build_event(
         correlation_id=correlate(raw_key),
         received_at=received_at,
         executions=tuple(
-            records.NewExecution(_ids.uuid7(), h.name, application.policy(h).max_attempts or 1)
+            records.NewExecution(
+                _ids.uuid7(), h.name, application.policy(h).max_attempts or 1,
+                application.flow_mark(h, name, document),
+            )
             for h in handlers
         ),
         trace_parent=trace_parent,

@@ -76,6 +76,8 @@ class Worker:
         s = application.settings
         self.app = application
         self.store = store
+        if application.flow_plan is not None and isinstance(store, ports.FlowPort):  # SPEC 7
+            store.use_flow(application.flow_plan)
         self.worker_id = worker_id or new_worker_id()
         self.concurrency = concurrency or s.worker_concurrency
         self.lease_seconds = lease_seconds or s.lease_seconds

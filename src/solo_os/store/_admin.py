@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from solo_os.core import ids as _ids
 from solo_os.core import records
-from solo_os.store import _db, _schema, _workflow
+from solo_os.store import _db, _flow, _schema, _workflow
 from solo_os.store._admin_records import Bucket as Bucket
 from solo_os.store._admin_records import Cursor as Cursor
 from solo_os.store._admin_records import ExecutionKind as ExecutionKind
@@ -30,6 +30,7 @@ from solo_os.store._admin_records import Search as Search
 from solo_os.store._admin_records import SourceCounts as SourceCounts
 from solo_os.store._admin_records import Stats as Stats
 from solo_os.store._admin_records import Step as Step
+from solo_os.store._db import utcnow
 from solo_os.store._rows import Filters, filtered
 from solo_os.store._stats import duration_ms, round3
 
@@ -63,6 +64,7 @@ _EXECUTION_COLUMNS = (
     ex.c.created_at,
     ex.c.updated_at,
     ex.c.run_after,
+    *_flow.FLOW_COLUMNS,
 )
 
 
@@ -143,7 +145,7 @@ class AdminQueries:
             q = q.where(_before(time_col, ex.c.id, after))
         q = q.limit(f.limit)
         async with self._db.read() as conn:
-            rows = [_mapping(r) for r in await conn.execute(q)]
+            rows = await _flow.annotate(conn, [_mapping(r) for r in await conn.execute(q)], utcnow())
         return [ListedExecution.from_row({**r, "duration_ms": round3(r["duration_ms"])}) for r in rows]
 
     # --- actions (the admin API's and the CLI's) ---------------------------------------
@@ -170,6 +172,9 @@ class AdminQueries:
             ex.c.scheduled_at,
             sa.literal(now, _schema.UTCDateTime).label("created_at"),
             sa.literal(now, _schema.UTCDateTime).label("updated_at"),
+            ex.c.flow_key,  # flow control: the same keys and limits as the original
+            ex.c.throttle_key,
+            ex.c.priority,
         ).where(ex.c.id == execution_id, ex.c.status.in_(list(statuses)))
         columns = [
             "id",
@@ -183,6 +188,9 @@ class AdminQueries:
             "scheduled_at",
             "created_at",
             "updated_at",
+            "flow_key",
+            "throttle_key",
+            "priority",
         ]
         async with self._db.write() as conn:
             res = await conn.execute(sa.insert(ex).from_select(columns, copy))

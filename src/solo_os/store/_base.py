@@ -24,6 +24,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from solo_os.core import flow as flow_core
 from solo_os.core import ratelimit, records
 from solo_os.core.records import Alert, AlertPolicy, Delivery, Occurrence
 from solo_os.store import (
@@ -32,6 +33,7 @@ from solo_os.store import (
     _backlog,
     _db,
     _dead_letters,
+    _flow,
     _ingest,
     _logs,
     _queue,
@@ -87,6 +89,8 @@ class Store:
         self._retention = _retention.RetentionQueries(self._db)
         self.workflow = _workflow.WorkflowQueries(self._db, self.ingest)  # ``WorkflowPort``
         self._backlog = _backlog.BacklogQueries(self._db)
+        self._flow = _flow.FlowQueries(self._db)
+        self._flow_plan: flow_core.Plan | None = None
 
     @property
     def concurrent_writers(self) -> int:
@@ -168,6 +172,22 @@ class Store:
 
     async def pending_count(self, handlers: Sequence[str], limit: int) -> int:
         return await self._backlog.pending_count(handlers, limit)
+
+    # --- flow control (FlowQueries) --------------------------------------------
+
+    def use_flow(self, plan: flow_core.Plan | None) -> None:
+        """The app's flow-control plan: ``claim`` then also takes flow-controlled executions."""
+        self._flow_plan = plan
+
+    async def _claim_flow(
+        self, worker_id: str, limit: int, now: datetime, lease_seconds: float, lost: bool | None
+    ) -> list[records.Claimed]:
+        if self._flow_plan is None or lost or limit <= 0:
+            return []
+        return await self._flow.claim(self._flow_plan, worker_id, limit, now, lease_seconds)
+
+    async def waiting_counts(self, now: datetime) -> dict[str, int]:
+        return await self._flow.waiting_counts(now)
 
     # --- queue (QueueQueries) --------------------------------------------------
 

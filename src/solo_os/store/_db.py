@@ -62,6 +62,9 @@ class Dialect(Protocol):
     def exclusive(self, read: ReadConnection, key: int) -> contextlib.AbstractAsyncContextManager[bool]:
         """Hold the database-wide lock ``key`` while inside; yields False if another holds it."""
 
+    async def lock_keys(self, conn: AsyncConnection, keys: Sequence[str]) -> None:
+        """Hold a lock per key until the transaction ends (taken in one order: no deadlock)."""
+
     def clock(self) -> sa.ColumnElement[datetime] | None:
         """The database's clock as a column (shared by every host), or None: this host's."""
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os import errors
 from solo_os.core import records
-from solo_os.store import _db, _schema, _workflow
+from solo_os.store import _db, _flow, _schema, _workflow
 
 ev = _schema.events
 ex = _schema.executions
@@ -30,6 +30,7 @@ class IngestQueries:
 
     def __init__(self, db: _db.Database) -> None:
         self._db = db
+        self._flow = _flow.FlowQueries(db)
 
     async def ingest(self, batch: Sequence[records.NewEvent]) -> list[records.IngestResult]:
         """Store a batch of deliveries in one transaction; one result per item, in order.
@@ -50,6 +51,7 @@ class IngestQueries:
             existing = await self._existing(conn, conflicts) if conflicts else {}
             new_executions: list[dict[str, Any]] = []
             accepted: list[records.NewEvent] = []
+            marks: list[records.FlowMark | None] = []
             for item in items:
                 result, event_id = await self._settle(conn, item, item.id in inserted, existing)
                 results[id(item)] = result
@@ -61,14 +63,19 @@ class IngestQueries:
                         )
                         for x in item.executions
                     )
+                    marks.extend(x.flow for x in item.executions)
+            woke = bool(new_executions)
+            if any(m is not None for m in marks):  # flow control: decided and inserted there
+                new_executions = await self._flow.decide(conn, new_executions, marks)
             if new_executions:
                 await conn.execute(self._db.insert(ex), new_executions)
+            if woke:
                 await self._db.notify(conn)
             # Waiters of these events resume, cancel_on rules apply: in this transaction.
             now = max((e.received_at for e in accepted), default=None)
             if now is not None:
                 await _workflow.on_ingest(self._db, conn, accepted, now)
-        if new_executions:
+        if woke:
             self._db.wake_local()
         return [results[id(e)] for e in batch]
 
@@ -183,4 +190,10 @@ class IngestQueries:
             "trace_parent": trace_parent,
             "created_at": now,
             "updated_at": now,
+            # flow control (_flow.decide fills them in); every row has the same keys
+            "flow_key": None,
+            "throttle_key": None,
+            "priority": None,
+            "group_key": None,
+            "last_error": None,
         }

@@ -9,7 +9,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from solo_os.core import records
-from solo_os.store import _db, _schema
+from solo_os.store import _db, _flow, _schema
 from solo_os.store._db import utcnow
 from solo_os.store._rows import EVENT_LIST_COLUMNS, EXECUTION_COLUMNS, Filters, filtered
 
@@ -82,13 +82,14 @@ class ReadQueries:
         if f.limit:
             q = q.limit(f.limit)
         async with self._db.read() as conn:
-            return [records.Execution.from_row(r._mapping) for r in await conn.execute(q)]
+            rows = await _flow.annotate(conn, [r._mapping for r in await conn.execute(q)], utcnow())
+        return [records.Execution.from_row(r) for r in rows]
 
     async def get_execution(self, execution_id: UUID) -> records.Execution | None:
         q = sa.select(*EXECUTION_COLUMNS).where(ex.c.id == execution_id)
         async with self._db.read() as conn:
-            row = (await conn.execute(q)).first()
-        return records.Execution.from_row(row._mapping) if row is not None else None
+            rows = await _flow.annotate(conn, [r._mapping for r in await conn.execute(q)], utcnow())
+        return records.Execution.from_row(rows[0]) if rows else None
 
     async def list_attempts(self, execution_id: UUID) -> list[records.Attempt]:
         q = sa.select(at).where(at.c.execution_id == execution_id).order_by(at.c.attempt)

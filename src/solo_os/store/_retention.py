@@ -33,7 +33,7 @@ ev = _schema.events
 ex = _schema.executions
 
 IDEMPOTENCY_FLOOR = timedelta(days=7)
-FINISHED = ("succeeded", "cancelled")
+FINISHED = ("succeeded", "cancelled", "skipped")
 BATCH_SIZE = 500
 PRUNE_LOCK = 0x501006  # pg_try_advisory_lock key: one pruning process at a time
 

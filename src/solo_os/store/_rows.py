@@ -22,6 +22,7 @@ EXECUTION_COLUMNS = (
     ex.c.id, ex.c.event_id, ex.c.handler, ex.c.status, ex.c.attempts, ex.c.max_attempts,
     ex.c.last_error, ex.c.correlation_id, ex.c.created_at, ex.c.updated_at, ex.c.run_after,
     ex.c.result, ex.c.parent_id,
+    ex.c.flow_key, ex.c.throttle_key, ex.c.group_key,  # for the reason a pending one waits
 )
 
 

@@ -76,11 +76,43 @@ executions = sa.Table(
     sa.Column("losses", sa.Integer, nullable=False, server_default="0"),  # migration 0004
     sa.Column("result", JSON, nullable=True),  # migration 0006: the handler's return value
     sa.Column("parent_id", sa.Uuid, nullable=True),  # migration 0006: ctx.invoke's parent
+    # Flow control (migration 0007): a non-null flow_key marks an execution the flow claim
+    # takes (store/_flow.py); the plain claim's partial index leaves those out.
+    sa.Column("flow_key", sa.String(512), nullable=True),
+    sa.Column("throttle_key", sa.String(512), nullable=True),
+    sa.Column("priority", sa.Integer, nullable=True),
+    sa.Column("group_key", sa.String(512), nullable=True),  # singleton / debounce / batch
     sa.Index(
         "ix_executions_due",
         "run_after",
-        postgresql_where=sa.text("status = 'pending'"),
-        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending' AND flow_key IS NULL"),
+        sqlite_where=sa.text("status = 'pending' AND flow_key IS NULL"),
+    ),
+    sa.Index(
+        "ix_executions_flow_due",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("status = 'pending' AND flow_key IS NOT NULL"),
+        sqlite_where=sa.text("status = 'pending' AND flow_key IS NOT NULL"),
+    ),
+    sa.Index(  # flow executions waiting for a retry: their key waits with them (FIFO)
+        "ix_executions_flow_retry",
+        "run_after",
+        postgresql_where=sa.text("status = 'pending' AND flow_key IS NOT NULL AND attempts > 0"),
+        sqlite_where=sa.text("status = 'pending' AND flow_key IS NOT NULL AND attempts > 0"),
+    ),
+    sa.Index(
+        "ix_executions_flow_running",
+        "flow_key",
+        postgresql_where=sa.text("status = 'running' AND flow_key IS NOT NULL"),
+        sqlite_where=sa.text("status = 'running' AND flow_key IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_executions_group",
+        "group_key",
+        "status",
+        postgresql_where=sa.text("group_key IS NOT NULL"),
+        sqlite_where=sa.text("group_key IS NOT NULL"),
     ),
     sa.Index(
         "ix_executions_leases",
@@ -92,8 +124,8 @@ executions = sa.Table(
     sa.Index(  # migration 0004
         "ix_executions_lost",
         "run_after",
-        postgresql_where=sa.text("status = 'pending' AND losses > 0"),
-        sqlite_where=sa.text("status = 'pending' AND losses > 0"),
+        postgresql_where=sa.text("status = 'pending' AND losses > 0 AND flow_key IS NULL"),
+        sqlite_where=sa.text("status = 'pending' AND losses > 0 AND flow_key IS NULL"),
     ),
     sa.Index("ix_executions_status_updated", "status", "updated_at"),
 )
@@ -335,4 +367,29 @@ sa.Index(
     "ix_executions_parent", executions.c.parent_id,
     postgresql_where=sa.text("parent_id IS NOT NULL"),
     sqlite_where=sa.text("parent_id IS NOT NULL"),
+)
+
+# Flow control (migration 0007): per-key state of throttles, rate limits and debounces (the
+# recent start/arrival times, or a debounce chain's first arrival), one row per key.
+flow_state = sa.Table(
+    "flow_state",
+    metadata,
+    sa.Column("key", sa.String(600), primary_key=True),
+    sa.Column("times", JSON, nullable=False),  # epoch seconds, oldest first
+    sa.Column("until", UTCDateTime, nullable=True),  # a throttled key waits until then
+    sa.Index("ix_flow_state_until", "until"),
+)
+
+# The events of one batch execution (Batch): each event is in exactly one batch per handler.
+batch_items = sa.Table(
+    "batch_items",
+    metadata,
+    sa.Column(
+        "execution_id", sa.Uuid, sa.ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("event_id", sa.Uuid, sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("handler", sa.String(255), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("event_id", "handler", name="pk_batch_items"),
+    sa.Index("ix_batch_items_execution", "execution_id", "position"),
 )

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from solo_os.core import ratelimit, records
+from solo_os.core import flow, ratelimit, records
 from solo_os.store._admin import (
     Cursor,
     ExecutionKind,
@@ -64,6 +64,14 @@ class ConsumePort(IngestPort, Protocol):
     """A queue consumer: ingest, and the pending backlog of its handlers (backpressure)."""
 
     async def pending_count(self, handlers: Sequence[str], limit: int) -> int: ...
+
+
+@runtime_checkable
+class FlowPort(Protocol):
+    """Flow control's claim (``_flow``): given the app's plan, ``claim`` takes flow-controlled
+    executions too, within every limit."""
+
+    def use_flow(self, plan: flow.Plan | None) -> None: ...
 
 
 @runtime_checkable

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +38,11 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.InternalClientError,
     asyncpg.OperatorInterventionError, asyncpg.TooManyConnectionsError,
 )
+
+
+def _lock_id(key: str) -> int:
+    """A signed 64-bit advisory lock id for ``key``."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 async def _no_reset(_conn: asyncpg.Connection) -> None:
@@ -93,6 +99,14 @@ class PostgresDialect:
                     # Never hand a connection that may still hold the lock back to the pool.
                     await lock_conn.invalidate()
                     raise
+
+    async def lock_keys(self, conn: AsyncConnection, keys: Sequence[str]) -> None:
+        ids = sorted({_lock_id(k) for k in keys})
+        for chunk in _db.chunks(ids):  # one statement; the sorted order holds deadlocks off
+            await conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) AS k"),
+                {"ks": chunk},
+            )
 
     def clock(self) -> sa.ColumnElement[datetime] | None:
         return sa.func.clock_timestamp(type_=_schema.UTCDateTime)
@@ -162,6 +176,8 @@ class PostgresStore(_base.Store):
     async def ingest(self, batch: Sequence[records.NewEvent]) -> list[records.IngestResult]:
         if not batch:
             return []
+        if any(x.flow is not None for e in batch for x in e.executions):
+            return await super().ingest(batch)  # flow control decides in the general path
         executions = [(e, x) for e in batch if e.status == "accepted" for x in e.executions]
         async with self._hot() as conn, conn.transaction():
             # Waits are matched in this transaction (so a crash cannot lose a resumption).
@@ -200,13 +216,15 @@ class PostgresStore(_base.Store):
         *,
         lost: bool | None = None,
     ) -> list[records.Claimed]:
+        flow = await self._claim_flow(worker_id, limit, now, lease_seconds, lost)
+        limit -= len(flow)
         if limit <= 0:
-            return []
+            return flow
         async with self._hot() as conn:
             rows = await conn.fetch(
                 _pg_sql.CLAIM, now, limit, worker_id, now + timedelta(seconds=lease_seconds), lost
             )
-        return [_rows.claimed(r, r) for r in rows]  # the event's columns are null for cron runs
+        return flow + [_rows.claimed(r, r) for r in rows]  # event columns are null for cron runs
 
     async def finish(
         self, worker_id: str, results: Sequence[records.Finished]
@@ -219,7 +237,12 @@ class PostgresStore(_base.Store):
                 _pg_sql.FINISH, *_pg_sql.RESULTS.arrays(results), now, worker_id
             )
         applied = {r["id"] for r in rows}
-        if any(r["woke"] for r in rows):
+        if self._flow_plan is not None:
+            # A finished flow-controlled execution frees a slot of its key: every worker looks.
+            async with self._hot() as conn:
+                await conn.execute(f"SELECT pg_notify('{CHANNEL}', '')")
+            self.wake_local()
+        elif any(r["woke"] for r in rows):
             self.wake_local()
         return [r for r in results if r.execution_id in applied]
 

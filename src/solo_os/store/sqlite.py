@@ -86,6 +86,9 @@ class SQLiteDialect:
     async def exclusive(self, read: _db.ReadConnection, key: int) -> AsyncIterator[bool]:
         yield True  # the single writer serializes everything anyway
 
+    async def lock_keys(self, conn: AsyncConnection, keys: Sequence[str]) -> None:
+        """The single writer already holds the file's write lock."""
+
     def clock(self) -> sa.ColumnElement[datetime] | None:
         return None  # one host: its clock
 
@@ -143,24 +146,20 @@ class SQLiteStore(_base.Store):
         await super().close()
 
     async def claim(
-        self,
-        worker_id: str,
-        limit: int,
-        now: datetime,
-        lease_seconds: float,
-        *,
+        self, worker_id: str, limit: int, now: datetime, lease_seconds: float, *,
         lost: bool | None = None,
     ) -> list[records.Claimed]:
         """Lease up to ``limit`` due executions to ``worker_id``, oldest due first.
 
-        ``lost`` narrows the claim: False takes only executions never lost with a process,
-        True only those lost before (the worker runs such a one alone), None any.
-        Each claimed execution's stored input is decoded on its own (``read_input``): one that
-        cannot be read carries ``input_error`` instead of failing the claim.
+        ``lost`` narrows the claim: False takes only executions never lost with a process
+        (flow-controlled ones first, see ``_flow``), True only those lost before (the worker
+        runs such a one alone), None any. An input that cannot be read carries ``input_error``.
         """
+        flow = await self._claim_flow(worker_id, limit, now, lease_seconds, lost)
+        limit -= len(flow)
         if limit <= 0:
-            return []
-        cond = [ex.c.status == "pending", ex.c.run_after <= now]
+            return flow
+        cond = [ex.c.status == "pending", ex.c.flow_key.is_(None), ex.c.run_after <= now]
         if lost is not None:
             cond.append(ex.c.losses > 0 if lost else ex.c.losses == 0)
         due_q = sa.select(ex.c.id).where(*cond).order_by(ex.c.run_after).limit(limit)
@@ -198,7 +197,7 @@ class SQLiteStore(_base.Store):
                     ).where(ev.c.id.in_(event_ids))
                 )
                 events = {r.id: r for r in rows}
-        return [
+        return flow + [
             _rows.claimed(r._mapping, events[r.event_id]._mapping if r.event_id in events else None)
             for r in claimed
         ]
@@ -241,6 +240,8 @@ class SQLiteStore(_base.Store):
                 await _workflow.resume_parents(self._db, conn, [r.execution_id for r in ended], at_)
             if any(r.next_status == "pending" for r in applied):
                 await self._db.notify(conn)
+        if self._flow_plan is not None:
+            self.wake_local()  # a finished flow-controlled execution frees a slot of its key
         return applied
 
     async def _apply_finished(

@@ -1,9 +1,10 @@
 -- Leases up to $2 due executions to worker $3 (lease until $4, now $1), oldest due first; $5
 -- narrows to executions lost before (true), never lost (false) or any (null). Returns each
--- with its event's stored input as text.
+-- with its event's stored input as text. Flow-controlled executions (flow_key set) are left to
+-- the flow claim (store/_flow.py); this filter matches the partial index ix_executions_due.
 WITH due AS (
     SELECT id FROM executions
-    WHERE status = 'pending' AND run_after <= $1 AND ($5::bool IS NULL OR (losses > 0) = $5)
+    WHERE status = 'pending' AND flow_key IS NULL AND run_after <= $1 AND ($5::bool IS NULL OR (losses > 0) = $5)
     ORDER BY run_after
     LIMIT $2
     FOR UPDATE SKIP LOCKED
