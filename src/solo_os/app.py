@@ -15,7 +15,7 @@ import pydantic
 from solo_os import config, errors
 from solo_os.core import cron as cron_mod
 from solo_os.core import flow as flow_mod
-from solo_os.core import ids, ratelimit, records, retry, schemas, workflow
+from solo_os.core import ids, ratelimit, records, retry, schedule_plan, schemas, workflow
 from solo_os.core.schedule_plan import Catchup as Catchup  # the pure plan reads a Schedule
 from solo_os.core.schedule_plan import Overlap as Overlap
 from solo_os.core.schedule_plan import Schedule as Schedule
@@ -138,12 +138,9 @@ class App:
         upcast: Mapping[int, schemas.Upcaster] | None = None,
         version_field: str = schemas.DEFAULT_VERSION_FIELD,
         cancel_on: Sequence[workflow.CancelOn] = (),
-        concurrency: flow_mod.Concurrency | None = None,
-        throttle: flow_mod.Throttle | None = None,
-        rate_limit: flow_mod.RateLimit | None = None,
-        debounce: flow_mod.Debounce | None = None,
-        batch: flow_mod.Batch | None = None,
-        priority: flow_mod.Priority = None,
+        concurrency: flow_mod.Concurrency | None = None, throttle: flow_mod.Throttle | None = None,
+        rate_limit: flow_mod.RateLimit | None = None, debounce: flow_mod.Debounce | None = None,
+        batch: flow_mod.Batch | None = None, priority: flow_mod.Priority = None,
         singleton: flow_mod.Singleton | None = None,
     ) -> Callable[[F], F]:
         """Run the decorated function once for every accepted ``event_type`` event of ``source``.
@@ -229,7 +226,9 @@ class App:
             cron_mod.check_name(schedule_name)
             where = f"schedule {schedule_name!r}"
             parsed = cron_mod.parse(expr, timezone, name=schedule_name)
-            _check_cron_options(where, overlap, catchup, catchup_window, alert_after_failures, timeout)
+            schedule_plan.check_cron_options(
+                where, overlap, catchup, catchup_window, alert_after_failures, timeout
+            )
             if not callable(fn):
                 raise errors.ConfigError(f"{where}: @app.cron decorates a function fn(ctx)")
             if schedule_name in self._handlers:
@@ -415,21 +414,6 @@ class App:
             self._routes[key] = found
         return found
 
-    @property
-    def flow_plan(self) -> flow_mod.Plan | None:
-        """What the flow claim needs of the handlers (None: no handler is claimed apart)."""
-        return flow_mod.plan(self._handlers.values())
-
-    def flow_mark(self, handler: Handler, source: str, document: Any) -> records.FlowMark | None:
-        """The flow-control keys of ``handler``'s execution for an accepted delivery."""
-        if handler.flow is None:
-            return None
-        try:
-            value = handler.load(self._sources[source].payload(document))
-        except (pydantic.ValidationError, errors.PayloadError) as exc:
-            return records.FlowMark(error=f"flow keys: the input does not load: {exc}")
-        return handler.flow.mark(handler.name, value)
-
     def policy(self, handler: Handler) -> retry.Retry:
         """The handler's retry policy with the app's defaults filled in."""
         s = self.settings
@@ -498,30 +482,3 @@ def schema_errors(exc: pydantic.ValidationError, schema: str) -> list[dict[str, 
 
 
 _DEFAULT_RETRY = retry.Retry()
-
-
-def _check_cron_options(
-    where: str,
-    overlap: Overlap,
-    catchup: Catchup,
-    catchup_window: timedelta,
-    alert_after_failures: int | None,
-    timeout: float,
-) -> None:
-    """``@app.cron``'s policy options, refused with a ``ConfigError`` naming the schedule."""
-    if overlap not in ("skip", "allow", "queue"):
-        raise errors.ConfigError(f"{where}: overlap= must be 'skip', 'allow' or 'queue'")
-    if catchup not in ("none", "latest", "all"):
-        raise errors.ConfigError(f"{where}: catchup= must be 'none', 'latest' or 'all'")
-    if not isinstance(catchup_window, timedelta) or catchup_window <= timedelta(0):
-        raise errors.ConfigError(f"{where}: catchup_window= must be a positive timedelta")
-    if alert_after_failures is not None and (
-        isinstance(alert_after_failures, bool)
-        or not isinstance(alert_after_failures, int)
-        or alert_after_failures < 1
-    ):
-        raise errors.ConfigError(
-            f"{where}: alert_after_failures= must be a whole number >= 1, or None"
-        )
-    if not timeout > 0:
-        raise errors.ConfigError(f"{where}: timeout= must be a positive number of seconds")

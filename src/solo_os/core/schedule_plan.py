@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from solo_os import errors
 from solo_os.core import cron as cron_mod
 from solo_os.core.records import FireKind, FirePlan, Occurrence, PlannedFire, ScheduleState
 
@@ -199,3 +200,30 @@ def _settle(
                 )
             failures, alerted = 0, False
     return failures, alerted, found
+
+
+def check_cron_options(
+    where: str,
+    overlap: Overlap,
+    catchup: Catchup,
+    catchup_window: timedelta,
+    alert_after_failures: int | None,
+    timeout: float,
+) -> None:
+    """``@app.cron``'s policy options (``App.cron``), refused with a ``ConfigError`` naming the schedule."""
+    if overlap not in ("skip", "allow", "queue"):
+        raise errors.ConfigError(f"{where}: overlap= must be 'skip', 'allow' or 'queue'")
+    if catchup not in ("none", "latest", "all"):
+        raise errors.ConfigError(f"{where}: catchup= must be 'none', 'latest' or 'all'")
+    if not isinstance(catchup_window, timedelta) or catchup_window <= timedelta(0):
+        raise errors.ConfigError(f"{where}: catchup_window= must be a positive timedelta")
+    if alert_after_failures is not None and (
+        isinstance(alert_after_failures, bool)
+        or not isinstance(alert_after_failures, int)
+        or alert_after_failures < 1
+    ):
+        raise errors.ConfigError(
+            f"{where}: alert_after_failures= must be a whole number >= 1, or None"
+        )
+    if not timeout > 0:
+        raise errors.ConfigError(f"{where}: timeout= must be a positive number of seconds")

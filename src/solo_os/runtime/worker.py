@@ -34,7 +34,7 @@ from opentelemetry import trace
 from solo_os import app as app_mod
 from solo_os import errors
 from solo_os import store as store_mod
-from solo_os.core import records
+from solo_os.core import flow, records
 from solo_os.observability import metrics, tracing
 from solo_os.outbound import http as http_mod
 from solo_os.runtime import attempt as attempt_mod
@@ -76,8 +76,8 @@ class Worker:
         s = application.settings
         self.app = application
         self.store = store
-        if application.flow_plan is not None and isinstance(store, ports.FlowPort):  # SPEC 7
-            store.use_flow(application.flow_plan)
+        if (plan := flow.plan(application.handlers.values())) and isinstance(store, ports.FlowPort):
+            store.use_flow(plan)  # flow control (SPEC 7): the claim takes those too
         self.worker_id = worker_id or new_worker_id()
         self.concurrency = concurrency or s.worker_concurrency
         self.lease_seconds = lease_seconds or s.lease_seconds
