@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, Unpack, runtime_checkable
 from uuid import UUID
 
 import pydantic
@@ -138,10 +138,7 @@ class App:
         upcast: Mapping[int, schemas.Upcaster] | None = None,
         version_field: str = schemas.DEFAULT_VERSION_FIELD,
         cancel_on: Sequence[workflow.CancelOn] = (),
-        concurrency: flow_mod.Concurrency | None = None, throttle: flow_mod.Throttle | None = None,
-        rate_limit: flow_mod.RateLimit | None = None, debounce: flow_mod.Debounce | None = None,
-        batch: flow_mod.Batch | None = None, priority: flow_mod.Priority = None,
-        singleton: flow_mod.Singleton | None = None,
+        **flow_options: Unpack[flow_mod.OnOptions],
     ) -> Callable[[F], F]:
         """Run the decorated function once for every accepted ``event_type`` event of ``source``.
 
@@ -152,7 +149,7 @@ class App:
         """
         if not all(isinstance(c, workflow.CancelOn) for c in cancel_on):
             raise errors.ConfigError(f"cancel_on= takes CancelOn(...) items, got {cancel_on!r}")
-        flow = flow_mod.Options(concurrency, throttle, rate_limit, debounce, batch, priority, singleton)
+        flow = flow_mod.Options(**flow_options)
         if schema is not None and not (
             isinstance(schema, type) and issubclass(schema, pydantic.BaseModel)
         ):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from solo_os import errors
 from solo_os.core.records import FlowMark
@@ -151,6 +151,18 @@ class Singleton:
 
 
 Priority = int | Callable[[Any], int] | None
+
+
+class OnOptions(TypedDict, total=False):
+    """The flow-control keyword arguments of ``@app.on(...)``."""
+
+    concurrency: Concurrency | None
+    throttle: Throttle | None
+    rate_limit: RateLimit | None
+    debounce: Debounce | None
+    batch: Batch | None
+    priority: Priority
+    singleton: Singleton | None
 
 
 @dataclass(frozen=True)
