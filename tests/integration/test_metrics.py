@@ -103,7 +103,7 @@ async def test_attempts_and_executions_are_counted_apart_with_conventional_serie
     depth = {
         dict(labels)["status"]: v for (name, labels), v in after.items() if name == "solo_os_queue_depth"
     }
-    assert set(depth) == {"pending", "running"} and set(depth.values()) == {0.0}
+    assert set(depth) == {"pending", "running", "waiting"} and set(depth.values()) == {0.0}
     assert value(after, "solo_os_store_up") == 1.0
     # histogram buckets reach the default handler timeout (300 s)
     assert (
