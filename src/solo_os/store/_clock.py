@@ -8,8 +8,9 @@ PostgreSQL the store measures how far this process's clock is from the database'
 seconds, and ``now()`` (the store's ``utcnow``, every component's default clock) adds that
 offset. All hosts then agree on the database's time, within the measurement's error.
 
-An offset under ``TOLERANCE`` is taken as none (hosts on NTP agree that well, and below it
-nothing that runs on the poll interval can tell). An injected test clock is not touched.
+An offset under ``TOLERANCE`` (plus half the round trip) is taken as none (hosts on NTP agree
+that well, and below it nothing that runs on the poll interval can tell). An injected test clock
+is not touched.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def observe(sent: datetime, database: datetime, received: datetime) -> None:
     if trip > MAX_ROUND_TRIP or trip < timedelta(0):
         return
     measured = database - (sent + trip / 2)
-    new = measured if abs(measured) >= TOLERANCE else timedelta(0)
+    # The answer left the database somewhere in the round trip: an offset within half of it
+    # (plus the tolerance) cannot be told from none.
+    new = measured if abs(measured) >= TOLERANCE + trip / 2 else timedelta(0)
     if abs(new - _offset) >= TOLERANCE:
         log.warning(
             "store.clock_offset", offset_seconds=round(new.total_seconds(), 3),
