@@ -60,7 +60,7 @@ class NATSBroker:
 
         try:
             found = await self._sub.fetch(limit, timeout=max(0.1, wait))
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):  # no message within the wait
             return []
         except Exception as exc:
             raise _message.BrokerError(f"NATS fetch: {exc}") from exc
