@@ -306,4 +306,9 @@ class SqsKit(Kit):
         return sources.sqs(self.queue_url, endpoint_url=self.endpoint, region="us-east-1", **options)
 
     def env(self) -> dict[str, str]:
-        return {"Q_SQS_URL": self.queue_url, "Q_SQS_ENDPOINT": self.endpoint, **AWS_ENV}
+        # moto's server can hand one message to two concurrent receives (real SQS does not),
+        # making the first receipt handle stale: one receive at a time against moto
+        return {
+            "Q_SQS_URL": self.queue_url, "Q_SQS_ENDPOINT": self.endpoint, "Q_SQS_RECEIVERS": "1",
+            **AWS_ENV,
+        }

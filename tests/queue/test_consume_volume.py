@@ -19,11 +19,17 @@ import orjson
 import pytest
 
 from solo_os import App
+from solo_os.observability import metrics
 from tests import helpers
 from tests.queue import _brokers, _checks
 from tests.queue.apps import orders
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def _acks(kind: str) -> float:
+    """Messages this process acknowledged for source ``kind`` (the consumer's own counter)."""
+    return metrics.registry.get_sample_value("solo_os_consumer_acks_total", {"source": kind}) or 0.0
 
 
 def _bodies(kind: str, distinct: int, duplicates: int, seed: int = 1) -> tuple[list[str], list[bytes]]:
@@ -51,9 +57,13 @@ async def _volume(kind: str, make_kit: Any, url: str, distinct: int, duplicates:
     runs: Counter[tuple[str, str]] = Counter()
     app = orders.make_app(kit.env(), runs, batch_size=100)
 
+    acked_before = _acks(kind)
+
     async def done(store: Any) -> bool:
         f = await _checks.figures(store, kind)
-        return f["executions"].get("succeeded", 0) >= distinct
+        return f["executions"].get("succeeded", 0) >= distinct and (
+            _acks(kind) - acked_before >= distinct + duplicates
+        )
 
     seconds = await _run_until(app, url, done)
     assert await kit.unacked() == 0, "every message is acknowledged"

@@ -144,9 +144,12 @@ class SQS(QueueSource):
 
     def __init__(
         self, *, queue_url: str, region: str | None = None, endpoint_url: str | None = None,
-        wait_seconds: int = 1, visibility_timeout: int | None = None, **options: Any,
+        wait_seconds: int = 1, visibility_timeout: int | None = None, receivers: int = 4,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
+        _positive(receivers, "receivers", 1, 10)
+        self.receivers = receivers  # ReceiveMessage calls at once (10 messages each at most)
         if not isinstance(queue_url, str) or not queue_url.startswith(("https://", "http://")):
             raise errors.ConfigError(f"queue_url={queue_url!r}: give the queue's URL (https://sqs...)")
         _positive(wait_seconds, "wait_seconds", 0, 20)

@@ -27,7 +27,8 @@ def declare_sources(app: App, env: Mapping[str, str], **options: Any) -> list[st
     if env.get("Q_SQS_URL"):
         app.source("sqs", sources.sqs(
             env["Q_SQS_URL"], region="us-east-1", endpoint_url=env["Q_SQS_ENDPOINT"],
-            visibility_timeout=int(env.get("Q_SQS_VISIBILITY", "30")), **options,
+            visibility_timeout=int(env.get("Q_SQS_VISIBILITY", "30")),
+            receivers=int(env.get("Q_SQS_RECEIVERS", "4")), **options,
         ))
         names.append("sqs")
     if env.get("Q_REDIS_STREAM"):

@@ -21,7 +21,7 @@ from solo_os.runtime.brokers import _message
 from solo_os.sources import queue as queue_sources
 
 MAX_PER_CALL = 10  # SQS's limit for ReceiveMessage and DeleteMessageBatch
-THREADS = 4
+THREADS = 10
 log = structlog.get_logger("solo_os.consumer")
 
 
@@ -57,7 +57,7 @@ class SQSBroker:
         await self._call("get_queue_attributes", QueueUrl=self.source.queue_url, AttributeNames=["QueueArn"])
 
     async def fetch(self, limit: int, wait: float) -> list[_message.Message]:
-        calls = max(1, min(THREADS, -(-limit // MAX_PER_CALL)))
+        calls = max(1, min(self.source.receivers, THREADS, -(-limit // MAX_PER_CALL)))
         options: dict[str, Any] = {
             "QueueUrl": self.source.queue_url,
             "MaxNumberOfMessages": MAX_PER_CALL,
