@@ -74,21 +74,26 @@ async def test_ingest_drain_retry_and_cron_behind_pgbouncer_in_transaction_mode(
                 "SELECT status, count(*) FROM executions WHERE event_id IS NOT NULL GROUP BY 1"
             ))
             runs = Counter((r[0], r[1]) for r in await db.fetch("SELECT phase, attempt FROM skew_runs"))
-            wake = await db.fetchval(
-                "SELECT max(extract(epoch FROM r.at - e.received_at)) FROM skew_runs r "
+            waits = sorted(await db.fetchval(
+                "SELECT array_agg(extract(epoch FROM r.at - e.received_at)::float8) FROM skew_runs r "
                 "JOIN executions x ON x.id = r.execution_id JOIN events e ON e.id = x.event_id "
                 "WHERE r.attempt = 1"
-            )
+            ))
             fires = Counter(r[0] for r in await db.fetch("SELECT fire_at FROM skew_fires"))
         finally:
             await db.close()
-    print(f"stored {stored}, {statuses}, runs {dict(runs)}, slowest first start {wake:.3f} s, "
+    wake, median = waits[-1], waits[len(waits) // 2]
+    print(f"stored {stored}, {statuses}, runs {dict(runs)}, first start median {median:.3f} s, "
+          f"slowest {wake:.3f} s, "
           f"fires {len(fires)}")
     assert set(answers.values()) == {200}, Counter(answers.values())
     assert stored == N
     assert statuses == {"succeeded": N}, f"{statuses}\n{logs}"
     assert runs == {("end", 1): N, ("start", 2): N}, runs
-    assert wake < 2.0, f"a delivery waited {wake:.1f} s: no wake-up through LISTEN"
+    # Polling alone (every 10 s) would put the median near 5 s; a loaded machine may delay a
+    # few starts by seconds, never most of them.
+    assert median < 1.0, f"half the deliveries waited {median:.1f} s or more: no wake-up through LISTEN"
+    assert wake < 8.0, f"a delivery waited {wake:.1f} s: as long as the poll"
     assert fires and max(fires.values()) == 1, fires
     assert "already exists" not in logs
     assert alive, logs

@@ -102,7 +102,7 @@ def test_the_env_example_configures_the_app(tmp_path: Path) -> None:
         env=clean_env(folder),
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "2 source(s)" in check.stdout
+    assert "3 source(s)" in check.stdout  # its two and the implied internal one
     export = subprocess.run(
         [str(BIN / "solo-os"), "schemas", "export", "app.py"],
         cwd=folder,

@@ -197,7 +197,7 @@ def test_send_exits_1_when_the_delivery_is_not_accepted(served: tuple[str, str, 
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["nope", "x", "--data", "{}"], {}, "no source 'nope' (it has: billing, github, open"),
+        (["nope", "x", "--data", "{}"], {}, "no source 'nope' (it has: billing, github, internal, open"),
         (["stripe", "x", "--data", "{}"], {"STRIPE_WEBHOOK_SECRET": None},
          "STRIPE_WEBHOOK_SECRET: not set"),
         (["stripe", "x", "--data", "{}"], {"STRIPE_WEBHOOK_SECRET": "sk_live_123"}, "is a Stripe API key"),

@@ -25,6 +25,7 @@ from structlog.testing import capture_logs
 
 from solo_os import App, Context, Retry, sources
 from solo_os import store as store_mod
+from solo_os.runtime import attempt as attempt_mod
 from solo_os.runtime import worker as worker_mod
 from tests import helpers
 
@@ -288,17 +289,17 @@ async def test_an_error_escaping_the_worker_s_own_code_frees_the_slot_and_is_ret
 ) -> None:
     ran: list[str] = []
     app = bad_app(threading.Event(), ran)
-    real_finished = worker_mod.Worker._finished
+    real_finished = attempt_mod.finished  # the worker builds each attempt's outcome with it
     broke = 0
 
-    def finished_that_breaks_once(self: worker_mod.Worker, *args: Any) -> Any:
+    def finished_that_breaks_once(*args: Any) -> Any:
         nonlocal broke
         if broke == 0:
             broke += 1
             raise RuntimeError("a bug in the worker, not in the handler")
-        return real_finished(self, *args)
+        return real_finished(*args)
 
-    monkeypatch.setattr(worker_mod.Worker, "_finished", finished_that_breaks_once)
+    monkeypatch.setattr(attempt_mod, "finished", finished_that_breaks_once)
     with capture_logs() as logs:
         async with helpers.running(app, database_url, concurrency=2, lease_seconds=1.0) as h:
             busy = await _post(h, "long", "busy")  # keeps the worker's heartbeat going
