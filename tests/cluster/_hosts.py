@@ -40,8 +40,9 @@ class Hosts:
 
     async def connect(self) -> asyncpg.Connection:
         """The test's own connection: the cluster's Unix socket (the test is on no host)."""
-        return await asyncpg.connect(host=str(self.pg.root), port=self.pg.port, user="postgres",
-                                     database=self.database, timeout=10)
+        return await asyncpg.connect(
+            host=str(self.pg.root), port=self.pg.port, user="postgres", database=self.database, timeout=10
+        )
 
     def host_env(self, **extra: str) -> dict[str, str]:
         return _support.env_for(self.url, **{**self.env, **extra})
@@ -51,8 +52,7 @@ class Hosts:
 
     def serve(self, host: str, app: str, env: Mapping[str, str]) -> str:
         """``solo-os serve`` on ``host``; its base URL once ``/readyz`` answers (from ``client``)."""
-        proc = self.start(host, ["serve", app, "--host", self.net.addr(host), "--port", str(HTTP_PORT)],
-                          env)
+        proc = self.start(host, ["serve", app, "--host", self.net.addr(host), "--port", str(HTTP_PORT)], env)
         base = f"http://{self.net.addr(host)}:{HTTP_PORT}"
         _net.in_host(self.net, "client", lambda: _support.wait_ready(base, proc))
         return base
@@ -68,10 +68,10 @@ class Hosts:
 
         def run() -> dict[str, int]:
             async def all_of() -> dict[str, int]:
-                parts = [keys[i::len(bases)] for i in range(len(bases))]
-                results = await asyncio.gather(*(
-                    send_all(b, part, concurrency) for b, part in zip(bases, parts, strict=True)
-                ))
+                parts = [keys[i :: len(bases)] for i in range(len(bases))]
+                results = await asyncio.gather(
+                    *(send_all(b, part, concurrency) for b, part in zip(bases, parts, strict=True))
+                )
                 return {k: v for r in results for k, v in r.items()}
 
             return asyncio.run(all_of())
@@ -150,6 +150,11 @@ def _create(h: Hosts, host: str) -> None:
     # Commits do not wait for the WAL's fsync: this machine's shared disk syncs a few dozen
     # times a second, which would measure the disk, not the coordination between hosts.
     h.pg._run("psql", *socket, "-c", f"ALTER DATABASE {h.database} SET synchronous_commit = off")
-    upgrade = subprocess.run([*h.net.exec_prefix(host), _support.SOLO_OS, "db", "upgrade"],
-                             env=h.host_env(), capture_output=True, text=True, timeout=60)
+    upgrade = subprocess.run(
+        [*h.net.exec_prefix(host), _support.SOLO_OS, "db", "upgrade"],
+        env=h.host_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert upgrade.returncode == 0, upgrade.stderr

@@ -21,8 +21,8 @@ import pytest
 from tests.cluster import _hosts
 
 APP = str(_hosts.APPS / "hosts.py")
-# The issue asks for 5,000; on this shared 2-core machine that takes minutes (set the variable).
-FIRST = int(os.environ.get("SOLO_OS_TEST_HOSTS_DELIVERIES", "2000"))
+# 5,000 as the issue asks (about 80 s here); lower it with the variable on a slower machine.
+FIRST = int(os.environ.get("SOLO_OS_TEST_HOSTS_DELIVERIES", "5000"))
 SECOND, BATCHES = 100, 10  # the second wave: batches of 100, until w2 runs some of it
 CUT_SECONDS = 20.0
 CONCURRENCY = 16  # handlers per worker (also the most a cut-off worker can have in flight)
@@ -37,8 +37,11 @@ async def _drained(h: _hosts.Hosts, expected: int, timeout: float) -> dict[str, 
     try:
         deadline = time.monotonic() + timeout
         while True:
-            statuses = dict(await conn.fetch("SELECT status, count(*) FROM executions "
-                                             "WHERE event_id IS NOT NULL GROUP BY 1"))
+            statuses = dict(
+                await conn.fetch(
+                    "SELECT status, count(*) FROM executions WHERE event_id IS NOT NULL GROUP BY 1"
+                )
+            )
             if statuses == {"succeeded": expected} or time.monotonic() > deadline:
                 return statuses
             await asyncio.sleep(0.3)
@@ -49,8 +52,11 @@ async def _drained(h: _hosts.Hosts, expected: int, timeout: float) -> dict[str, 
 async def _executions(h: _hosts.Hosts, prefix: str) -> set[str]:
     conn = await h.connect()
     try:
-        rows = await conn.fetch("SELECT x.id FROM executions x JOIN events e ON e.id = x.event_id "
-                                "WHERE e.idempotency_key LIKE $1", f"{prefix}%")
+        rows = await conn.fetch(
+            "SELECT x.id FROM executions x JOIN events e ON e.id = x.event_id "
+            "WHERE e.idempotency_key LIKE $1",
+            f"{prefix}%",
+        )
         return {str(r[0]) for r in rows}
     finally:
         await conn.close()
@@ -64,8 +70,11 @@ async def _running_on(h: _hosts.Hosts, pid: int) -> int:
     """Executions still leased to the worker process ``pid`` (its worker id has its pid)."""
     conn = await h.connect()
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM executions WHERE status = 'running' "
-                                       "AND worker_id LIKE $1", f"%:{pid}:%"))
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM executions WHERE status = 'running' AND worker_id LIKE $1", f"%:{pid}:%"
+            )
+        )
     finally:
         await conn.close()
 
@@ -87,9 +96,14 @@ async def test_a_worker_host_cut_off_loses_nothing_and_rejoins_without_a_restart
     files = {name: tmp_path / f"runs-{name}.txt" for name in ("w1", "w2")}
     ticks = tmp_path / "ticks.txt"
     with _hosts.hosts(tmp_path, "ingress", "w1", "w2") as h:
-        h.env = {"COUNT_SLEEP_MS": "100", "SOLO_OS_LEASE_SECONDS": "5", "SOLO_OS_POLL_INTERVAL": "0.5",
-                 "SOLO_OS_WORKER_CONCURRENCY": str(CONCURRENCY), "TICK_FILE": str(ticks),
-                 "COUNT_FILE": str(tmp_path / "runs-ingress.txt")}
+        h.env = {
+            "COUNT_SLEEP_MS": "100",
+            "SOLO_OS_LEASE_SECONDS": "5",
+            "SOLO_OS_POLL_INTERVAL": "0.5",
+            "SOLO_OS_WORKER_CONCURRENCY": str(CONCURRENCY),
+            "TICK_FILE": str(ticks),
+            "COUNT_FILE": str(tmp_path / "runs-ingress.txt"),
+        }
         base = h.serve("ingress", APP, h.host_env())
         w1 = h.worker("w1", APP, h.host_env(COUNT_FILE=str(files["w1"])))
         w2 = h.worker("w2", APP, h.host_env(COUNT_FILE=str(files["w2"])))
@@ -119,11 +133,13 @@ async def test_a_worker_host_cut_off_loses_nothing_and_rejoins_without_a_restart
     per_host = {name: Counter(_runs(path)) for name, path in files.items()}
     runs = per_host["w1"] + per_host["w2"]
     twice = {x for x, n in runs.items() if n > 1}
-    print(f"{FIRST} deliveries sent and run in {drained_at - started:.1f} s; w2 cut off for "
-          f"{CUT_SECONDS:.0f} s after {w2_before} of its runs, holding {held} leases (at the end of "
-          f"the cut: {left}), finishing {w2_during} handlers it had started; run twice: {len(twice)}; "
-          f"second wave: {len(wave2 & set(per_host['w2']))} of {len(second)} on w2, "
-          f"{rejoined:.1f} s after its link returned")
+    print(
+        f"{FIRST} deliveries sent and run in {drained_at - started:.1f} s; w2 cut off for "
+        f"{CUT_SECONDS:.0f} s after {w2_before} of its runs, holding {held} leases (at the end of "
+        f"the cut: {left}), finishing {w2_during} handlers it had started; run twice: {len(twice)}; "
+        f"second wave: {len(wave2 & set(per_host['w2']))} of {len(second)} on w2, "
+        f"{rejoined:.1f} s after its link returned"
+    )
     assert Counter(first.values()) == {200: FIRST}, Counter(first.values())
     assert second and set(second.values()) == {200}, Counter(second.values())
     assert statuses == {"succeeded": FIRST}, f"{statuses}\n{logs}"

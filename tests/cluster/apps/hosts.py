@@ -35,4 +35,5 @@ async def counted(event: dict[str, Any], ctx: Context) -> None:
 
 @app.cron("*/2 * * * * *", catchup="none")
 async def tick(ctx: Context) -> None:
+    assert ctx.scheduled_at is not None
     _append(os.environ["TICK_FILE"], f"{ctx.scheduled_at.isoformat()} {os.getpid()}\n")
