@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
 import logging
 import random
 import time
@@ -80,6 +81,10 @@ class Client:
         if self._http is not None:
             return
         self._loop = asyncio.get_running_loop()
+        # httpx closes its pool through anyio, which imports its asyncio backend on first use:
+        # import it now, not in the shutdown, where a spinning handler thread competes for the
+        # GIL and the import alone could outlast the grace (the watchdog then exits with 1).
+        importlib.import_module("anyio._backends._asyncio")
         o = self.options
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(o.timeout, connect=o.connect_timeout or o.timeout),
