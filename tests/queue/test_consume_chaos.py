@@ -25,7 +25,7 @@ import pytest
 
 from solo_os import store as store_mod
 from tests import helpers
-from tests.chaos import _cluster, _support
+from tests.chaos import _cluster, _private, _support
 from tests.queue import _brokers, _checks
 from tests.queue.apps import orders
 
@@ -116,22 +116,9 @@ async def test_kill_9_of_the_consumer_mid_stream_loses_nothing_and_runs_nothing_
 
 @pytest.fixture
 def cluster() -> Iterator[_cluster.Cluster]:
-    bindir, why = _cluster.find_bindir()
-    prefix, why_user = _cluster.runas_prefix()
-    if bindir is None or prefix is None:
-        if IN_CI:
-            pytest.fail(f"CI=true but a private PostgreSQL cluster cannot be made: {why or why_user}")
-        pytest.skip(f"a private PostgreSQL cluster cannot be made here: {why or why_user}")
-    c = _cluster.Cluster(bindir, prefix)
-    try:
-        c.init()
-        c.start()
+    """A private cluster (``tests/chaos/_private.py``: fails under CI=true, skips elsewhere)."""
+    with _private.cluster() as c:
         yield c
-    finally:
-        try:
-            c.stop()
-        finally:
-            c.remove()
 
 
 class AckSpy:
