@@ -83,6 +83,8 @@ class Worker:
         self.lease_seconds = lease_seconds or s.lease_seconds
         self.poll_interval = poll_interval or s.poll_interval
         self.shutdown_grace = s.shutdown_grace_seconds if shutdown_grace is None else shutdown_grace
+        #: ``time.monotonic()`` when the process was told to stop (set by the runtime).
+        self.stop_requested_at: float | None = None
         self.clock = clock
         self.max_losses = s.max_losses
         self.looping = False  # the claim loop runs (readiness)
@@ -255,7 +257,9 @@ class Worker:
         if self._inflight:
             # Most of the grace period: what is still running then is released (recorded as
             # interrupted) in the rest, and the process ends within the grace period.
-            drain = max(0.0, self.shutdown_grace - shutdown_margin(self.shutdown_grace))
+            # Counted from the stop signal, not from when this loop noticed it.
+            since = time.monotonic() - (self.stop_requested_at or time.monotonic())
+            drain = max(0.0, self.shutdown_grace - shutdown_margin(self.shutdown_grace) - since)
             log.info("worker.draining", running=len(self._inflight), grace_seconds=self.shutdown_grace)
             _, pending = await asyncio.wait(list(self._inflight.values()), timeout=drain)
             if pending:
