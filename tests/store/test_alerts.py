@@ -60,3 +60,26 @@ async def test_outbox_lease_retry_and_finish(store: AlertPort, other: AlertPort,
     assert alert.deliveries == {"a": "failed", "b": "sent"}
     assert await store.outbox_counts() == {"pending": 0, "sending": 0}
     assert await store.claim_deliveries(clock.advance(hours=1), 10, LEASE) == []
+
+
+async def test_pruning_alerts_keeps_what_is_still_being_delivered(store: AlertPort, clock: Clock) -> None:
+    """The alerter's hourly prune: occurrences older than the cut-off go; a closed alert goes
+    only when none of its deliveries is pending or sending (a channel still being retried keeps
+    its alert); an open alert stays."""
+    await store.record_occurrences([dead(1, clock)], clock(), POLICY)
+    await store.close_alerts(clock.advance(30), ["ops"])  # alert 1: closed, delivery pending
+    await store.record_occurrences([dead(2, clock)], clock.advance(hours=2), POLICY)
+    await store.close_alerts(clock.advance(30), ["ops"])  # alert 2: closed, will be sent
+    [d1, d2] = sorted(await store.claim_deliveries(clock(), 10, LEASE), key=lambda d: d.alert.total)
+    await store.finish_delivery(d2.alert.id, "ops", 1, clock())  # one of them sent
+    sent_id = d2.alert.id
+    sending_id = d1.alert.id if d1.alert.id != sent_id else d2.alert.id
+    cut_off = clock.advance(hours=1)
+    await store.record_occurrences([dead(3, clock)], clock.advance(1), POLICY)  # an open alert
+    n = await store.prune_alerts(cut_off)
+    left = {a.id for a in await store.list_alerts()}
+    assert sent_id not in left and sending_id in left  # the sent one goes, the leased one stays
+    assert len(left) == 2  # and the open one stays
+    assert n == 2 + 1  # the two older occurrences and the sent alert
+    # the newer occurrence stays, so recording it again still counts it once
+    assert await store.record_occurrences([dead(3, clock)], clock(), POLICY) == 0

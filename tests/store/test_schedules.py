@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Protocol
 
@@ -65,3 +66,31 @@ async def test_pause_and_resume_are_seen_by_every_store(store: Ports, other: Por
     await store.advance_schedule("hourly", clock(), plan)
     [state] = state_seen
     assert not state.paused and state.active_since == resumed_at  # no catch-up of paused time
+
+
+async def test_pruning_fires_keeps_open_ones_and_each_schedules_latest(store: Ports, clock: Clock) -> None:
+    """The scheduler's hourly prune: settled fires older than the cut-off go; an open fire (its
+    execution still pending) and each schedule's latest automatic fire stay, so the next pass
+    neither fires an old time again nor loses what still runs."""
+    start = clock()
+    times = [start + timedelta(minutes=i) for i in range(4)]
+
+    def plan(fires: list[PlannedFire]) -> Callable[[ScheduleState], FirePlan]:
+        return lambda state: FirePlan(fires=tuple(fires))
+
+    await store.ensure_schedules(["a", "b"], start)
+    # "a": three skipped fires (settled at once) and its latest automatic fire, also skipped
+    await store.advance_schedule("a", start, plan([PlannedFire(t, "scheduled", "skipped") for t in times]))
+    # "b": one fire whose execution is pending (open), then a later skipped one
+    await store.advance_schedule("b", start, plan([PlannedFire(times[0], "scheduled", "fired")]))
+    await store.advance_schedule("b", start, plan([PlannedFire(times[1], "scheduled", "skipped")]))
+    deleted = await store.prune_fires(start + timedelta(days=1))
+    assert deleted == 3  # a's three oldest; b's open fire and both latest fires stay
+    assert [f.fire_at for f in await store.list_fires("a")] == [times[-1]]
+    assert [(f.fire_at, f.status) for f in await store.list_fires("b")] == [
+        (times[0], "fired"),
+        (times[1], "skipped"),
+    ]
+    assert (await store.last_fires())["a"] == times[-1]
+    # nothing is older than the cut-off: nothing goes
+    assert await store.prune_fires(start) == 0
