@@ -149,7 +149,7 @@ class App:
         """
         if not all(isinstance(c, workflow.CancelOn) for c in cancel_on):
             raise errors.ConfigError(f"cancel_on= takes CancelOn(...) items, got {cancel_on!r}")
-        flow = flow_mod.Options(**flow_options)
+        flow = flow_mod.on_options(flow_options, _ON_PARAMS, f"@app.on({source!r}, {event_type!r})")
         if schema is not None and not (
             isinstance(schema, type) and issubclass(schema, pydantic.BaseModel)
         ):
@@ -204,27 +204,35 @@ class App:
         *,
         name: str | None = None,
         timezone: str = "UTC",
-        overlap: Overlap = "skip",
+        overlap: Overlap | None = None,
         catchup: Catchup = "latest",
         catchup_window: timedelta = timedelta(hours=24),
         retry: retry.Retry | None = None,
         alert_after_failures: int | None = 3,
         timeout: float = DEFAULT_TIMEOUT,
+        concurrency: flow_mod.Concurrency | int | None = None,
+        priority: int | None = None,
+        **unknown: Unpack[flow_mod.NoMoreOptions],
     ) -> Callable[[F], F]:
         """Run the decorated ``fn(ctx)`` at every fire of ``expr`` in ``timezone``, exactly once
         across every scheduler process (``ctx.scheduled_at`` is the fire time).
 
         ``expr`` has 5 fields, or 6 with seconds first; each fire is one execution under the
         normal retry policy. See ``docs/scheduling.md`` for overlap, catch-up and DST rules.
+        ``concurrency=`` (fires running at once; they wait, in order) and ``priority=``: flow
+        control (SPEC 7); with ``concurrency=``, ``overlap`` defaults to ``"allow"``.
         """
+        flow_mod.unknown_options(unknown, _CRON_PARAMS, f"@app.cron({expr!r})")
 
         def register(fn: F) -> F:
             schedule_name: str = name if name else str(getattr(fn, "__name__", ""))
             cron_mod.check_name(schedule_name)
             where = f"schedule {schedule_name!r}"
             parsed = cron_mod.parse(expr, timezone, name=schedule_name)
+            flow = flow_mod.cron_options(where, concurrency, priority)
+            how: Overlap = overlap or ("allow" if concurrency is not None else "skip")
             schedule_plan.check_cron_options(
-                where, overlap, catchup, catchup_window, alert_after_failures, timeout
+                where, how, catchup, catchup_window, alert_after_failures, timeout
             )
             if not callable(fn):
                 raise errors.ConfigError(f"{where}: @app.cron decorates a function fn(ctx)")
@@ -232,26 +240,18 @@ class App:
                 raise errors.ConfigError(
                     f"handler name {schedule_name!r} is used twice; pass name= to tell them apart"
                 )
+            if flow is not None:
+                flow_mod.check_handler(flow, where, None, self._handlers.values())
             self._handlers[schedule_name] = Handler(
-                name=schedule_name,
-                source="",
-                event_type="",
-                fn=fn,
-                schema=None,
-                retry=retry if retry is not None else _DEFAULT_RETRY,
-                timeout=float(timeout),
-                is_async=inspect.iscoroutinefunction(fn),
-                kind="cron",
+                name=schedule_name, source="", event_type="", fn=fn, schema=None,
+                retry=retry if retry is not None else _DEFAULT_RETRY, timeout=float(timeout),
+                is_async=inspect.iscoroutinefunction(fn), kind="cron", flow=flow,
             )
             self._schedules[schedule_name] = Schedule(
-                name=schedule_name,
-                expression=expr,
-                timezone=timezone,
-                overlap=overlap,
-                catchup=catchup,
-                catchup_window=catchup_window,
-                alert_after_failures=alert_after_failures,
-                cron=parsed,
+                name=schedule_name, expression=expr, timezone=timezone, overlap=how,
+                catchup=catchup, catchup_window=catchup_window,
+                alert_after_failures=alert_after_failures, cron=parsed,
+                flow=None if flow is None else flow.mark(schedule_name, None),
             )
             return fn
 
@@ -479,3 +479,5 @@ def schema_errors(exc: pydantic.ValidationError, schema: str) -> list[dict[str, 
 
 
 _DEFAULT_RETRY = retry.Retry()
+_ON_PARAMS = (*list(inspect.signature(App.on).parameters)[3:-1], *flow_mod.ON_OPTIONS)
+_CRON_PARAMS = list(inspect.signature(App.cron).parameters)[2:-1]

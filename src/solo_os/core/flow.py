@@ -9,9 +9,11 @@ the execution is stored ``dead`` with it (replayable after a fix) rather than lo
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypedDict
@@ -52,6 +54,46 @@ def _key(key: Key, what: str) -> None:
         )
 
 
+def unknown_options(given: Iterable[str], allowed: Iterable[str], where: str) -> None:
+    """A ``ConfigError`` naming each option of ``given`` not in ``allowed``, with the closest
+    allowed name (a misspelt option must not pass, nor surface as Python's ``TypeError``)."""
+    known = list(allowed)
+    problems = []
+    for name in given:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(
+            f"{where}: unknown option {name!r}{hint} (allowed: {', '.join(known)})"
+        )
+    if problems:
+        raise errors.ConfigError(problems)
+
+
+def _checked_init(cls: type[Any]) -> type[Any]:
+    """Make ``cls(...)`` with an unknown, missing or extra argument raise ``ConfigError``
+    (what was given, what is allowed, a close match) instead of ``TypeError``."""
+    init = cls.__init__
+    signature = inspect.signature(init)
+    names = [p for p in signature.parameters if p != "self"]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        unknown_options(kwargs, names, f"{cls.__name__}(...)")
+        try:
+            signature.bind(self, *args, **kwargs)
+        except TypeError as exc:
+            raise errors.ConfigError(
+                f"{cls.__name__}(...): {exc} (it takes {', '.join(names)})"
+            ) from None
+        init(self, *args, **kwargs)
+
+    __init__.__doc__ = init.__doc__
+    setattr(cls, "__init__", __init__)  # noqa: B010 (mypy forbids assigning a method)
+    return cls
+
+
+@_checked_init
 @dataclass(frozen=True)
 class Concurrency:
     """At most ``limit`` running executions per key value (per handler without a key); FIFO
@@ -69,6 +111,7 @@ class Concurrency:
             raise errors.ConfigError(f"Concurrency scope= must be a non-empty name, got {self.scope!r}")
 
 
+@_checked_init
 @dataclass(frozen=True)
 class Throttle:
     """At most ``limit`` (+ ``burst``) starts per ``period`` per key; the excess waits in order."""
@@ -91,6 +134,7 @@ class Throttle:
         return self.limit + (self.burst or 0)
 
 
+@_checked_init
 @dataclass(frozen=True)
 class RateLimit:
     """Over ``limit`` events per ``period`` per key, the new execution is ``skipped``."""
@@ -105,6 +149,7 @@ class RateLimit:
         _key(self.key, "RateLimit")
 
 
+@_checked_init
 @dataclass(frozen=True)
 class Debounce:
     """Run once, ``period`` after the key's last event (at the latest ``timeout`` after its
@@ -121,6 +166,7 @@ class Debounce:
             raise errors.ConfigError("Debounce timeout must be at least its period")
 
 
+@_checked_init
 @dataclass(frozen=True)
 class Batch:
     """The handler receives a list: up to ``max_size`` events, or what arrived within
@@ -136,6 +182,7 @@ class Batch:
         _key(self.key, "Batch")
 
 
+@_checked_init
 @dataclass(frozen=True)
 class Singleton:
     """At most one execution per key pending or running: a new one is ``skipped``
@@ -154,7 +201,7 @@ Priority = int | Callable[[Any], int] | None
 
 
 class OnOptions(TypedDict, total=False):
-    """The flow-control keyword arguments of ``@app.on(...)``."""
+    """The flow-control keyword arguments of ``@app.on(...)`` (``ON_OPTIONS``)."""
 
     concurrency: Concurrency | None
     throttle: Throttle | None
@@ -163,6 +210,9 @@ class OnOptions(TypedDict, total=False):
     batch: Batch | None
     priority: Priority
     singleton: Singleton | None
+
+
+ON_OPTIONS = ("concurrency", "throttle", "rate_limit", "debounce", "batch", "priority", "singleton")
 
 
 @dataclass(frozen=True)
@@ -365,3 +415,36 @@ def plan(handlers: Any) -> Plan | None:
         priority = priority or o.priority is not None
         batch = batch or o.batch is not None
     return Plan(limits, throttles, priority, batch) if apart else None
+
+
+class NoMoreOptions(TypedDict, total=False):
+    """No further keyword arguments: ``**unknown: Unpack[NoMoreOptions]`` lets type checkers
+    flag a misspelt option while the runtime names it in a ``ConfigError``."""
+
+
+def on_options(given: Mapping[str, Any], allowed: Iterable[str], where: str) -> Options:
+    """The flow options of ``@app.on(...)``; an unknown name is a ``ConfigError``."""
+    unknown_options(given, allowed, where)
+    return Options(**given)
+
+
+def cron_options(where: str, concurrency: Concurrency | int | None, priority: Any) -> Options | None:
+    """The flow options of ``@app.cron(..., concurrency=, priority=)``: a fire has no payload,
+    so no key and no priority callable; ``concurrency=1`` is ``Concurrency(1)``."""
+    if isinstance(concurrency, int) and not isinstance(concurrency, bool):
+        concurrency = Concurrency(concurrency)
+    if concurrency is not None and not isinstance(concurrency, Concurrency):
+        raise errors.ConfigError(
+            f"{where}: concurrency= takes an integer >= 1 or solo_os.Concurrency(limit, scope=...), "
+            f"got {concurrency!r}"
+        )
+    if concurrency is not None and concurrency.key is not None:
+        raise errors.ConfigError(
+            f"{where}: a schedule's fire has no payload, so Concurrency key= does not apply "
+            "(the limit is per schedule; scope= shares it with other handlers)"
+        )
+    if callable(priority):
+        raise errors.ConfigError(f"{where}: priority= of a schedule is an integer (a fire has no input)")
+    options = Options(concurrency=concurrency, priority=priority)
+    options.check(where)
+    return options if options.any else None

@@ -293,3 +293,4 @@ class FirePlan:
     alerted: bool = False
     occurrences: tuple[Occurrence, ...] = ()
     max_attempts: int = 1
+    flow: FlowMark | None = None  # the schedule's flow keys, stored with each execution

@@ -14,7 +14,7 @@ from typing import Literal
 
 from solo_os import errors
 from solo_os.core import cron as cron_mod
-from solo_os.core.records import FireKind, FirePlan, Occurrence, PlannedFire, ScheduleState
+from solo_os.core.records import FireKind, FirePlan, FlowMark, Occurrence, PlannedFire, ScheduleState
 
 LATE_GRACE = timedelta(seconds=60)  # a fire this late still runs as if on time
 MAX_FIRES_PER_PASS = 10_000  # a bigger backlog is worked off over several passes
@@ -37,6 +37,7 @@ class Schedule:
     catchup_window: timedelta  # fires missed longer ago than this are never run
     alert_after_failures: int | None  # alert when this many fires in a row went dead
     cron: cron_mod.Cron
+    flow: FlowMark | None = None  # concurrency=/priority= (SPEC 7), stored with each fire's execution
 
 
 def plan(
@@ -81,6 +82,7 @@ def plan(
         alerted=alerted,
         occurrences=tuple(occurrences),
         max_attempts=max_attempts,
+        flow=schedule.flow,
     )
 
 

@@ -214,7 +214,8 @@ async def trigger(
     lookup(application, name)
     max_attempts = application.policy(application.handlers[name]).max_attempts or 1
     _, created = await store.add_fires(
-        name, [records.PlannedFire(now, "manual", "fired")], max_attempts, now
+        name, [records.PlannedFire(now, "manual", "fired")], max_attempts, now,
+        application.schedules[name].flow,
     )
     if not created:
         raise errors.StoreError(f"a fire of {name!r} at {now.isoformat()} already exists; try again")
@@ -254,6 +255,7 @@ async def backfill(
             [records.PlannedFire(t, "backfill", status) for t in part],
             max_attempts,
             now,
+            application.schedules[name].flow,
         )
         created += len(inserted)
         executions.extend(made)

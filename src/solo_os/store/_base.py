@@ -356,8 +356,9 @@ class Store:
 
     async def add_fires(
         self, name: str, fires: Sequence[PlannedFire], max_attempts: int, now: datetime,
+        flow: records.FlowMark | None = None,
     ) -> tuple[list[PlannedFire], list[UUID]]:
-        return await self._schedules.add_fires(name, fires, max_attempts, now)
+        return await self._schedules.add_fires(name, fires, max_attempts, now, flow)
 
     async def schedule_info(self, names: Sequence[str]) -> dict[str, ScheduleInfo]:
         return await self._schedules.schedule_info(names)

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os.core import ids as _ids
-from solo_os.core.records import AlertPolicy, Occurrence  # the plan's records live in core
+from solo_os.core.records import AlertPolicy, FlowMark, Occurrence  # the plan's records live in core
 from solo_os.core.records import FireKind as FireKind
 from solo_os.core.records import FirePlan as FirePlan
 from solo_os.core.records import FireStatus as FireStatus
@@ -172,9 +172,11 @@ class ScheduleQueries:
             decided = plan(state)
             released: list[UUID] = []
             if decided.release and state.queued and not state.paused:
-                released = await self._release_oldest(conn, name, decided.max_attempts, now)
+                released = await self._release_oldest(conn, name, decided.max_attempts, now, decided.flow)
             created = list(released)
-            inserted, made = await self._insert_fires(conn, name, decided.fires, decided.max_attempts, now)
+            inserted, made = await self._insert_fires(
+                conn, name, decided.fires, decided.max_attempts, now, decided.flow
+            )
             created.extend(made)
             await _save_state(conn, name, state, decided, now)
             alerts = [*decided.occurrences, *(f.alert for f in inserted if f.alert is not None)]
@@ -253,7 +255,8 @@ class ScheduleQueries:
         )
 
     async def _release_oldest(
-        self, conn: AsyncConnection, name: str, max_attempts: int, now: datetime
+        self, conn: AsyncConnection, name: str, max_attempts: int, now: datetime,
+        flow: FlowMark | None,
     ) -> list[UUID]:
         oldest = (
             await conn.execute(
@@ -266,7 +269,7 @@ class ScheduleQueries:
         if oldest is None:
             return []
         xid = _ids.uuid7()
-        await conn.execute(sa.insert(ex), [_execution(xid, name, oldest.fire_at, max_attempts, now)])
+        await conn.execute(sa.insert(ex), [_execution(xid, name, oldest.fire_at, max_attempts, now, flow)])
         await conn.execute(
             sa.update(sf)
             .where(sf.c.id == oldest.id, sf.c.status == "queued")
@@ -281,6 +284,7 @@ class ScheduleQueries:
         fires: Sequence[PlannedFire],
         max_attempts: int,
         now: datetime,
+        flow: FlowMark | None = None,
     ) -> tuple[list[PlannedFire], list[UUID]]:
         """Insert ``fires`` (new ones only) and the executions of those that fire."""
         if not fires:
@@ -313,7 +317,7 @@ class ScheduleQueries:
             inserted_ids.update(r[0] for r in res)
         inserted = [f for f, r in zip(fires, rows, strict=True) if r["id"] in inserted_ids]
         executions = [
-            _execution(r["execution_id"], name, r["fire_at"], max_attempts, now)
+            _execution(r["execution_id"], name, r["fire_at"], max_attempts, now, flow)
             for r in rows
             if r["id"] in inserted_ids and r["execution_id"] is not None
         ]
@@ -327,11 +331,12 @@ class ScheduleQueries:
         fires: Sequence[PlannedFire],
         max_attempts: int,
         now: datetime,
+        flow: FlowMark | None = None,
     ) -> tuple[list[PlannedFire], list[UUID]]:
         """Record fires made by hand (trigger, backfill); returns the new ones and executions."""
         await self.ensure_schedules([name], now)
         async with self._db.write() as conn:
-            inserted, created = await self._insert_fires(conn, name, fires, max_attempts, now)
+            inserted, created = await self._insert_fires(conn, name, fires, max_attempts, now, flow)
             if created:
                 await self._db.notify(conn)
         if created:
@@ -446,8 +451,11 @@ def _open_fire() -> sa.ColumnElement[bool]:
 
 
 def _execution(
-    xid: UUID, name: str, fire_at: datetime, max_attempts: int, now: datetime
+    xid: UUID, name: str, fire_at: datetime, max_attempts: int, now: datetime,
+    flow: FlowMark | None = None,
 ) -> dict[str, Any]:
+    """A fire's execution row; a schedule with ``concurrency=``/``priority=`` stores its flow
+    key and priority, so the flow claim holds it within the limit, in order."""
     return {
         "id": xid,
         "event_id": None,
@@ -460,6 +468,8 @@ def _execution(
         "scheduled_at": fire_at,
         "created_at": now,
         "updated_at": now,
+        "flow_key": None if flow is None else flow.flow_key,
+        "priority": (flow.priority or None) if flow is not None else None,
     }
 
 

@@ -155,7 +155,8 @@ class SchedulePort(Protocol):
         policy: AlertPolicy | None = None,
     ) -> Advanced | None: ...
     async def add_fires(
-        self, name: str, fires: Sequence[PlannedFire], max_attempts: int, now: datetime
+        self, name: str, fires: Sequence[PlannedFire], max_attempts: int, now: datetime,
+        flow: records.FlowMark | None = None,
     ) -> tuple[list[PlannedFire], list[UUID]]: ...
     async def schedule_info(self, names: Sequence[str]) -> dict[str, ScheduleInfo]: ...
     async def list_fires(
