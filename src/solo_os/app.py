@@ -55,6 +55,15 @@ class Handler:
         name = self.schema.__name__
         return self.schema.model_validate(schemas.upcast(self.versioning, payload, name))
 
+    def flow_mark(self, payload: Any) -> records.FlowMark | None:
+        """The flow keys of an execution for ``payload`` (SPEC 7), evaluated on its input."""
+        if self.flow is None:
+            return None
+        try:
+            return self.flow.mark(self.name, self.load(payload))
+        except (pydantic.ValidationError, errors.PayloadError) as exc:
+            return records.FlowMark(error=f"flow keys: the input does not load: {exc}")
+
 
 @runtime_checkable
 class AlertChannel(Protocol):
@@ -346,6 +355,7 @@ class App:
             correlation_id=correlation_id, received_at=received_at,
             executions=[(h.name, self.policy(h).max_attempts or 1) for h in chosen],
             cancels=self.cancel_rules(source, event_type, data),
+            marks=[h.flow_mark(self._sources[source].payload(data)) for h in chosen],
         )
 
     async def send(

@@ -133,13 +133,18 @@ def new_event(
     *, source: str, event_type: str, data: Any, key: str, correlation_id: str,
     received_at: datetime, executions: Sequence[tuple[str, int]],
     cancels: tuple[CancelRule, ...] = (), trace_parent: str | None = None,
+    marks: Sequence[records.FlowMark | None] = (),
 ) -> records.NewEvent:
-    """An event that did not come over HTTP (``ctx.send``, ``ctx.invoke``, ``app.send``)."""
+    """An event that did not come over HTTP (``ctx.send``, ``ctx.invoke``, ``app.send``);
+    ``marks``: each execution's flow keys (SPEC 7), as for a delivery."""
+    flows = list(marks) or [None] * len(executions)
     text = json.dumps(data, separators=(",", ":"))
     return records.NewEvent(
         id=ids.uuid7(), source=source, idempotency_key=key[:255], type=event_type[:255],
         status="accepted", payload=text, body=text.encode(), headers={}, errors=None,
         correlation_id=correlation_id, received_at=received_at,
-        executions=tuple(records.NewExecution(ids.uuid7(), h, n) for h, n in executions),
+        executions=tuple(
+            records.NewExecution(ids.uuid7(), h, n, m) for (h, n), m in zip(executions, flows, strict=True)
+        ),
         trace_parent=trace_parent, cancels=cancels,
     )

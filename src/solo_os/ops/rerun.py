@@ -9,6 +9,7 @@ from datetime import datetime
 from uuid import UUID
 
 from solo_os import app as app_mod
+from solo_os.core import records
 from solo_os.ops import budgets, errors
 from solo_os.store import ports
 
@@ -47,7 +48,21 @@ async def resend(
     handlers = application.handlers_for(event.source, event.type)
     if not handlers:
         raise errors.Conflict(f"no handler of this app takes {event.source} {event.type}")
-    ids = await store.resend(event_id, [(h.name, budgets.of_handler(application, h)) for h in handlers], now)
+    marks = [_flow_mark(application, h, event) for h in handlers]
+    chosen = [(h.name, budgets.of_handler(application, h)) for h in handlers]
+    ids = await store.resend(event_id, chosen, now, marks)
     if ids is None:
         raise errors.Conflict("the event changed meanwhile")
     return ids
+
+
+def _flow_mark(
+    application: app_mod.App, h: app_mod.Handler, event: records.Event
+) -> records.FlowMark | None:
+    """The flow keys and priority of ``h``'s new execution, evaluated on the stored event now
+    (as at ingest), so a resent execution stays within its handler's limits; a key that cannot
+    be evaluated refuses the resend (``Conflict``) instead of escaping the limit."""
+    mark = h.flow_mark(application.sources[event.source].payload(event.payload))
+    if mark is not None and mark.error is not None:
+        raise errors.Conflict(f"handler {h.name!r}: {mark.error}")
+    return mark

@@ -54,8 +54,13 @@ def event_meta(c: records.Claimed) -> context.EventMeta | None:
 def argument(application: app_mod.App, handler: app_mod.Handler, c: records.Claimed) -> Any:
     """The handler's first argument: the payload, upcast and validated against its schema."""
     if c.batch is not None:  # a Batch handler: one input per event, oldest first
-        one = [dataclasses.replace(c, batch=None, document=d) for d in c.batch]
-        return [argument(application, handler, x) for x in one]
+        return [_one(application, handler, dataclasses.replace(c, document=d)) for d in c.batch]
+    if handler.flow is not None and handler.flow.batch is not None and c.event_id is not None:
+        return [_one(application, handler, c)]  # no stored items (a resent event): a batch of one
+    return _one(application, handler, c)
+
+
+def _one(application: app_mod.App, handler: app_mod.Handler, c: records.Claimed) -> Any:
     # The event's own source: an invoked child's input came through ``internal`` as it is.
     source = application.sources.get(c.source or handler.source)
     payload = source.payload(c.document) if source is not None else c.document

@@ -36,6 +36,7 @@ from solo_os.store._stats import duration_ms, round3
 
 ev = _schema.events
 ex = _schema.executions
+bi = _schema.batch_items
 at = _schema.attempts
 st = _schema.steps
 sf = _schema.schedule_fires
@@ -196,17 +197,26 @@ class AdminQueries:
             res = await conn.execute(sa.insert(ex).from_select(columns, copy))
             if not res.rowcount:
                 return None
+            # A Batch execution: its events move to the new one (an event is in one batch at a
+            # time; the finished original never reads them again).
+            await conn.execute(
+                sa.update(bi).where(bi.c.execution_id == execution_id).values(execution_id=new_id)
+            )
             await self._db.notify(conn)
         self._db.wake_local()
         return new_id
 
     async def resend(
-        self, event_id: UUID, handlers: Sequence[tuple[str, int]], now: datetime
+        self, event_id: UUID, handlers: Sequence[tuple[str, int]], now: datetime,
+        marks: Sequence[records.FlowMark | None] | None = None,
     ) -> list[UUID] | None:
-        """New pending executions of an accepted event, one per ``(handler, max_attempts)``.
+        """New pending executions of an accepted event, one per ``(handler, max_attempts)``,
+        with the flow keys and priority of ``marks`` (one per handler; a ``Batch`` handler's
+        execution runs a batch of this one event: ``runtime.attempt.argument``).
 
         The event's earlier executions stay (history). None if there is no accepted event.
         """
+        marks = list(marks) if marks is not None else [None] * len(handlers)
         async with self._db.write() as conn:
             row = (
                 await conn.execute(sa.select(ev.c.status, ev.c.correlation_id).where(ev.c.id == event_id))
@@ -225,8 +235,11 @@ class AdminQueries:
                     "correlation_id": row.correlation_id,
                     "created_at": now,
                     "updated_at": now,
+                    "flow_key": m.flow_key if m else None,
+                    "throttle_key": m.throttle_key if m else None,
+                    "priority": (m.priority or None) if m else None,
                 }
-                for name, budget in handlers
+                for (name, budget), m in zip(handlers, marks, strict=True)
             ]
             if new:
                 await conn.execute(sa.insert(ex), new)

@@ -297,8 +297,9 @@ class Store:
 
     async def resend(
         self, event_id: UUID, handlers: Sequence[tuple[str, int]], now: datetime,
+        marks: Sequence[records.FlowMark | None] | None = None,
     ) -> list[UUID] | None:
-        return await self._admin.resend(event_id, handlers, now)
+        return await self._admin.resend(event_id, handlers, now, marks)
 
     async def cancel_pending(self, ids: Sequence[UUID], now: datetime) -> list[UUID]:
         return await self._admin.cancel_pending(ids, now)

@@ -225,7 +225,8 @@ class OperatorPort(Protocol):
         statuses: Sequence[str] = ("succeeded",),
     ) -> UUID | None: ...
     async def resend(
-        self, event_id: UUID, handlers: Sequence[tuple[str, int]], now: datetime
+        self, event_id: UUID, handlers: Sequence[tuple[str, int]], now: datetime,
+        marks: Sequence[records.FlowMark | None] | None = None,
     ) -> list[UUID] | None: ...
 
 
