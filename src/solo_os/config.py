@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # PostgreSQL connections per process: the hot path's pool, the rest's pool, one listener.
     db_pool_size: int = Field(10, ge=1, le=1000, alias="SOLO_OS_DB_POOL_SIZE")
     db_admin_pool_size: int = Field(4, ge=1, le=1000, alias="SOLO_OS_DB_ADMIN_POOL_SIZE")
+    # run/serve/worker/scheduler: seconds to keep trying to reach the database at start
+    # (refused, down, too many clients) before exiting with status 4; 0 = one attempt.
+    db_connect_timeout: float = Field(60.0, ge=0, le=86_400, alias="SOLO_OS_DB_CONNECT_TIMEOUT")
     # "transaction": behind PgBouncer-style transaction pooling (no statement caches, no LISTEN
     # unless SOLO_OS_LISTEN_URL names a direct connection; see store/_pool.py).
     db_pooler: Literal["none", "transaction"] = Field("none", alias="SOLO_OS_DB_POOLER")

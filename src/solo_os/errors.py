@@ -23,6 +23,10 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached now; the caller may try again later (HTTP 503)."""
 
 
+class StoreUnreachable(StoreUnavailable):
+    """A process could not reach the store at start within ``SOLO_OS_DB_CONNECT_TIMEOUT``."""
+
+
 class SignatureError(SoloOSError):
     """A delivery's signature is missing, malformed, wrong or stale.
 

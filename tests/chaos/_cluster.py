@@ -55,6 +55,7 @@ class Cluster:
         self.data = self.root / "data"
         self.port = _support.free_port()
         self.listen = "127.0.0.1"  # the address(es) the postmaster listens on
+        self.max_connections = 100  # initdb's default; a test may set it before start()
         self.started = False
 
     def _run(self, *args: str, timeout: float = 60) -> str:
@@ -74,7 +75,7 @@ class Cluster:
         # The log file is named on every start: without it the server would inherit pg_ctl's
         # stdout, and waiting for pg_ctl's output would wait for the server to exit.
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses={self.listen} -c fsync=on "
-                "-c synchronous_commit=on -c max_connections=100")
+                f"-c synchronous_commit=on -c max_connections={self.max_connections}")
         return ["-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
                 "-o", opts]
 

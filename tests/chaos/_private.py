@@ -27,13 +27,14 @@ def need(reason: str) -> None:
 
 
 @contextlib.contextmanager
-def cluster() -> Iterator[_cluster.Cluster]:
+def cluster(max_connections: int = 100) -> Iterator[_cluster.Cluster]:
     bindir, why = _cluster.find_bindir()
     prefix, why_user = _cluster.runas_prefix()
     if bindir is None or prefix is None:
         need(f"a private PostgreSQL cluster cannot be made here: {why or why_user}")
     assert bindir is not None and prefix is not None
     c = _cluster.Cluster(bindir, prefix)
+    c.max_connections = max_connections
     try:
         c.init()
         c.start()

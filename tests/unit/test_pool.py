@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import sqlalchemy as sa
 
 from solo_os import config, errors
@@ -44,3 +45,23 @@ def test_too_many_clients_is_a_clear_unavailable_error() -> None:
     err = _db._translate(TooManyConnectionsError("sorry, too many clients already"))
     assert isinstance(err, errors.StoreUnavailable)
     assert "too many clients" in str(err) and "SOLO_OS_DB_POOL_SIZE" in str(err)
+
+
+def test_location_names_hosts_and_database_never_credentials() -> None:
+    url = "postgresql://solo:s3cret@db1:5433,db2/shop?target_session_attrs=read-write"
+    assert _pool.location(url) == "PostgreSQL at db1:5433,db2:5432/shop"
+
+
+def test_reason_reads_the_driver_error_under_the_store_error() -> None:
+    def wrapped(cause: BaseException) -> errors.StoreUnavailable:
+        try:
+            raise errors.StoreUnavailable("store unavailable: x") from cause
+        except errors.StoreUnavailable as exc:
+            return exc
+
+    full = asyncpg.TooManyConnectionsError("sorry, too many clients already")
+    assert _pool.reason(wrapped(full)).startswith("too many clients already")
+    assert _pool.reason(wrapped(ConnectionRefusedError(111, "refused"))).startswith("connection refused")
+    assert _pool.reason(wrapped(TimeoutError())) == "no answer in time"
+    starting = asyncpg.CannotConnectNowError("the database system is starting up")
+    assert _pool.reason(wrapped(starting)).startswith("the server is starting up")

@@ -49,6 +49,7 @@ Json = Annotated[bool, typer.Option("--json", help="JSON for scripts (errors too
 EXIT_FAILED = 1  # a store error, something not found, a send or check that failed
 EXIT_CONFIG = 2  # a configuration or usage problem
 EXIT_PORT = 3  # the port to listen on is taken
+EXIT_UNREACHABLE = 4  # run/serve/worker/scheduler: no database within SOLO_OS_DB_CONNECT_TIMEOUT
 
 _warned = False
 
@@ -66,6 +67,8 @@ def friendly_errors() -> Iterator[None]:
         yield
     except errors.ConfigError as exc:
         fail("config_error", list(exc.problems), EXIT_CONFIG, "config error")
+    except errors.StoreUnreachable as exc:
+        fail("store_unreachable", [str(exc)], EXIT_UNREACHABLE)
     except errors.StoreError as exc:
         message = str(exc)  # it says "store error: ..." itself
         if isinstance(exc, errors.StoreUnavailable):

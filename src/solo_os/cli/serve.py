@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -51,7 +52,6 @@ def _check_port(host: str, port: int) -> None:
 
 
 async def _serve_async(rt: runtime_mod.Runtime, host: str, port: int) -> None:
-    await rt.start()
     server = uvicorn.Server(_httpserver.uvicorn_config(rt.asgi(lifespan=False), rt.settings, host, port))
     stop_server = server.handle_exit
 
@@ -62,18 +62,37 @@ async def _serve_async(rt: runtime_mod.Runtime, host: str, port: int) -> None:
         stop_server(sig, frame)
 
     server.handle_exit = handle_exit  # type: ignore[method-assign]
-    # uvicorn re-raises the signal that stopped it once it returns; with these handlers in
-    # place that re-raise is a no-op and the process exits 0 after a clean shutdown.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
     sockets = None
     if os.environ.get(_supervise.REUSE_PORT_ENV):
         sockets = [_supervise.listening_socket(host, port)]
+    serving: list[asyncio.Task[None]] = []
+
+    def serve_now() -> None:
+        # The database is not there yet: listen meanwhile, so /healthz answers and /readyz
+        # and the webhooks answer 503 (with Retry-After) instead of nothing.
+        _quiet_signals()
+        serving.append(asyncio.create_task(server.serve(sockets=sockets), name="solo-os-http"))
+
     try:
-        await server.serve(sockets=sockets)
+        await rt.start(waiting=serve_now)
+        if serving:
+            await serving[0]
+        else:
+            _quiet_signals()
+            await server.serve(sockets=sockets)
     finally:
+        if serving and not serving[0].done():
+            server.should_exit = True
+            await asyncio.gather(serving[0], return_exceptions=True)
         await rt.stop()
         _common.abandoned_threads = bool(rt.worker and rt.worker.abandoned_threads)
+
+
+def _quiet_signals() -> None:
+    """uvicorn re-raises the signal that stopped it once it returns; with these handlers in
+    place that re-raise is a no-op and the process exits 0 after a clean shutdown."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
 
 
 def run(

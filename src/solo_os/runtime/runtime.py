@@ -28,8 +28,8 @@ from solo_os.observability import logs as slog
 from solo_os.observability import metrics
 from solo_os.runtime import alerter as alerter_mod
 from solo_os.runtime import batch as _batch
+from solo_os.runtime import connecting, ingress
 from solo_os.runtime import consumer as consumer_mod
-from solo_os.runtime import ingress
 from solo_os.runtime import pruner as pruner_mod
 from solo_os.runtime import scheduler as scheduler_mod
 from solo_os.runtime import worker as worker_mod
@@ -68,6 +68,7 @@ class Runtime:
         self._gauges: metrics.StoreGauges | None = None
         self.consumers: consumer_mod.Consumers | None = None
         self._consume_task: asyncio.Task[None] | None = None
+        self._started = False
 
     @property
     def settings(self) -> config.Settings:
@@ -81,10 +82,15 @@ class Runtime:
             slog.redactor.add(*src.secrets)
         slog.redactor.add_keys(*self.app.redact)
 
-    async def start(self) -> None:
+    async def start(self, waiting: Callable[[], None] | None = None) -> None:
+        """Connect (waiting up to ``SOLO_OS_DB_CONNECT_TIMEOUT`` for the database; ``waiting``
+        is called once if it is not there at the first attempt) and start every role. A stop
+        requested while waiting returns without starting anything."""
         self.prepare()
         if self.store is None:
             self.store = store_mod.connect(self.settings.database_url, self.settings)
+        if not await self._connect(waiting):
+            return
         if self.migrate:
             revision = await self.store.migrate()
             log.info("store.migrated", revision=revision, dialect=self.store.dialect)
@@ -117,14 +123,40 @@ class Runtime:
         if self.app.alerting is not None and self.roles & {"worker", "scheduler"}:
             alerter = alerter_mod.Alerter(self.app, self.store, clock=self.clock)
             self._background.append(asyncio.create_task(alerter.run(self._stop), name="solo-os-alerts"))
-        if self.settings.metrics_port:
+        if self.settings.metrics_port and self._metrics_server is None:
             await self._serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
+        self._started = True
         log.info(
             "runtime.started",
             roles=sorted(self.roles),
             dialect=self.store.dialect,
             service=self.app.service,
         )
+
+    async def _connect(self, waiting: Callable[[], None] | None) -> bool:
+        """Wait for the store (``runtime/connecting.py``); meanwhile ``/readyz`` (on the
+        metrics port too, started early) answers 503. False: stopped while waiting."""
+        assert self.store is not None
+
+        async def early() -> None:
+            if self.settings.metrics_port and self._metrics_server is None:
+                await self._serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
+
+        first_failure: list[asyncio.Task[None]] = []
+
+        def on_waiting() -> None:
+            first_failure.append(asyncio.create_task(early()))
+            if waiting is not None:
+                waiting()
+
+        try:
+            return await connecting.wait_for_store(
+                self.store.ping, timeout=self.settings.db_connect_timeout, stop=self._stop,
+                where=connecting.where(self.settings.database_url), waiting=on_waiting,
+            )
+        finally:
+            for task in first_failure:
+                await task  # a metrics port that cannot be bound is a ConfigError here
 
     def _new_worker(self) -> worker_mod.Worker:
         assert self.store is not None
@@ -152,6 +184,8 @@ class Runtime:
 
     def unready(self) -> str | None:
         """Why this process cannot do all its work now (for ``/readyz``), or None."""
+        if not self._started and not self._stop.is_set():
+            return "starting"
         if "worker" not in self.roles or self._stop.is_set():
             return None
         if self.worker is None or not self.worker.looping:

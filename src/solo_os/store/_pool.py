@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -112,3 +113,49 @@ REFUSED = (
     "PgBouncer in front (docs/how-to/scaling-out.md)"
 )
 """What to say when PostgreSQL refuses a connection because it has too many."""
+
+
+def location(url: str) -> str:
+    """``PostgreSQL at h:p[,h2:p2]/db`` (no user, no password), for messages and logs."""
+    return f"PostgreSQL at {','.join(hosts(url))}/{urlsplit(dsn(url)).path.lstrip('/') or '?'}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (``__cause__``, ``__context__``, SQLAlchemy's ``orig``)."""
+    found: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(found) < 12:
+        e = todo.pop(0)
+        if e is None or e in found:
+            continue
+        found.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+        todo += [x for x in getattr(e, "exceptions", ()) if isinstance(x, BaseException)]
+    return found
+
+
+def reason(exc: BaseException) -> str:
+    """Why a connection attempt failed, in a few words: the driver's error class and
+    PostgreSQL's SQLSTATE, never a message that could carry the URL."""
+    causes = _causes(exc)
+    for e in causes:
+        state = str(getattr(e, "sqlstate", None) or getattr(e, "pgcode", None) or "")
+        name = type(e).__name__
+        if state == "53300" or "TooManyConnections" in name:
+            return "too many clients already (PostgreSQL's max_connections is used up)"
+        if state == "57P03" or "CannotConnectNow" in name:
+            return "the server is starting up, shutting down or in recovery"
+        if state.startswith("57P"):
+            return "the server is shutting down"
+    for e in causes:
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused (nothing listens there: is PostgreSQL running?)"
+        if isinstance(e, socket.gaierror):
+            return "the host name does not resolve"
+        if isinstance(e, TimeoutError):
+            return "no answer in time"
+        if isinstance(e, ConnectionError):
+            return f"connection lost ({type(e).__name__})"
+        if isinstance(e, OSError) and e.strerror:
+            return f"cannot connect: {e.strerror}"
+    return type(causes[-1]).__name__ if len(causes) > 1 else str(exc)
