@@ -81,14 +81,20 @@ class Workflow:
         self.correlation_id = correlation_id
         self.started_at = started_at
         handler = application.handlers.get(handler_name) if handler_name else None
-        self.cancellable = handler is None or bool(handler.cancel_on)
+        s = handler.flow.singleton if handler is not None and handler.flow is not None else None
+        by_singleton = s is not None and s.mode == "cancel"
+        self.cancellable = handler is None or bool(handler.cancel_on) or by_singleton
+        self._why = "cancelled by a cancel_on event"
+        if handler is not None and not handler.cancel_on and s is not None:
+            self._why = "singleton: cancelled in favour of a newer execution of its key"
         self._calls: dict[str, _workflow.Call] | None = None
 
     async def check_cancel(self) -> None:
-        """A step boundary: stop here if a ``cancel_on`` event asked for it (only a handler
-        with ``cancel_on`` rules can be asked: the others pay no read)."""
+        """A step boundary: stop here if a ``cancel_on`` event, or a newer execution of a
+        ``Singleton(mode="cancel")`` key, asked for it (only such handlers can be asked: the
+        others pay no read)."""
         if self.cancellable and await self.store.cancel_requested(self.execution_id):
-            raise Cancelled("cancelled by a cancel_on event")
+            raise Cancelled(self._why)
 
     async def _memo(self, name: str, kind: str) -> _workflow.Call | None:
         if self._calls is None:

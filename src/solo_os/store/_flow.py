@@ -31,6 +31,7 @@ ev = _schema.events
 ex = _schema.executions
 fs = _schema.flow_state
 bi = _schema.batch_items
+wc = _schema.workflow_calls
 CLAIM_LOCK = "solo-os:flow-claim"
 WINDOW = 4  # due candidates read per free slot (saturated keys are filtered out in SQL)
 ROUNDS = 4  # windows read per claim at most (each leaves out the keys the last one filled)
@@ -115,12 +116,13 @@ class FlowQueries:
                 row.update(status="skipped", group_key=None,
                            last_error=f"singleton: execution {found} of this key is pending or running")
             return
+        why = f"singleton: cancelled in favour of execution {row['id']}"
         await conn.execute(
-            sa.update(ex).where(ex.c.group_key == key, live).values(
-                status="cancelled", group_key=None, lease_expires_at=None, updated_at=row["created_at"],
-                last_error=f"singleton: cancelled in favour of execution {row['id']}",
+            sa.update(ex).where(ex.c.group_key == key, ex.c.status == "pending").values(
+                status="cancelled", group_key=None, updated_at=row["created_at"], last_error=why,
             )
         )
+        await _stop_running(self._db, conn, key, row)
 
     async def _debounce(self, conn: AsyncConnection, row: dict[str, Any],
                         spec: tuple[str, float, float | None]) -> None:
@@ -390,6 +392,25 @@ def _reason(r: dict[str, Any], now: datetime, busy: set[str], blocked: set[str],
     if r.get("throttle_key") and f"t\x1f{r['throttle_key']}" in blocked:
         return "throttle"
     return None
+
+
+async def _stop_running(
+    db: _db.Database, conn: AsyncConnection, key: str, row: dict[str, Any]
+) -> None:
+    """Singleton ``cancel``: the key's running execution is asked to stop at its next step
+    boundary (the ``cancel_on`` request row, read by ``Workflow.check_cancel``); it stays
+    ``running`` until it stops, and no longer holds the key."""
+    running = list((await conn.scalars(
+        sa.update(ex).where(ex.c.group_key == key, ex.c.status == "running")
+        .values(group_key=None).returning(ex.c.id)
+    )).all())
+    if running:
+        await conn.execute(
+            db.insert(wc).on_conflict_do_nothing(index_elements=["execution_id", "name"]),
+            [{"execution_id": xid, "name": "", "kind": "cancel", "status": "done",
+              "event_id": row["event_id"], "created_at": row["created_at"],
+              "ended_at": row["created_at"]} for xid in running],
+        )
 
 
 def _lock_keys(m: records.FlowMark) -> list[str]:
