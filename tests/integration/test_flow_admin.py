@@ -137,3 +137,36 @@ async def test_resend_to_a_batch_handler_runs_a_batch_of_that_event(
     assert attempt.argument(app, handler, got[new_id]) == [{"order": 7}]  # a list, as always
     [original] = [c for i, c in got.items() if i != new_id]
     assert attempt.argument(app, handler, original) == [{"order": 7}]
+
+
+async def test_a_replay_after_a_key_fix_evaluates_the_key_again(
+    database_url: str, store: store_mod.Store, clock: Clock
+) -> None:
+    broken = flow_app(database_url, store)  # key "customer": these events carry "client"
+    await send(broken, store, clock(), "sub.changed", {"client": "x", "n": 1})
+    await send(broken, store, clock(), "sub.changed", {"other": "y", "n": 2})
+    dead = {x.id: x for x in await store.list_executions(store_mod.Filters(limit=0))}
+    assert {x.status for x in dead.values()} == {"dead"}
+    fixed = App(service="flow-admin")  # the fix: the right key path
+
+    @fixed.on("internal", "sub.changed", concurrency=Concurrency(1, key="client", scope="subs"))
+    def change(event: dict[str, Any], ctx: Context) -> None: ...
+
+    fixed._settings = helpers.settings_for(database_url)
+    store.use_flow(flow.plan(fixed.handlers.values()))
+    await send(fixed, store, clock.advance(seconds=1), "sub.changed", {"client": "x", "n": 3})
+    [running] = await store.claim("w", 10, clock(), LEASE)
+    ids_by_n = {}
+    for i, x in dead.items():
+        assert x.event_id is not None
+        found = await store.get_event(x.event_id)
+        assert found is not None
+        ids_by_n[found[0].payload["n"]] = i
+    with pytest.raises(errors.Conflict, match="still cannot be evaluated: key 'client'"):
+        await replay.replay_one(store, ids_by_n[2], budgets.of_app(fixed), clock())
+    done = await replay.replay(store, list(dead), budgets.of_app(fixed), clock())
+    assert done.replayed == (ids_by_n[1],)  # the one still without a key stays dead
+    assert await store.claim("w", 10, clock(), LEASE) == []  # keyed again: "x" is busy
+    await store.finish("w", [finished(running, clock(), "succeeded")])
+    [back] = await store.claim("w", 10, clock(), LEASE)
+    assert back.id == ids_by_n[1]

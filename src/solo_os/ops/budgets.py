@@ -14,6 +14,7 @@ class Budgets:
 
     default: int
     handlers: Mapping[str, int] = field(default_factory=dict)
+    app: app_mod.App | None = None  # a replay evaluates flow keys again with its handlers
 
 
 def of_handler(application: app_mod.App, handler: app_mod.Handler) -> int:
@@ -25,4 +26,4 @@ def of_app(application: app_mod.App, default: int | None = None) -> Budgets:
     """Every handler's budget; ``default`` (else the app's setting) for the rest."""
     base = application.settings.max_retry_attempts if default is None else default
     handlers = {h.name: application.policy(h).max_attempts or base for h in application.handlers.values()}
-    return Budgets(base, handlers)
+    return Budgets(base, handlers, application)

@@ -238,8 +238,9 @@ class Store:
 
     async def replay(
         self, ids: Sequence[UUID], budgets: Mapping[str, int], default_budget: int, now: datetime,
+        keys: Mapping[UUID, records.FlowMark] | None = None,
     ) -> list[UUID]:
-        return await self._dead_letters.replay(ids, budgets, default_budget, now)
+        return await self._dead_letters.replay(ids, budgets, default_budget, now, keys)
 
     async def cancel(self, ids: Sequence[UUID], now: datetime) -> list[UUID]:
         return await self._dead_letters.cancel(ids, now)
@@ -277,14 +278,8 @@ class Store:
         return await self._admin.page_events(f, after, search=search)
 
     async def page_executions(
-        self,
-        f: Filters,
-        after: Cursor | None = None,
-        *,
-        order: ExecutionOrder = "created",
-        event_id: UUID | None = None,
-        kind: ExecutionKind | None = None,
-        search: str | None = None,
+        self, f: Filters, after: Cursor | None = None, *, order: ExecutionOrder = "created",
+        event_id: UUID | None = None, kind: ExecutionKind | None = None, search: str | None = None,
     ) -> list[ListedExecution]:
         return await self._admin.page_executions(
             f, after, order=order, event_id=event_id, kind=kind, search=search

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
+from solo_os.core import records
 from solo_os.store import _db, _schema
 from solo_os.store._db import chunks
 from solo_os.store._rows import Filters, filtered
@@ -32,12 +33,14 @@ class DeadLetterQueries:
             return [r[0] for r in await conn.execute(q)]
 
     async def replay(
-        self, ids: Sequence[UUID], budgets: Mapping[str, int], default_budget: int, now: datetime
+        self, ids: Sequence[UUID], budgets: Mapping[str, int], default_budget: int, now: datetime,
+        keys: Mapping[UUID, records.FlowMark] | None = None,
     ) -> list[UUID]:
         """Put dead executions back to pending with a fresh attempt budget; history stays.
 
         ``budgets`` maps handler names to their ``max_attempts``; the new budget is counted on
-        top of the attempts already made, so attempt numbers keep increasing.
+        top of the attempts already made, so attempt numbers keep increasing. ``keys``: flow
+        keys evaluated again (the execution died because its key could not be evaluated).
         """
         if not ids:
             return []
@@ -48,6 +51,10 @@ class DeadLetterQueries:
         )
         out: list[UUID] = []
         async with self._db.write() as conn:
+            for xid, m in (keys or {}).items():
+                await conn.execute(sa.update(ex).where(ex.c.id == xid, ex.c.status == "dead").values(
+                    flow_key=m.flow_key, throttle_key=m.throttle_key, priority=m.priority or None
+                ))
             for chunk in chunks(list(ids), 500):
                 rows = await conn.execute(
                     sa.update(ex)

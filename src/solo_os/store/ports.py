@@ -212,7 +212,8 @@ class OperatorPort(Protocol):
     """An operator's changes to executions: replay, cancel, purge, rerun, resend."""
 
     async def replay(
-        self, ids: Sequence[UUID], budgets: Mapping[str, int], default_budget: int, now: datetime
+        self, ids: Sequence[UUID], budgets: Mapping[str, int], default_budget: int, now: datetime,
+        keys: Mapping[UUID, records.FlowMark] | None = None,
     ) -> list[UUID]: ...
     async def cancel(self, ids: Sequence[UUID], now: datetime) -> list[UUID]: ...
     async def cancel_pending(self, ids: Sequence[UUID], now: datetime) -> list[UUID]: ...
