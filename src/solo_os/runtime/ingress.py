@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
-import pydantic
 import structlog
 from opentelemetry import trace
 from starlette.applications import Starlette
@@ -273,26 +272,13 @@ def build_event(
         executions=tuple(
             records.NewExecution(
                 _ids.uuid7(), h.name, application.policy(h).max_attempts or 1,
-                _flow_mark(application, h, name, document),
+                h.flow_mark(application.sources[name].payload(document)),
             )
             for h in handlers
         ),
         trace_parent=trace_parent,
         cancels=application.cancel_rules(name, event_type, document) if not problems else (),
     )
-
-
-def _flow_mark(
-    application: app_mod.App, h: app_mod.Handler, source: str, document: Any
-) -> records.FlowMark | None:
-    """The flow-control keys of ``h``'s execution (SPEC 7), evaluated on its validated input."""
-    if h.flow is None:
-        return None
-    try:
-        value = h.load(application.sources[source].payload(document))
-    except (pydantic.ValidationError, errors.PayloadError) as exc:
-        return records.FlowMark(error=f"flow keys: the input does not load: {exc}")
-    return h.flow.mark(h.name, value)
 
 
 def _type_and_key(
