@@ -152,7 +152,8 @@ async def test_serve_out_of_new_connections_keeps_serving_with_those_it_has(tmp_
         finally:
             await conn.close()
     assert alive, procs.logs()
-    assert set(answers.values()) <= {200, 503}, procs.logs()
-    assert sum(1 for v in answers.values() if v == 200) > 0  # it served with what it had
+    # It served with the connections it had: a refused new one waits for one of those (was:
+    # that batch answered 503).
+    assert set(answers.values()) == {200}, (sorted(answers.values()), procs.logs())
     assert {k for k, v in answers.items() if v == 200} <= stored
     assert set(after.values()) == {200} and set(after) <= stored

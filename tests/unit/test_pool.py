@@ -65,3 +65,40 @@ def test_reason_reads_the_driver_error_under_the_store_error() -> None:
     assert _pool.reason(wrapped(TimeoutError())) == "no answer in time"
     starting = asyncpg.CannotConnectNowError("the database system is starting up")
     assert _pool.reason(wrapped(starting)).startswith("the server is starting up")
+
+
+class _FullServerPool:
+    """An asyncpg pool whose server refuses new connections: ``size`` live ones, ``busy`` of
+    them in use for the first ``busy_polls`` looks."""
+
+    def __init__(self, size: int, busy_polls: int) -> None:
+        self.size, self.busy_polls, self.tries = size, busy_polls, 0
+
+    async def acquire(self) -> str:
+        self.tries += 1
+        if self.busy_polls > 0:
+            raise asyncpg.TooManyConnectionsError("sorry, too many clients already")
+        return "a live connection"
+
+    def get_size(self) -> int:
+        return self.size
+
+    def get_idle_size(self) -> int:
+        self.busy_polls -= 1
+        return 0 if self.busy_polls > 0 else 1
+
+
+async def test_a_full_server_waits_for_a_connection_the_pool_holds() -> None:
+    pool = _FullServerPool(size=3, busy_polls=5)
+    assert await _pool.acquire(pool) == "a live connection"
+    assert pool.tries == 2
+
+
+async def test_a_full_server_and_an_empty_pool_is_refused_at_once() -> None:
+    pool = _FullServerPool(size=0, busy_polls=5)
+    try:
+        await _pool.acquire(pool, patience=5)
+    except asyncpg.TooManyConnectionsError:
+        assert pool.tries == 1
+    else:
+        raise AssertionError("acquired from an empty pool on a full server")

@@ -16,11 +16,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import asyncpg
 
 from solo_os import config, errors
 
@@ -100,6 +104,21 @@ def engine_args(opts: Options) -> dict[str, Any]:
         "pool_pre_ping": opts.pooler == "transaction",
         "connect_args": connect,
     }
+
+
+async def acquire(pool: Any, patience: float = 2.0) -> Any:
+    """A connection of asyncpg's ``pool``. When none is idle and PostgreSQL refuses a new one
+    (too many clients) while the pool holds others, wait up to ``patience`` seconds for one of
+    those: a full server costs a process its growth, not its work."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return await pool.acquire()
+        except asyncpg.TooManyConnectionsError:
+            if pool.get_size() == 0 or time.monotonic() >= deadline:
+                raise
+        while pool.get_idle_size() == 0 and time.monotonic() < deadline:  # noqa: ASYNC110 - asyncpg offers no event
+            await asyncio.sleep(0.01)
 
 
 def _unique_statement_name() -> str:

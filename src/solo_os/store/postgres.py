@@ -170,8 +170,11 @@ class PostgresStore(_base.Store):
     async def _hot(self) -> AsyncIterator[asyncpg.Connection]:
         with _db.translating(_UNAVAILABLE):
             pool = await self._hot_pool()
-            async with pool.acquire() as conn:
+            conn = await _pool.acquire(pool)
+            try:
                 yield conn
+            finally:
+                await pool.release(conn)
 
     async def ingest(self, batch: Sequence[records.NewEvent]) -> list[records.IngestResult]:
         if not batch:
