@@ -130,6 +130,36 @@ async def test_a_worker_waits_for_a_free_slot_and_one_that_never_gets_one_exits_
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+async def test_a_waiting_serve_answers_503_then_takes_deliveries_once_a_slot_frees(tmp_path: Path) -> None:
+    with _private.cluster(max_connections=5) as c, _support.processes(tmp_path) as procs:
+        url = await _private.database(c, "waiting")
+        held = await _fill(url)
+        port = _support.free_port()
+        env = {**_support.env_for(url, COUNT_FILE=str(tmp_path / "counts")), "LOG_LEVEL": "info"}
+        serve = procs.start([_support.SOLO_OS, "serve", APP, "--port", str(port)], env, "serve")
+        log = tmp_path / "serve-0.log"
+        await _wait_for(log, '"event":"store.connect_failed"', count=2)
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await client.get(f"{base}/readyz")).status_code == 503
+            assert (await client.get(f"{base}/healthz")).status_code == 200
+            early = await _support.post(client, base, "early")
+            assert early.status_code == 503 and early.headers.get("retry-after")
+            for conn in held[:3]:
+                await conn.close()
+            freed = time.monotonic()
+            while (await client.get(f"{base}/readyz")).status_code != 200:
+                assert time.monotonic() - freed < connecting.MAX_DELAY + 10, _tail(log)
+                await asyncio.sleep(0.1)
+            late = await _support.post(client, base, "late")
+        for conn in held[3:]:
+            await conn.close()
+        assert late.status_code == 200, late.text
+        assert serve.poll() is None  # the same process: no restart
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
 async def test_serve_out_of_new_connections_keeps_serving_with_those_it_has(tmp_path: Path) -> None:
     with _private.cluster(max_connections=12) as c, _support.processes(tmp_path) as procs:
         url = await _private.database(c, "busy")
