@@ -94,6 +94,35 @@ async def test_serve_without_a_database_answers_503_then_exits_4_with_one_line(t
     assert PASSWORD not in (out + err).decode()
 
 
+@pytest.mark.timeout(60)
+async def test_a_waiting_worker_says_unready_on_its_metrics_port_then_exits_4(tmp_path: Path) -> None:
+    url = f"postgresql://solo:{PASSWORD}@127.0.0.1:{_support.free_port()}/shop"
+    port = _support.free_port()
+    env = _support.env_for(url, SOLO_OS_DB_CONNECT_TIMEOUT="6", SOLO_OS_METRICS_PORT=str(port),
+                           COUNT_FILE=str(tmp_path / "n"))
+    proc = await asyncio.create_subprocess_exec(
+        _support.SOLO_OS, "worker", APP, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    ready = None
+    try:
+        async with httpx.AsyncClient(timeout=2) as client:
+            deadline = time.monotonic() + 15
+            while ready is None and time.monotonic() < deadline and proc.returncode is None:
+                with contextlib.suppress(httpx.HTTPError):
+                    ready = await client.get(f"http://127.0.0.1:{port}/readyz")
+                await asyncio.sleep(0.05)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert ready is not None and ready.status_code == 503, ready
+    assert ready.json() == {"status": "unavailable", "worker": "starting"}
+    assert proc.returncode == 4, err
+    assert err.decode().startswith("cannot connect to PostgreSQL") and PASSWORD not in (out + err).decode()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_a_worker_waits_for_a_free_slot_and_one_that_never_gets_one_exits_4(tmp_path: Path) -> None:
