@@ -57,7 +57,6 @@ async def test_ingest_drain_retry_and_cron_behind_pgbouncer_in_transaction_mode(
                 procs.start([_support.SOLO_OS, "worker", APP], {**env, "LOG_LEVEL": "info"}, "worker")
                 procs.start([_support.SOLO_OS, "scheduler", APP], env, "scheduler")
                 await _started(tmp_path / "worker-1.log")
-                await asyncio.sleep(1.0)  # and its listener connected
                 answers = await _support.send_all(base, [f"k{i}" for i in range(N)], concurrency=16)
                 deadline = time.monotonic() + 40
                 while time.monotonic() < deadline:
@@ -92,8 +91,8 @@ async def test_ingest_drain_retry_and_cron_behind_pgbouncer_in_transaction_mode(
     assert runs == {("end", 1): N, ("start", 2): N}, runs
     # Polling alone (every 10 s) would put the median near 5 s; a loaded machine may delay a
     # few starts by seconds, never most of them.
-    assert median < 1.0, f"half the deliveries waited {median:.1f} s or more: no wake-up through LISTEN"
-    assert wake < 8.0, f"a delivery waited {wake:.1f} s: as long as the poll"
+    assert median < 1.0, f"half the deliveries waited {median:.1f} s or more: no LISTEN wake-up\n{logs}"
+    assert wake < 8.0, f"a delivery waited {wake:.1f} s: as long as the poll\n{logs}"
     assert fires and max(fires.values()) == 1, fires
     assert "already exists" not in logs
     assert alive, logs
@@ -127,7 +126,8 @@ async def test_a_multi_host_url_skips_a_host_that_does_not_answer(tmp_path: Path
 async def _started(log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if "worker.started" in await asyncio.to_thread(log.read_text, errors="replace"):
+        text = await asyncio.to_thread(log.read_text, errors="replace")
+        if "worker.started" in text and "store.listening" in text:  # and its listener connected
             return
         await asyncio.sleep(0.1)
-    raise AssertionError("the worker did not start")
+    raise AssertionError(f"the worker did not start and listen:\n{log.read_text(errors='replace')}")

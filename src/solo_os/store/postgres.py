@@ -280,6 +280,7 @@ class PostgresStore(_base.Store):
                 await conn.add_listener(CHANNEL, lambda *_: self.wake_local())
                 conn.add_termination_listener(lambda *_, lost=lost: lost.set())
                 await _measure_clock(conn)
+                log.info("store.listening", channel=CHANNEL)
                 self.wake_local()  # anything committed while we were not listening
                 while not lost.is_set() and not conn.is_closed():
                     with contextlib.suppress(TimeoutError):
