@@ -125,9 +125,10 @@ async def test_a_multi_host_url_skips_a_host_that_does_not_answer(tmp_path: Path
 
 async def _started(log: Path) -> None:
     deadline = time.monotonic() + 60
+    text = ""
     while time.monotonic() < deadline:
         text = await asyncio.to_thread(log.read_text, errors="replace")
         if "worker.started" in text and "store.listening" in text:  # and its listener connected
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"the worker did not start and listen:\n{log.read_text(errors='replace')}")
+    raise AssertionError(f"the worker did not start and listen:\n{text}")
