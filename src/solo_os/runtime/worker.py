@@ -207,7 +207,7 @@ class Worker:
                 self._next_lost_check = 0.0
                 return False
         free = self.concurrency - len(self._inflight)
-        if free < max(1, self.concurrency // 4) and self._inflight:
+        if self._held_back():
             return False
         limit = min(free, CLAIM_BATCH)
         claimed = await self.store.claim(self.worker_id, limit, now, self.lease_seconds, lost=False)
@@ -235,16 +235,13 @@ class Worker:
             )
 
     async def _idle(self, stop: asyncio.Event) -> None:
-        """Sleep until work may be due, a slot frees up (when full), stop, or the poll interval."""
+        """Sleep until work may be due, a slot frees up (when held back), stop, or the poll
+        interval. A NOTIFY that came while held back was spent: a freed slot must wake us."""
         self._slot_freed.clear()
         waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self.store.wait_for_work(self.poll_interval))
         ]
-        if (
-            len(self._inflight) >= self.concurrency
-            or self._alone is not None
-            or self._draining_for_lost
-        ):
+        if self._held_back() or self._alone is not None or self._draining_for_lost:
             waiters.append(asyncio.ensure_future(self._slot_freed.wait()))
         waiters.append(asyncio.ensure_future(stop.wait()))
         try:
@@ -252,6 +249,9 @@ class Worker:
         finally:
             for w in waiters:
                 w.cancel()
+
+    def _held_back(self) -> bool:  # fewer free slots than a quarter: wait for more to claim
+        return bool(self._inflight) and self.concurrency - len(self._inflight) < max(1, self.concurrency // 4)
 
     async def _shutdown(self) -> None:
         if self._inflight:
