@@ -66,9 +66,11 @@ def seed_waiters(db: _common.Database, n: int) -> None:
         "INSERT INTO executions (id, handler, status, attempts, max_attempts, run_after, "
         f"correlation_id, created_at, updated_at) VALUES ({', '.join([ph] * 9)})"
     )
+    # The match key as registration computes it: by the database on PostgreSQL (0008).
+    key = "solo_os_wait_key(%s::jsonb, %s, false)" if db.kind == "postgres" else ph
     wc_sql = (
         "INSERT INTO workflow_calls (execution_id, name, kind, status, wake_at, source, type, "
-        f"match, match_paths, match_key, created_at) VALUES ({', '.join([ph] * 11)})"
+        f"match, match_paths, match_key, created_at) VALUES ({', '.join([ph] * 9)}, {key}, {ph})"
     )
 
     def uid(x: Any) -> Any:
@@ -87,7 +89,7 @@ def seed_waiters(db: _common.Database, n: int) -> None:
         ])
         cur.executemany(wc_sql, [
             (uid(x), "payment", "wait", "waiting", ts(far), "billing", "payment", json.dumps(m),
-             wf.paths_key(m), wf.match_key(m), ts(now)) for x, m in part
+             wf.paths_key(m), *_key(db.kind, m), ts(now)) for x, m in part
         ])
         if db.kind == "sqlite":
             cur.execute("COMMIT")
@@ -97,6 +99,23 @@ def seed_waiters(db: _common.Database, n: int) -> None:
     )
     if db.kind == "postgres":
         cur.execute("ANALYZE")
+    conn.close()
+
+
+def _key(kind: str, match: dict[str, Any]) -> tuple[Any, ...]:
+    """The parameters of the match key: the match and its paths (PostgreSQL), or the key."""
+    if kind == "postgres":
+        return (json.dumps(match), wf.paths_key(match))
+    return (wf.match_key(match),)
+
+
+def settle(db: _common.Database) -> None:
+    """Both databases start a round alike: vacuumed, analyzed, checkpointed (PostgreSQL)."""
+    if db.kind != "postgres":
+        return
+    conn = db.connect()
+    conn.execute("VACUUM ANALYZE")
+    conn.execute("CHECKPOINT")
     conn.close()
 
 
@@ -124,6 +143,8 @@ async def part_ingest(kind: str, waiters: int, n_events: int, rounds: int) -> di
         _common.db_upgrade(wait_db)
         _common.log(f"seeding {waiters:,} waiting executions ({kind})")
         seed_waiters(wait_db, waiters)
+        settle(none_db)
+        settle(wait_db)
         rates: dict[str, list[float]] = {"none": [], "waiters": []}
         loads = [_common.loadavg()[0]]
         for r in range(rounds):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from solo_os import errors
+from solo_os.core import records
 from solo_os.store import _clock, _pool
 
 T = TypeVar("T")
@@ -58,6 +59,15 @@ class Dialect(Protocol):
     async def lock_waits(self, conn: AsyncConnection, keys: Sequence[int], shared: bool) -> None:
         """Order a wait's registration (exclusive) against ingest of its (source, type)
         (shared) until the transaction ends, so neither misses the other (``_workflow``)."""
+
+    def wait_key(self, match: Mapping[str, Any] | None, paths: str) -> Any:
+        """A wait's ``match_key`` at registration: a value, or the SQL that computes it."""
+
+    async def resume_waiters(
+        self, conn: AsyncConnection, events: Sequence[records.NewEvent], now: datetime
+    ) -> bool | None:
+        """Resume the waits newly accepted ``events`` match, the wait locks taken (True: some
+        did); None when the caller matches them itself (``_workflow``, keys from Python)."""
 
     def exclusive(self, read: ReadConnection, key: int) -> contextlib.AbstractAsyncContextManager[bool]:
         """Hold the database-wide lock ``key`` while inside; yields False if another holds it."""

@@ -73,8 +73,8 @@ class IngestQueries:
                 await self._db.notify(conn)
             # Waiters of these events resume, cancel_on rules apply: in this transaction.
             now = max((e.received_at for e in accepted), default=None)
-            if now is not None:
-                await _workflow.on_ingest(self._db, conn, accepted, now)
+            if now is not None and await _workflow.on_ingest(self._db, conn, accepted, now):
+                woke = True  # waiters resumed: this process's workers too, after the commit
         if woke:
             self._db.wake_local()
         return [results[id(e)] for e in batch]

@@ -103,9 +103,11 @@ def _load(name: str, **fill: str) -> str:
 
 
 INGEST = _load(
-    "ingest", events=EVENTS.unnest(), executions=EXECUTIONS.unnest(), channel=CHANNEL
+    "ingest", events=EVENTS.unnest(), executions=EXECUTIONS.unnest(), channel=CHANNEL,
+    locks=f"${EXECUTIONS.after}::bigint[]",
 )
-"""Parameters: ``EVENTS.arrays(events)``, then ``EXECUTIONS.arrays(executions)``."""
+"""Parameters: ``EVENTS.arrays(events)``, then ``EXECUTIONS.arrays(executions)``, then the
+wait lock keys of the batch's accepted (source, type) pairs (``_pg_workflow.lock_keys``)."""
 
 CLAIM = _load("claim")
 """Parameters: now, limit, worker id, lease expiry, lost (bool or None)."""

@@ -1,49 +1,40 @@
-"""Workflow matching inside PostgreSQL's hot ingest transaction (asyncpg), as ``_workflow``
-does it on the general path: resume the waiters of the new events, apply ``cancel_on``.
+"""Workflows on PostgreSQL: waits matched by the database, ``cancel_on`` at ingest.
 
-The ingest takes each (source, type)'s wait lock shared before it stores the events (a wait's
-registration takes it exclusive), so under READ COMMITTED one of the two always sees the other.
+The ingest statement (``sql/postgres/ingest.sql``) calls ``solo_os_resume_waiters`` (migration
+0008) with its newly accepted events: the function takes each (source, type)'s wait lock shared,
+then reads the waits on a fresh snapshot (a VOLATILE function's query), so a wait registered
+before the lock was granted is seen; a wait's registration takes the lock exclusive before it
+looks for earlier events, so an event whose statement holds the lock is seen by it. One of the
+two always sees the other, and a batch without ``cancel_on`` rules is one statement. The keys
+are the database's (``solo_os_wait_key``: an ``md5`` over the ``jsonb`` text of the values), on
+the general path (``resume_waiters``) and at registration (``wait_key``) too.
+
+Taking the lock inside the ingest statement itself would not do: a statement's snapshot is
+taken before it runs, so a wait committed while it waited for the lock would stay invisible.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os.core import records
 from solo_os.core import workflow as wf
-from solo_os.store import _workflow
 from solo_os.store._pg_sql import CHANNEL
 
-LOCK = (
-    "SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT DISTINCT unnest($1::bigint[]) AS k) AS t "
-    "ORDER BY k"
-)
-RESOLVE = (
-    """
-WITH t AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[],
-                               $6::text[]) AS t(source, type, paths, key, event_id, payload)),
-w AS (
-    UPDATE workflow_calls AS w SET status = 'done', result = t.payload::jsonb,
-        event_id = t.event_id, ended_at = $7
-    FROM t
-    WHERE w.status = 'waiting' AND w.kind = 'wait' AND w.source = t.source AND w.type = t.type
-      AND w.match_paths = t.paths AND w.match_key = t.key
-    RETURNING w.execution_id
-), x AS (
-    UPDATE executions AS e SET status = 'pending', run_after = $7, updated_at = $7
-    FROM (SELECT DISTINCT execution_id FROM w) AS d
-    WHERE e.id = d.execution_id AND e.status = 'waiting'
-    RETURNING e.id
-)
-SELECT count(*) AS n, (SELECT count(*) FROM (SELECT pg_notify('{channel}', '')
-                                             FROM x LIMIT 1) AS n) AS woke FROM x
-""".replace("{channel}", CHANNEL)
+RESUME = (
+    "SELECT solo_os_resume_waiters(CAST(:locks AS bigint[]), CAST(:sources AS text[]), "
+    "CAST(:types AS text[]), CAST(:ids AS uuid[]), "
+    "CAST(CAST(:payloads AS text[]) AS jsonb[]), :at)"
 )
 OPEN = """
 SELECT x.id, x.status, ev.payload::text AS payload FROM executions AS x
@@ -79,33 +70,42 @@ RETURNING e.id
 """
 
 
-async def lock(conn: asyncpg.Connection, batch: Sequence[records.NewEvent]) -> None:
-    """Before the events are stored: the shared wait lock of each (source, type) they have."""
-    keys = sorted({wf.lock_key(e.source, e.type) for e in batch if e.status == "accepted"})
-    if keys:
-        await conn.execute(LOCK, keys)
+@functools.lru_cache(maxsize=4096)
+def _lock_key(source: str, event_type: str) -> int:
+    return wf.lock_key(source, event_type)
 
 
-async def after_ingest(
-    conn: asyncpg.Connection, events: Sequence[records.NewEvent], now: datetime,
-    sets_json: str | None,
+def lock_keys(batch: Sequence[records.NewEvent]) -> list[int]:
+    """The wait locks of the (source, type) pairs of the accepted events of ``batch``: the
+    ingest statement takes them shared (``solo_os_resume_waiters``, migration 0008)."""
+    return sorted({_lock_key(e.source, e.type) for e in batch if e.status == "accepted"})
+
+
+async def resume_waiters(
+    conn: AsyncConnection, events: Sequence[records.NewEvent], now: datetime
 ) -> bool:
-    """Resume waiters of ``events`` (newly accepted) and apply their cancel rules; True when
-    something became pending (a NOTIFY was sent). ``sets_json``: the path sets of open waits
-    on their types, as the ingest statement read them (``wait_sets``)."""
-    if not events:
-        return False
-    sets = json.loads(sets_json) if sets_json else []
+    """The general path's matching (SQLAlchemy): the same function as the ingest statement's,
+    so the keys are the database's (``solo_os_wait_key``). True when a waiter resumed."""
+    found = await conn.scalar(sa.text(RESUME), {
+        "locks": lock_keys(events), "sources": [e.source for e in events],
+        "types": [e.type for e in events], "ids": [e.id for e in events],
+        "payloads": [e.payload for e in events], "at": now,
+    })
+    return bool(found)
+
+
+def wait_key(match: Mapping[str, Any] | None, paths: str) -> sa.ColumnElement[str]:
+    """A wait's ``match_key`` as the database computes it (registration)."""
+    doc = sa.cast(sa.bindparam(None, json.dumps(dict(match or {})), type_=sa.Text), JSONB)
+    return sa.func.solo_os_wait_key(doc, sa.bindparam(None, paths, type_=sa.Text), sa.false())
+
+
+async def apply_cancels(
+    conn: asyncpg.Connection, events: Sequence[records.NewEvent], now: datetime
+) -> bool:
+    """``cancel_on`` rules of newly accepted ``events``, in their ingest transaction; True when
+    a parent resumed (a NOTIFY was sent)."""
     woke = False
-    if sets:
-        lookups = _workflow.plan(events, [(s[0], s[1], s[2]) for s in sets])
-        if lookups:
-            items = list(lookups.items())
-            row = await conn.fetchrow(
-                RESOLVE, *[[k[i] for k, _ in items] for i in range(4)],
-                [e.id for _, e in items], [e.payload for _, e in items], now,
-            )
-            woke = bool(row and row["woke"])
     for event in events:
         for rule in event.cancels:
             cancelled = await _cancel(conn, event, rule, now)

@@ -6,7 +6,7 @@ A handler's ``ctx.sleep`` / ``wait_for_event`` / ``send`` / ``invoke`` each keep
 given back: ``max_attempts`` grows by one). It becomes ``pending`` again when its wake time
 passes (``wake_due``), when a matching event is ingested (``on_ingest``, in the ingest
 transaction), or when its child finishes (``resume_parents``, in the finish transaction).
-PostgreSQL's hot ingest does the same matching over asyncpg (``_pg_workflow``).
+On PostgreSQL the database matches waits (``_pg_workflow``, migration 0008), on both ingest paths.
 """
 
 from __future__ import annotations
@@ -172,14 +172,15 @@ class WorkflowQueries:
 
     async def _register(self, conn: AsyncConnection, s: Suspension, now: datetime) -> Call | None:
         paths = wf.paths_key(s.match) if s.kind == "wait" else None
+        key = self._db.dialect.wait_key(s.match, paths or "") if s.kind == "wait" else None
         await conn.execute(
-            self._db.insert(wc).on_conflict_do_nothing(index_elements=["execution_id", "name"]),
+            self._db.insert(wc)
+            .values(match_key=key)
+            .on_conflict_do_nothing(index_elements=["execution_id", "name"]),
             {
                 "execution_id": s.execution_id, "name": s.name, "kind": s.kind,
                 "status": "waiting", "wake_at": s.wake_at, "source": s.source, "type": s.type,
-                "match": s.match, "match_paths": paths,
-                "match_key": wf.match_key(s.match) if s.kind == "wait" else None,
-                "child_id": s.child_id, "created_at": now,
+                "match": s.match, "match_paths": paths, "child_id": s.child_id, "created_at": now,
             },
         )
         if s.kind != "wait":
@@ -334,6 +335,18 @@ async def on_ingest(
     inside the ingest transaction. True when something became pending."""
     if not events:
         return False
+    woke = await db.dialect.resume_waiters(conn, events, now)  # None: matched in Python here
+    woke = await _match_in_python(db, conn, events, now) if woke is None else woke
+    rules = [(e, r) for e in events for r in e.cancels]
+    if rules:
+        cancelled = await cancel_matching(db, conn, rules, now)
+        woke = await resume_parents(db, conn, cancelled, now) or woke
+    return woke
+
+
+async def _match_in_python(
+    db: _db.Database, conn: AsyncConnection, events: Sequence[records.NewEvent], now: datetime
+) -> bool:
     pairs = sorted({(e.source, e.type) for e in events})
     await db.lock_waits(conn, [wf.lock_key(s, t) for s, t in pairs], True)
     sets = (
@@ -343,14 +356,7 @@ async def on_ingest(
             )
         )
     ).all()
-    woke = False
-    if sets:
-        woke = await _resume_waiters(db, conn, plan(events, sets), now)
-    rules = [(e, r) for e in events for r in e.cancels]
-    if rules:
-        cancelled = await cancel_matching(db, conn, rules, now)
-        woke = await resume_parents(db, conn, cancelled, now) or woke
-    return woke
+    return bool(sets) and await _resume_waiters(db, conn, plan(events, sets), now)
 
 
 async def _resume_waiters(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,6 +79,14 @@ class PostgresDialect:
         fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         for key in sorted(set(keys)):  # one order for every transaction: no deadlock
             await conn.execute(sa.text(f"SELECT {fn}(:k)"), {"k": key})
+
+    def wait_key(self, match: Mapping[str, Any] | None, paths: str) -> Any:
+        return _pg_workflow.wait_key(match, paths)
+
+    async def resume_waiters(
+        self, conn: AsyncConnection, events: Sequence[records.NewEvent], now: datetime
+    ) -> bool | None:
+        return await _pg_workflow.resume_waiters(conn, events, now)
 
     @contextlib.asynccontextmanager
     async def exclusive(self, read: _db.ReadConnection, key: int) -> AsyncIterator[bool]:
@@ -182,18 +190,24 @@ class PostgresStore(_base.Store):
         if any(x.flow is not None for e in batch for x in e.executions):
             return await super().ingest(batch)  # flow control decides in the general path
         executions = [(e, x) for e in batch if e.status == "accepted" for x in e.executions]
-        async with self._hot() as conn, conn.transaction():
-            # Waits are matched in this transaction (so a crash cannot lose a resumption).
-            await _pg_workflow.lock(conn, batch)
-            rows = await conn.fetch(
-                _pg_sql.INGEST, *_pg_sql.EVENTS.arrays(batch), *_pg_sql.EXECUTIONS.arrays(executions)
-            )
-            inserted = {r["id"] for r in rows}
-            new = [e for e in batch if e.id in inserted and e.status == "accepted"]
-            now = max((e.received_at for e in new), default=utcnow())
-            sets = rows[0]["wait_sets"] if rows else None
-            resumed = await _pg_workflow.after_ingest(conn, new, now, sets)
-        if resumed or any(r["woke"] for r in rows):
+        args = (
+            *_pg_sql.EVENTS.arrays(batch), *_pg_sql.EXECUTIONS.arrays(executions),
+            _pg_workflow.lock_keys(batch),
+        )
+        async with self._hot() as conn:
+            # One statement: events, executions, and the waiters they resume (in the same
+            # transaction, so a crash cannot lose a resumption). cancel_on rules need more.
+            if any(e.cancels for e in batch if e.status == "accepted"):
+                async with conn.transaction():
+                    rows = await conn.fetch(_pg_sql.INGEST, *args)
+                    inserted = {r["id"] for r in rows}
+                    new = [e for e in batch if e.id in inserted and e.status == "accepted"]
+                    now = max((e.received_at for e in new), default=utcnow())
+                    cancelled = await _pg_workflow.apply_cancels(conn, new, now)
+            else:
+                rows = await conn.fetch(_pg_sql.INGEST, *args)
+                inserted, cancelled = {r["id"] for r in rows}, False
+        if cancelled or any(r["woke"] or r["resumed"] for r in rows):
             self.wake_local()
         results: dict[int, records.IngestResult] = {}
         for e in batch:

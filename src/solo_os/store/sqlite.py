@@ -8,7 +8,7 @@ second pool with plain ``BEGIN``, which WAL lets run beside the writer.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -19,6 +19,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from solo_os.core import records
+from solo_os.core import workflow as wf
 from solo_os.store import _base, _db, _rows, _schema, _sqlite_wake, _workflow
 from solo_os.store._db import utcnow
 from solo_os.store._rows import last_error
@@ -81,6 +82,14 @@ class SQLiteDialect:
 
     async def lock_waits(self, conn: AsyncConnection, keys: Sequence[int], shared: bool) -> None:
         """The single writer already orders every writing transaction."""
+
+    def wait_key(self, match: Mapping[str, Any] | None, paths: str) -> Any:
+        return wf.match_key(match)  # computed in Python, as ingest computes the events' keys
+
+    async def resume_waiters(
+        self, conn: AsyncConnection, events: Sequence[records.NewEvent], now: datetime
+    ) -> bool | None:
+        return None  # matched in Python (``_workflow``)
 
     @contextlib.asynccontextmanager
     async def exclusive(self, read: _db.ReadConnection, key: int) -> AsyncIterator[bool]:

@@ -1,6 +1,7 @@
--- Inserts the events that are new and the executions of the accepted ones among them, in one
--- statement (foreign keys are checked at its end, when both are in). Rows that conflict are not
--- returned; the caller settles them (duplicates, re-validated rejects) on the general path.
+-- Inserts the events that are new and the executions of the accepted ones among them, and resumes
+-- the waits those events match, in one statement (foreign keys are checked at its end). Rows
+-- that conflict are not returned; the caller settles them (duplicates, re-validated rejects) on
+-- the general path.
 -- The two unnest(...) AS t(...) lists are made from the column lists in
 -- solo_os/store/_pg_sql.py (placeholders in braces are filled in there, once, at import).
 WITH ev_in AS (
@@ -12,7 +13,7 @@ WITH ev_in AS (
            errors::jsonb, correlation_id, received_at, received_at
     FROM ev_in ORDER BY source, idempotency_key
     ON CONFLICT (source, idempotency_key) DO NOTHING
-    RETURNING id, status
+    RETURNING id, status, source, type, payload, received_at
 ), x_in AS (
     SELECT * FROM {executions}
 ), x_ins AS (
@@ -22,13 +23,14 @@ WITH ev_in AS (
            x.correlation_id, x.trace_parent, x.created_at, x.created_at
     FROM x_in x JOIN ins ON ins.id = x.event_id AND ins.status = 'accepted'
     RETURNING 1
+), resumed AS (
+    -- Waiters of the new accepted events resume in this statement (migration 0008's function
+    -- takes the shared wait lock of their (source, type) pairs, then reads the waits).
+    SELECT solo_os_resume_waiters({locks}, array_agg(source), array_agg(type), array_agg(id),
+                                  array_agg(payload), max(received_at)) AS n
+    FROM ins WHERE status = 'accepted'
 )
 SELECT ins.id,
        (SELECT count(*) FROM (SELECT pg_notify('{channel}', '') FROM x_ins LIMIT 1) AS n) AS woke,
-       -- The path sets of open waits on the batch's (source, type) pairs (store/_pg_workflow.py;
-       -- read after the wait lock the caller took, so a wait registered before is seen).
-       (SELECT json_agg(json_build_array(m.source, m.type, m.match_paths))
-        FROM workflow_match_sets AS m
-        JOIN (SELECT DISTINCT source, type FROM ev_in WHERE status = 'accepted') AS p
-          ON m.source = p.source AND m.type = p.type) AS wait_sets
+       (SELECT n FROM resumed) AS resumed
 FROM ins
