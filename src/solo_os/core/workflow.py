@@ -148,3 +148,24 @@ def new_event(
         ),
         trace_parent=trace_parent, cancels=cancels,
     )
+
+
+def plan(
+    events: Sequence[records.NewEvent], sets: Sequence[Any]
+) -> dict[tuple[str, str, str, str], records.NewEvent]:
+    """(source, type, paths, key) to look up -> the first event of the batch with that key
+    (``sets``: the path sets waits use, as (source, type, paths) rows; SQLite's ingest)."""
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for s in sets:
+        by_pair.setdefault((s[0], s[1]), []).append(s[2])
+    lookups: dict[tuple[str, str, str, str], records.NewEvent] = {}
+    for e in events:
+        paths_list = by_pair.get((e.source, e.type))
+        if not paths_list or e.payload is None:
+            continue
+        payload = json.loads(e.payload)
+        for paths in paths_list:
+            key = event_key(paths, payload)
+            if key is not None:
+                lookups.setdefault((e.source, e.type, paths, key), e)
+    return lookups

@@ -267,22 +267,25 @@ def for_attempt(
 
 
 async def wake_loop(
-    owner: object, clock: Callable[[], datetime], stop: asyncio.Event, *, most: float = 1.0
+    owner: object, clock: Callable[[], datetime], stop: asyncio.Event, *, most: float = 5.0
 ) -> None:
     """Turn waiting executions whose time came (a sleep's end, a wait's timeout) into pending
-    ones, at that time: each worker process sleeps until the earliest wake time it knows of,
-    at most ``most`` seconds (a new, earlier one may have been written meanwhile)."""
+    ones, at that time: each worker process sleeps until the earliest wake time it knows of. A
+    wake time stored meanwhile (by this process, or by another: a ``NOTIFY`` on PostgreSQL)
+    ends the sleep early when it is earlier; at most ``most`` seconds pass without a look (a
+    signal lost while the listener reconnects, another SQLite process's timer)."""
     store = _port(owner)
     if store is None:
         return
     failures = 0
     while not stop.is_set():
-        delay = most
+        delay, upcoming = most, None
         try:
             await store.wake_due(clock())
             upcoming = await store.next_wake()
             if upcoming is not None:
-                delay = min(most, max(0.01, (upcoming - clock()).total_seconds()))
+                # A hair after it (a timer may fire a little early); a past one: soon again.
+                delay = min(most, max(0.01, (upcoming - clock()).total_seconds() + 0.001))
             failures = 0
         except errors.StoreError as exc:
             failures += 1
@@ -292,5 +295,19 @@ async def wake_loop(
             failures += 1
             delay = min(10.0, 0.2 * 2**failures)
             log.exception("workflow.wake_failed", retry_in=round(delay, 2))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+        await _sleep(store, stop, upcoming, delay)
+
+
+async def _sleep(
+    store: ports.WorkflowPort, stop: asyncio.Event, upcoming: datetime | None, delay: float
+) -> None:
+    """``delay`` seconds, or until stopping or an earlier wake time is stored."""
+    stopping = asyncio.ensure_future(stop.wait())
+    timers = asyncio.ensure_future(store.wait_for_timers(upcoming, delay))
+    try:
+        await asyncio.wait({stopping, timers}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stopping, timers):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(stopping, timers, return_exceptions=True)

@@ -63,6 +63,9 @@ class Dialect(Protocol):
     def wait_key(self, match: Mapping[str, Any] | None, paths: str) -> Any:
         """A wait's ``match_key`` at registration: a value, or the SQL that computes it."""
 
+    async def notify_timer(self, conn: AsyncConnection, at: datetime) -> None:
+        """Tell other processes' wake loops, at commit, that a wake time ``at`` was stored."""
+
     async def resume_waiters(
         self, conn: AsyncConnection, events: Sequence[records.NewEvent], now: datetime
     ) -> bool | None:
@@ -150,6 +153,8 @@ class Database:
         self.engine = write_engine
         self.read_engine = read_engine or write_engine
         self._local_wakeup = asyncio.Event()
+        self._timers = asyncio.Event()  # a sleep's end or a timeout was stored (``timer_stored``)
+        self._sleeping_until: datetime | None = None  # what the wake loop sleeps towards
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -184,6 +189,23 @@ class Database:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._local_wakeup.wait(), timeout)
         self._local_wakeup.clear()
+
+    def timer_stored(self, at: datetime | None) -> None:
+        """A waiting execution's wake time ``at`` was stored, here or by another process (None:
+        unknown): wake the wake loop unless it already sleeps towards an earlier one."""
+        if at is None or self._sleeping_until is None or at < self._sleeping_until:
+            self._timers.set()
+
+    async def wait_for_timers(self, until: datetime | None, timeout: float) -> None:
+        """Sleep towards ``until`` (at most ``timeout`` seconds) unless an earlier timer is
+        stored meanwhile; one stored before this call (while the caller looked) ends it at once."""
+        self._sleeping_until = until
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timers.wait(), timeout)
+        finally:
+            self._timers.clear()
+            self._sleeping_until = None  # until the next sleep, every timer counts
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -19,6 +19,7 @@ from solo_os.core import records
 from solo_os.store._rows import last_error
 
 CHANNEL = "solo_os_work"  # LISTEN/NOTIFY channel that wakes workers
+TIMERS = "solo_os_timers"  # ... and the wake loops: a wake time was stored (ISO 8601 payload)
 
 T = TypeVar("T")
 

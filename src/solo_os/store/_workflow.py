@@ -167,7 +167,11 @@ class WorkflowQueries:
                 return found
             if s.child is not None:
                 await self._start_child(conn, s)
-            await self._to_waiting(conn, s, now)
+            timer = s.wake_at if await self._to_waiting(conn, s, now) else None
+            if timer is not None:  # the wake loops sleep towards it (NOTIFY)
+                await self._db.dialect.notify_timer(conn, timer)
+        if timer is not None:
+            self._db.timer_stored(timer)
         return None
 
     async def _register(self, conn: AsyncConnection, s: Suspension, now: datetime) -> Call | None:
@@ -262,7 +266,7 @@ class WorkflowQueries:
         )
         await self._db.notify(conn)
 
-    async def _to_waiting(self, conn: AsyncConnection, s: Suspension, now: datetime) -> None:
+    async def _to_waiting(self, conn: AsyncConnection, s: Suspension, now: datetime) -> bool:
         res = await conn.execute(
             sa.update(ex)
             .where(ex.c.id == s.execution_id, ex.c.attempts == s.attempt, ex.c.status == "running")
@@ -274,7 +278,7 @@ class WorkflowQueries:
             .returning(ex.c.worker_id)
         )
         if res.first() is None:
-            return  # the lease was lost meanwhile: the other attempt owns the execution
+            return False  # the lease was lost meanwhile: the other attempt owns the execution
         await conn.execute(
             self._db.insert(at).on_conflict_do_nothing(index_elements=["execution_id", "attempt"]),
             {
@@ -283,6 +287,7 @@ class WorkflowQueries:
                 "error_type": None, "error_message": f"{s.kind} {s.name!r}", "traceback": None,
             },
         )
+        return True
 
     # --- resumption ---------------------------------------------------------------------------
 
@@ -308,6 +313,10 @@ class WorkflowQueries:
         if woke:
             self._db.wake_local()
         return woke
+
+    async def wait_for_timers(self, until: datetime | None, timeout: float) -> None:
+        """Sleep towards ``until`` unless an earlier wake time is stored meanwhile."""
+        await self._db.wait_for_timers(until, timeout)
 
     async def next_wake(self) -> datetime | None:
         async with self._db.read() as conn:
@@ -356,7 +365,7 @@ async def _match_in_python(
             )
         )
     ).all()
-    return bool(sets) and await _resume_waiters(db, conn, plan(events, sets), now)
+    return bool(sets) and await _resume_waiters(db, conn, wf.plan(events, sets), now)
 
 
 async def _resume_waiters(
@@ -421,26 +430,6 @@ async def resume_parents(
 def _doc(value: Any) -> Any:
     """A payload read back: JSON text (SQLite) or already decoded (PostgreSQL's driver)."""
     return json.loads(value) if isinstance(value, (str, bytes)) else value
-
-
-def plan(
-    events: Sequence[records.NewEvent], sets: Sequence[Any]
-) -> dict[tuple[str, str, str, str], records.NewEvent]:
-    """(source, type, paths, key) to look up -> the first event of the batch with that key."""
-    by_pair: dict[tuple[str, str], list[str]] = {}
-    for s in sets:
-        by_pair.setdefault((s[0], s[1]), []).append(s[2])
-    lookups: dict[tuple[str, str, str, str], records.NewEvent] = {}
-    for e in events:
-        paths_list = by_pair.get((e.source, e.type))
-        if not paths_list or e.payload is None:
-            continue
-        payload = json.loads(e.payload)
-        for paths in paths_list:
-            key = wf.event_key(paths, payload)
-            if key is not None:
-                lookups.setdefault((e.source, e.type, paths, key), e)
-    return lookups
 
 
 async def resume(

@@ -29,7 +29,7 @@ from solo_os.core import records
 from solo_os.store import _base, _clock, _db, _pg_sql, _pg_workflow, _pool, _rows, _schema
 from solo_os.store._admin import TRGM_INDEX
 from solo_os.store._db import utcnow
-from solo_os.store._pg_sql import CHANNEL
+from solo_os.store._pg_sql import CHANNEL, TIMERS
 
 MIGRATION_LOCK = 0x501005  # pg_advisory_xact_lock key: one migrating process at a time
 log = structlog.get_logger("solo_os.store")
@@ -79,6 +79,9 @@ class PostgresDialect:
         fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         for key in sorted(set(keys)):  # one order for every transaction: no deadlock
             await conn.execute(sa.text(f"SELECT {fn}(:k)"), {"k": key})
+
+    async def notify_timer(self, conn: AsyncConnection, at: datetime) -> None:
+        await conn.execute(sa.text(f"SELECT pg_notify('{TIMERS}', :at)"), {"at": at.isoformat()})
 
     def wait_key(self, match: Mapping[str, Any] | None, paths: str) -> Any:
         return _pg_workflow.wait_key(match, paths)
@@ -292,10 +295,12 @@ class PostgresStore(_base.Store):
             self._listener = conn
             try:
                 await conn.add_listener(CHANNEL, lambda *_: self.wake_local())
+                await conn.add_listener(TIMERS, self._timer_notified)
                 conn.add_termination_listener(lambda *_, lost=lost: lost.set())
                 await _measure_clock(conn)
                 log.info("store.listening", channel=CHANNEL)
                 self.wake_local()  # anything committed while we were not listening
+                self._db.timer_stored(None)
                 while not lost.is_set() and not conn.is_closed():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), 5.0)
@@ -312,6 +317,13 @@ class PostgresStore(_base.Store):
                 self._listener = None
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), 2.0)
+
+    def _timer_notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            at: datetime | None = datetime.fromisoformat(payload)
+        except ValueError:
+            at = None
+        self._db.timer_stored(at)
 
     async def close(self) -> None:
         if self._listen_task is not None:

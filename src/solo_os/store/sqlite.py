@@ -83,6 +83,9 @@ class SQLiteDialect:
     async def lock_waits(self, conn: AsyncConnection, keys: Sequence[int], shared: bool) -> None:
         """The single writer already orders every writing transaction."""
 
+    async def notify_timer(self, conn: AsyncConnection, at: datetime) -> None:
+        """Other processes' wake loops see it at their next look (``wake_loop``'s ``most``)."""
+
     def wait_key(self, match: Mapping[str, Any] | None, paths: str) -> Any:
         return wf.match_key(match)  # computed in Python, as ingest computes the events' keys
 
