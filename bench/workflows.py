@@ -8,7 +8,8 @@
 2. resume latency: a waiter's matching event sent → its code running again after
    ``wait_for_event``, against a fresh delivery sent → its handler starting, interleaved, with
    ``serve`` and ``worker`` in this process over one database (both timed the same way: from
-   just before the HTTP request to the first line of code that runs).
+   just before the HTTP request to the first line of code that runs); and how late a 200 ms
+   ``ctx.sleep`` ends (``sleep``: the code after it runs that long after the sleep's end).
 
     .venv/bin/python bench/workflows.py [--db postgres|sqlite] [--waiters 100000] [--events 20000]
 """
@@ -165,7 +166,7 @@ async def part_ingest(kind: str, waiters: int, n_events: int, rounds: int) -> di
 def latency_app() -> tuple[App, dict[str, list[float]]]:
     app = App(service="wf-bench")
     app.source("billing", sources.hmac(secret_env="BILLING_WEBHOOK_SECRET"))  # noqa: S106 - a name
-    seen: dict[str, list[float]] = {"fresh": [], "resume": []}
+    seen: dict[str, list[float]] = {"fresh": [], "resume": [], "sleep": []}
 
     @app.on("billing", "fresh")
     async def fresh(event: dict[str, Any], ctx: Context) -> None:
@@ -176,6 +177,13 @@ def latency_app() -> tuple[App, dict[str, list[float]]]:
         go = await ctx.wait_for_event("go", "billing", "go", match={"id": event["id"]}, timeout=600)
         if go is not None:
             seen["resume"].append(time.time() - go["sent_at"])
+
+    @app.on("billing", "nap")
+    async def nap(event: dict[str, Any], ctx: Context) -> None:
+        # How late a 200 ms sleep ends: its end → the code after it running (lateness).
+        before = await ctx.step("before", time.time)
+        await ctx.sleep("nap", timedelta(milliseconds=200))
+        seen["sleep"].append(time.time() - before - 0.2)
 
     return app, seen
 
@@ -204,8 +212,11 @@ async def part_latency(kind: str, n: int) -> dict[str, Any]:
                     await asyncio.sleep(0.02)
                     await _post(c, "go", {"id": i, "sent_at": time.time()}, f"go-{i}")
                     await asyncio.sleep(0.02)
+                for i in range(n):  # one at a time: each sleep's lateness alone
+                    await _post(c, "nap", {}, f"nap-{i}")
+                    await asyncio.sleep(0.05)
                 deadline = time.monotonic() + 60
-                while len(seen["fresh"]) + len(seen["resume"]) < 2 * n:
+                while sum(len(xs) for xs in seen.values()) < 3 * n:
                     if time.monotonic() > deadline:
                         break
                     await asyncio.sleep(0.1)
