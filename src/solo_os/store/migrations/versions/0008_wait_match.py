@@ -9,6 +9,7 @@
   runs on a fresh snapshot, taken after the lock) resumes the waits those events match. A wait's
   registration takes the same lock exclusive: one of the two always sees the other, and a batch
   costs one statement, with or without workflows.
+- ``ix_workflow_calls_wait_key``: a hash index on the open waits' keys, what that function probes.
 
 SQLite computes the keys in Python (``core.workflow``), so this migration changes nothing there.
 Waits stored before it (keys computed in Python) are re-keyed.
@@ -67,16 +68,17 @@ BEGIN
             WITH ORDINALITY AS t(source, type, id, payload, n)
         JOIN workflow_match_sets AS m ON m.source = t.source AND m.type = t.type
         WHERE t.payload IS NOT NULL
-    ), k AS (  -- the first event of the batch with each key
-        SELECT DISTINCT ON (source, type, match_paths, match_key) * FROM e
-        WHERE match_key IS NOT NULL
-        ORDER BY source, type, match_paths, match_key, n
+    ), k AS (  -- each matched wait with the first event of the batch that matches it
+        SELECT DISTINCT ON (w.execution_id, w.name) w.execution_id, w.name, e.id, e.payload
+        FROM e JOIN workflow_calls AS w
+          ON w.match_key = e.match_key AND w.status = 'waiting' AND w.kind = 'wait'
+         AND w.source = e.source AND w.type = e.type AND w.match_paths = e.match_paths
+        ORDER BY w.execution_id, w.name, e.n
     ), w AS (
         UPDATE workflow_calls AS w SET status = 'done', result = k.payload, event_id = k.id,
             ended_at = p_at
         FROM k
-        WHERE w.status = 'waiting' AND w.kind = 'wait' AND w.source = k.source
-          AND w.type = k.type AND w.match_paths = k.match_paths AND w.match_key = k.match_key
+        WHERE w.execution_id = k.execution_id AND w.name = k.name AND w.status = 'waiting'
         RETURNING w.execution_id
     ), x AS (
         UPDATE executions AS e SET status = 'pending', run_after = p_at, updated_at = p_at
@@ -93,6 +95,13 @@ END
 $$
 """
 
+# A hash index probe is one bucket read, a text B-tree's a descent of collated comparisons:
+# the ingest statement probes once per event (a ~0.3 ms difference per batch of 100).
+KEY_INDEX = (
+    "CREATE INDEX ix_workflow_calls_wait_key ON workflow_calls USING hash (match_key) "
+    "WHERE status = 'waiting' AND kind = 'wait'"
+)
+
 REKEY = """
 UPDATE workflow_calls SET match_key = solo_os_wait_key(match, match_paths, false)
 WHERE kind = 'wait' AND status = 'waiting'
@@ -105,11 +114,13 @@ def upgrade() -> None:
     op.execute(WAIT_KEY)
     op.execute(RESUME)
     op.execute(REKEY)
+    op.execute(KEY_INDEX)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
+    op.execute("DROP INDEX IF EXISTS ix_workflow_calls_wait_key")
     op.execute("DROP FUNCTION IF EXISTS solo_os_resume_waiters")
     op.execute("DROP FUNCTION IF EXISTS solo_os_wait_key")
     conn = op.get_bind()
