@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from solo_os import errors
 from solo_os.core import records
-from solo_os.store import _base, _clock, _db, _pg_sql, _pg_workflow, _pool, _rows, _schema
+from solo_os.store import _base, _clock, _db, _flow, _pg_flow, _pg_sql, _pg_workflow, _pool, _rows, _schema
 from solo_os.store._admin import TRGM_INDEX
 from solo_os.store._db import utcnow
 from solo_os.store._pg_sql import CHANNEL, TIMERS
@@ -245,6 +245,17 @@ class PostgresStore(_base.Store):
                 _pg_sql.CLAIM, now, limit, worker_id, now + timedelta(seconds=lease_seconds), lost
             )
         return flow + [_rows.claimed(r, r) for r in rows]  # event columns are null for cron runs
+
+    async def _claim_flow(
+        self, worker_id: str, limit: int, now: datetime, lease_seconds: float, lost: bool | None
+    ) -> list[records.Claimed]:
+        plan = self._flow_plan
+        if plan is None or lost or limit <= 0 or not _pg_flow.handles(plan):
+            return await super()._claim_flow(worker_id, limit, now, lease_seconds, lost)
+        async with self._hot() as conn:
+            return await _pg_flow.claim(
+                conn, _lock_id(_flow.CLAIM_LOCK), plan, worker_id, limit, now, lease_seconds
+            )
 
     async def finish(
         self, worker_id: str, results: Sequence[records.Finished]
