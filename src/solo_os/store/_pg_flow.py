@@ -4,10 +4,11 @@ asyncpg, like the plain claim.
 
 The statement runs in a transaction that first takes the flow claim's advisory lock (the one
 ``_flow.FlowQueries.claim`` takes, so both paths exclude each other) in a statement of its
-own (sent with ``BEGIN``, in one round trip): under READ COMMITTED the claim's snapshot is taken after the lock is granted, so it
-counts every execution an earlier claim leased, and no two claims hand out the same slot.
-Running counts are read from the executions table itself. A plan with a throttle or a batch
-keeps the general claim (``_flow``): the sliding windows and batch items are read there.
+own, sent with ``BEGIN`` in one round trip: under READ COMMITTED the claim's snapshot is
+taken after the lock is granted, so it counts every execution an earlier claim leased, and no
+two claims hand out the same slot. Running counts are read from the executions table itself.
+A plan with a throttle or a batch keeps the general claim (``_flow``): the sliding windows and
+the batch items are read there.
 """
 
 from __future__ import annotations

@@ -123,6 +123,7 @@ FINISH = _load(
     results=RESULTS.unnest(),
     now=f"${RESULTS.after}",
     worker=f"${RESULTS.after + 1}",
+    flow=f"${RESULTS.after + 2}::bool",
     channel=CHANNEL,
 )
-"""Parameters: ``RESULTS.arrays(results)``, then now, then the worker id."""
+"""Parameters: ``RESULTS.arrays(results)``, then now, the worker id, whether flow control is on."""

@@ -265,15 +265,13 @@ class PostgresStore(_base.Store):
         now = utcnow()
         async with self._hot() as conn:
             rows = await conn.fetch(
-                _pg_sql.FINISH, *_pg_sql.RESULTS.arrays(results), now, worker_id
+                _pg_sql.FINISH, *_pg_sql.RESULTS.arrays(results), now, worker_id,
+                self._flow_plan is not None,
             )
         applied = {r["id"] for r in rows}
-        if self._flow_plan is not None:
-            # A finished flow-controlled execution frees a slot of its key: every worker looks.
-            async with self._hot() as conn:
-                await conn.execute(f"SELECT pg_notify('{CHANNEL}', '')")
-            self.wake_local()
-        elif any(r["woke"] for r in rows):
+        if any(r["woke"] for r in rows):
+            # A retry due now, a parent resumed, or (flow control) a key's slot freed: the
+            # statement notified every worker; this process's own worker wakes at once.
             self.wake_local()
         return [r for r in results if r.execution_id in applied]
 

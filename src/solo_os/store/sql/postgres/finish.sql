@@ -1,6 +1,8 @@
 -- Writes attempts' outcomes: updates each execution the worker still leases and records every
 -- attempt. The unnest(...) AS t(...) list is made from the column list in
--- solo_os/store/_pg_sql.py, which fills in the placeholders in braces once, at import.
+-- solo_os/store/_pg_sql.py, which fills in the placeholders in braces once, at import. With
+-- {flow} (the app has flow control), a finished flow-controlled execution frees a slot of its
+-- key: every worker is woken (NOTIFY at commit), as for a retry due now.
 WITH r AS (
     SELECT * FROM {results}
 ), upd AS (
@@ -13,7 +15,7 @@ WITH r AS (
         updated_at = {now}
     FROM r
     WHERE e.id = r.id AND e.worker_id = {worker} AND e.attempts = r.attempt AND e.status = 'running'
-    RETURNING e.id, e.status, e.run_after, e.result, e.last_error
+    RETURNING e.id, e.status, e.run_after, e.result, e.last_error, e.flow_key
 ), kids AS (
     -- A child (ctx.invoke) that ended settles its parent's call; the parent resumes.
     UPDATE workflow_calls AS w SET status = 'done', ended_at = r.ended_at,
@@ -39,5 +41,7 @@ SELECT upd.id,
        (SELECT count(*) FROM (
            SELECT pg_notify('{channel}', '') FROM (
                SELECT 1 FROM upd WHERE upd.status = 'pending' AND upd.run_after <= {now}
-               UNION ALL SELECT 1 FROM parents) AS due LIMIT 1) AS n) AS woke
+               UNION ALL SELECT 1 FROM parents
+               UNION ALL SELECT 1 FROM upd WHERE {flow} AND upd.flow_key IS NOT NULL
+           ) AS due LIMIT 1) AS n) AS woke
 FROM upd
