@@ -1,6 +1,7 @@
 """Flow control's cost and fairness (issue 16), in one run beside the plain drain.
 
     .venv/bin/python bench/flow_drain.py [--db postgres,sqlite] [--jobs 50000] [--keys 10000]
+        [--cold 1000] [--repeat 3]
 
 1. Drain: ``--jobs`` pending no-op executions drained by one ``solo-os worker``, first of the
    plain app (bench/apps/noop.py, the same as bench/drain.py), then of the flow app
@@ -9,7 +10,8 @@
 2. Fairness: ``--cold`` keys with 5 executions each, drained alone, then again behind one hot
    key holding one execution per cold key (seeded first: received
    earlier). Reported: the p50/p99 delay from the worker's first start to each cold
-   execution's start, in both runs.
+   execution's start, in both shapes: ``--repeat`` runs of each, alternating (medians, and
+   every run).
 
 Seeding is by SQL (``_seed.py``), then ``flow_key`` is set the way ingest writes it
 (``<handler>\\x1f<key value>``). Rates are timed like bench/drain.py (``_common.time_drain``).
@@ -18,6 +20,7 @@ Seeding is by SQL (``_seed.py``), then ``flow_key`` is set the way ingest writes
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from typing import Any
 
@@ -79,20 +82,37 @@ def _cold_delays(db: c.Database) -> list[float]:
     return [float(r[0]) - float(t0) for r in rows]
 
 
-def fairness(kind: str, cold: int) -> dict[str, Any]:
+def _fair_run(kind: str, cold: int, hot: int, label: str) -> dict[str, Any]:
+    with c.fresh_database(kind, "bench_fair") as db:
+        c.db_upgrade(db)
+        total = cold * 5 + hot
+        _seed.seed(db, "pending", total)
+        # The first ``hot`` by id (received first) are the hot key's; the rest round-robin.
+        _keys(db, f"CASE WHEN s.n < {hot} THEN 'hot' ELSE 'c' || ((s.n - {hot}) % {cold}) END")
+        r = _drain(db, FLOW, total, f"flow-{label}")
+        delays = _cold_delays(db)
+    return {"executions": total, "per_s": r["per_s"], "cold_started": len(delays),
+            "cold_p50_s": round(c.percentile(delays, 50), 3),
+            "cold_p99_s": round(c.percentile(delays, 99), 3)}
+
+
+def fairness(kind: str, cold: int, repeat: int) -> dict[str, Any]:
+    """``repeat`` pairs of runs, alone then behind the hot key, one pair after the other (so a
+    change in the machine's load falls on both); each shape's median p50/p99 and every run."""
+    runs: dict[str, list[dict[str, Any]]] = {"cold_alone": [], "behind_hot_key": []}
+    for _ in range(repeat):
+        for label, hot in (("cold_alone", 0), ("behind_hot_key", cold)):
+            runs[label].append(_fair_run(kind, cold, hot, label))
     out: dict[str, Any] = {}
-    for label, hot in (("cold_alone", 0), ("behind_hot_key", cold)):
-        with c.fresh_database(kind, "bench_fair") as db:
-            c.db_upgrade(db)
-            total = cold * 5 + hot
-            _seed.seed(db, "pending", total)
-            # The first ``hot`` by id (received first) are the hot key's; the rest round-robin.
-            _keys(db, f"CASE WHEN s.n < {hot} THEN 'hot' ELSE 'c' || ((s.n - {hot}) % {cold}) END")
-            r = _drain(db, FLOW, total, f"flow-{label}")
-            delays = _cold_delays(db)
-        out[label] = {"executions": total, "per_s": r["per_s"], "cold_started": len(delays),
-                      "cold_p50_s": round(c.percentile(delays, 50), 3),
-                      "cold_p99_s": round(c.percentile(delays, 99), 3)}
+    for label, got in runs.items():
+        out[label] = {
+            "cold_p50_s": round(statistics.median(r["cold_p50_s"] for r in got), 3),
+            "cold_p99_s": round(statistics.median(r["cold_p99_s"] for r in got), 3),
+            "runs": got,
+        }
+    out["p99_behind_over_alone"] = round(
+        out["behind_hot_key"]["cold_p99_s"] / out["cold_alone"]["cold_p99_s"], 3
+    )
     return out
 
 
@@ -102,11 +122,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--jobs", type=int, default=50_000)
     p.add_argument("--keys", type=int, default=10_000)
     p.add_argument("--cold", type=int, default=1_000)
+    p.add_argument("--repeat", type=int, default=3, help="fairness runs per shape (medians)")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"settings": vars(args), "loadavg_before": c.loadavg()}
     for kind in args.db.split(","):
         c.log(f"flow drain on {kind}")
-        results[kind] = {"drain": drain(kind, args.jobs, args.keys), "fairness": fairness(kind, args.cold)}
+        results[kind] = {"drain": drain(kind, args.jobs, args.keys),
+                         "fairness": fairness(kind, args.cold, args.repeat)}
         c.log(f"{kind}: {results[kind]}")
     results["loadavg_after"] = c.loadavg()
     c.write_result("flow_drain", results)

@@ -9,7 +9,8 @@ concurrent ingests on many hosts decide one after the other. The flow claim runs
 transaction under one lock, so no two workers hand out the same slot: running executions per
 key are counted from the executions table itself (status ``running``), so finishing, reaping,
 releasing and cancelling give a slot back exactly when the execution stops running, and no
-counter can drift.
+counter can drift. On PostgreSQL a plan without Throttle or Batch takes the one-statement
+claim of ``_pg_flow`` instead, under the same lock and with the same rules.
 """
 
 from __future__ import annotations
