@@ -1,12 +1,13 @@
 """Flow control's cost and fairness (issue 16), in one run beside the plain drain.
 
     .venv/bin/python bench/flow_drain.py [--db postgres,sqlite] [--jobs 50000] [--keys 10000]
-        [--cold 1000] [--repeat 3]
+        [--cold 1000] [--rounds 3] [--repeat 3]
 
 1. Drain: ``--jobs`` pending no-op executions drained by one ``solo-os worker``, first of the
    plain app (bench/apps/noop.py, the same as bench/drain.py), then of the flow app
    (bench/apps/flow_noop.py: ``Concurrency(1, key=...)``) with the executions spread over
-   ``--keys`` keys, round-robin. The flow rate is reported as a share of the plain rate.
+   ``--keys`` keys, round-robin. The flow rate is reported as a share of the plain rate:
+   ``--rounds`` pairs (plain then flow, taking turns), each pair's share and the median.
 2. Fairness: ``--cold`` keys with 5 executions each, drained alone, then again behind one hot
    key holding one execution per cold key (seeded first: received
    earlier). Reported: the p50/p99 delay from the worker's first start to each cold
@@ -54,7 +55,7 @@ def _drain(db: c.Database, app: str, jobs: int, label: str) -> dict[str, Any]:
     return r
 
 
-def drain(kind: str, jobs: int, keys: int) -> dict[str, Any]:
+def _pair(kind: str, jobs: int, keys: int) -> tuple[dict[str, Any], dict[str, Any]]:
     with c.fresh_database(kind, "bench_plain") as db:
         c.db_upgrade(db)
         _seed.seed(db, "pending", jobs)
@@ -64,8 +65,19 @@ def drain(kind: str, jobs: int, keys: int) -> dict[str, Any]:
         _seed.seed(db, "pending", jobs)
         _keys(db, f"s.n % {keys}")
         flow = _drain(db, FLOW, jobs, "flow-keys")
-    return {"plain": plain, "flow": flow, "keys": keys,
-            "flow_share_of_plain": round(flow["per_s"] / plain["per_s"], 3)}
+    return plain, flow
+
+
+def drain(kind: str, jobs: int, keys: int, rounds: int) -> dict[str, Any]:
+    """``rounds`` pairs, plain then flow, one pair after the other (a change in the machine's
+    load falls on both): each pair's share, their median, and every run."""
+    pairs = [_pair(kind, jobs, keys) for _ in range(rounds)]
+    shares = [round(f["per_s"] / p["per_s"], 3) for p, f in pairs]
+    return {"plain": [p for p, _ in pairs], "flow": [f for _, f in pairs], "keys": keys,
+            "plain_median_per_s": statistics.median(p["per_s"] for p, _ in pairs),
+            "flow_median_per_s": statistics.median(f["per_s"] for _, f in pairs),
+            "flow_share_of_plain": shares,
+            "flow_share_of_plain_median": statistics.median(shares)}
 
 
 def _cold_delays(db: c.Database) -> list[float]:
@@ -122,12 +134,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--jobs", type=int, default=50_000)
     p.add_argument("--keys", type=int, default=10_000)
     p.add_argument("--cold", type=int, default=1_000)
+    p.add_argument("--rounds", type=int, default=3, help="plain/flow drain pairs (medians)")
     p.add_argument("--repeat", type=int, default=3, help="fairness runs per shape (medians)")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"settings": vars(args), "loadavg_before": c.loadavg()}
     for kind in args.db.split(","):
         c.log(f"flow drain on {kind}")
-        results[kind] = {"drain": drain(kind, args.jobs, args.keys),
+        results[kind] = {"drain": drain(kind, args.jobs, args.keys, args.rounds),
                          "fairness": fairness(kind, args.cold, args.repeat)}
         c.log(f"{kind}: {results[kind]}")
     results["loadavg_after"] = c.loadavg()
