@@ -267,7 +267,7 @@ def for_attempt(
 
 
 async def wake_loop(
-    owner: object, clock: Callable[[], datetime], stop: asyncio.Event, *, most: float = 5.0
+    owner: object, clock: Callable[[], datetime], stop: asyncio.Event, *, most: float = 1.0
 ) -> None:
     """Turn waiting executions whose time came (a sleep's end, a wait's timeout) into pending
     ones, at that time: each worker process sleeps until the earliest wake time it knows of. A
