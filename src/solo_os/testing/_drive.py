@@ -126,6 +126,16 @@ class Driver:
             )
         return worker
 
+    async def _settled(self, worker: worker_mod.Worker) -> bool:
+        """Nothing due or running, twice in a row with nothing run in between. ``_busy`` reads
+        one status at a time, so an execution moving between two of its reads (claimed from
+        ``pending`` after the ``running`` read, say) can be missed by one look, not by two."""
+        executed = worker.executed
+        if await self._busy():
+            return False
+        await asyncio.sleep(POLL)
+        return not await self._busy() and worker.executed == executed
+
     async def _run_due(self, deadline: float) -> int:
         await self.tick()
         if not await self._busy():
@@ -143,7 +153,7 @@ class Driver:
                 busy = await self._busy()
                 if not busy:
                     await self.tick()  # a queued cron fire starts once nothing of it runs
-                    if not await self._busy():
+                    if await self._settled(worker):
                         break
                     continue
                 if loop.time() > deadline:
