@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -62,3 +63,12 @@ async def batched(events: list[dict[str, Any]], ctx: Context) -> None:
 @app.on("billing", "debounce", retry=ONCE, debounce=Debounce(2.0, key="k", timeout=8.0))
 async def debounced(event: dict[str, Any], ctx: Context) -> None:
     record("debounced", "start", i=event["i"], k=event["k"])
+
+
+@app.on("billing", "lost", retry=ONCE, concurrency=Concurrency(2))
+async def two_with_a_poison(event: dict[str, Any], ctx: Context) -> None:
+    record("two_with_a_poison", "start", i=event["i"], attempt=ctx.attempt, x=str(ctx.execution_id))
+    if event.get("poison"):
+        os.kill(os.getpid(), signal.SIGKILL)  # every attempt takes its process down
+    await asyncio.sleep(WORK)
+    record("two_with_a_poison", "end", i=event["i"], x=str(ctx.execution_id))

@@ -221,3 +221,27 @@ async def test_throttle_holds_across_two_stores(
     assert await other.claim("w2", 10, clock.advance(seconds=0.3), LEASE) == []
     assert await store.claim("w1", 10, clock.advance(seconds=0.3), LEASE) == []
     assert len(await other.claim("w2", 10, clock.advance(seconds=0.5), LEASE)) == 4
+
+
+async def test_a_lost_execution_runs_alone_and_its_key_waits_for_it(
+    store: store_mod.Store, clock: Clock
+) -> None:
+    c = flow.Concurrency(2, key="k")
+    use(store, concurrency=c)
+    events = [ev(clock.advance(seconds=1), {"k": k, "i": i}, concurrency=c)
+              for k, i in (("a", 0), ("a", 1), ("a", 2), ("b", 0))]
+    await store.ingest(events)
+    [first] = await store.claim("dies", 1, clock(), 1.0, lost=False)
+    assert first.document == {"k": "a", "i": 0}
+    [reaped] = await store.reap(clock.advance(seconds=5))  # its process was kill -9'd
+    assert reaped.losses == 1 and await store.lost_due(clock())
+    # Its neighbours never run beside it: the key waits for its lost head (FIFO per key).
+    others = await store.claim("w", 10, clock(), LEASE, lost=False)
+    assert [x.document for x in others] == [{"k": "b", "i": 0}]
+    again = await store.claim("alone", 10, clock(), LEASE, lost=True)  # one, lost before
+    assert [(x.id, x.losses) for x in again] == [(first.id, 1)]
+    assert not await store.lost_due(clock())
+    # Running (alone in its worker), it holds one of the key's two slots.
+    [nxt] = await store.claim("w", 10, clock(), LEASE, lost=False)
+    assert nxt.document == {"k": "a", "i": 1}
+    assert await store.claim("w", 10, clock(), LEASE, lost=False) == []

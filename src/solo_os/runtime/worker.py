@@ -182,12 +182,12 @@ class Worker:
                 # A read first: the claim is a write (SQLite's one writer), and lost executions
                 # are rare; looked for every few seconds, and at once after a reap here.
                 self._next_lost_check = time.monotonic() + min(5.0, self.lease_seconds)
-                if await self.store.lost_due(now):
+                if await self.store.lost_due(now):  # none leased (its key is full): look later
                     lost = await self.store.claim(
                         self.worker_id, 1, now, self.lease_seconds, lost=True
                     )
-                    self._next_lost_check = 0.0  # there may be more
             if lost:
+                self._next_lost_check = 0.0  # there may be more
                 c = lost[0]
                 log.warning(
                     "execution.isolated", execution_id=str(c.id), handler=c.handler,

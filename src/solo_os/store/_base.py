@@ -182,9 +182,9 @@ class Store:
     async def _claim_flow(
         self, worker_id: str, limit: int, now: datetime, lease_seconds: float, lost: bool | None
     ) -> list[records.Claimed]:
-        if self._flow_plan is None or lost or limit <= 0:
+        if self._flow_plan is None or limit <= 0:
             return []
-        return await self._flow.claim(self._flow_plan, worker_id, limit, now, lease_seconds)
+        return await self._flow.claim(self._flow_plan, worker_id, limit, now, lease_seconds, lost)
 
     async def waiting_counts(self, now: datetime) -> dict[str, int]:
         return await self._flow.waiting_counts(now)

@@ -204,9 +204,13 @@ class FlowQueries:
     # --- the flow claim -------------------------------------------------------------------
 
     async def claim(
-        self, plan: flow_core.Plan, worker_id: str, limit: int, now: datetime, lease_seconds: float
+        self, plan: flow_core.Plan, worker_id: str, limit: int, now: datetime, lease_seconds: float,
+        lost: bool | None = False,
     ) -> list[records.Claimed]:
-        """Lease up to ``limit`` due flow-controlled executions within every limit."""
+        """Lease up to ``limit`` due flow-controlled executions within every limit. ``lost``:
+        False takes only executions never lost with a process (a key whose due head was lost
+        waits for it: FIFO per key), True at most one lost before (run alone), None any."""
+        limit = min(limit, 1) if lost else limit
         async with self._db.write() as conn:
             await self._db.dialect.lock_keys(conn, [CLAIM_LOCK])
             keyed = [ex.c.flow_key.is_not(None), ex.c.flow_key != ""]
@@ -217,6 +221,10 @@ class FlowQueries:
                 .where(ex.c.status == "running", *keyed).group_by(ex.c.flow_key),
                 sa.select(ex.c.flow_key, sa.literal(-1).label("n")).where(
                     ex.c.status == "pending", *keyed, ex.c.run_after > now, ex.c.attempts > 0
+                ),
+                sa.select(ex.c.flow_key, sa.literal(-1).label("n")).where(
+                    sa.true() if lost is False else sa.false(), ex.c.status == "pending", *keyed,
+                    ex.c.run_after <= now, ex.c.losses > 0,
                 ),
             )
             running: dict[str, int] = {}
@@ -232,14 +240,14 @@ class FlowQueries:
                 blocked = list((await conn.scalars(
                     sa.select(fs.c.key).where(fs.c.until > now, fs.c.key.like("t\x1f%"))
                 )).all())
-            picked = await self._pick(conn, plan, limit, now, running, full, blocked)
+            picked = await self._pick(conn, plan, limit, now, running, full, blocked, lost)
             if not picked:
                 return []
             return await self._lease(conn, picked, worker_id, now, lease_seconds, plan.batch)
 
     async def _pick(
         self, conn: AsyncConnection, plan: flow_core.Plan, limit: int, now: datetime,
-        running: dict[str, int], full: list[str], blocked: list[str],
+        running: dict[str, int], full: list[str], blocked: list[str], lost: bool | None,
     ) -> list[UUID]:
         """The executions to lease, in claim order, within every limit. Reads windows of the
         oldest due ones; a key that is full or waits is left out of the next window, so one busy
@@ -250,7 +258,7 @@ class FlowQueries:
         t_out = {k[2:] for k in blocked}  # throttle keys without a start left
         size = limit * WINDOW + 8
         for _ in range(ROUNDS):
-            rows = await self._window(conn, plan, now, out, t_out, picked, size)
+            rows = await self._window(conn, plan, now, out, t_out, picked, size, lost)
             await throttle.load(conn, rows)
             for r in rows:
                 if len(picked) >= limit:
@@ -279,7 +287,7 @@ class FlowQueries:
 
     async def _window(
         self, conn: AsyncConnection, plan: flow_core.Plan, now: datetime, out: set[str],
-        t_out: set[str], picked: list[UUID], size: int,
+        t_out: set[str], picked: list[UUID], size: int, lost: bool | None,
     ) -> list[Any]:
         # FIFO by the event's received time (then id); priority moves it that many seconds.
         order: Any = ex.c.created_at
@@ -288,6 +296,8 @@ class FlowQueries:
         q = sa.select(ex.c.id, ex.c.flow_key, ex.c.throttle_key).where(
             ex.c.status == "pending", ex.c.flow_key.is_not(None), ex.c.run_after <= now
         )
+        if lost is not None:  # a lost one runs alone (True); the others never with it (False)
+            q = q.where(ex.c.losses > 0 if lost else ex.c.losses == 0)
         if out:
             q = q.where(ex.c.flow_key.not_in(sorted(out)))
         if t_out:

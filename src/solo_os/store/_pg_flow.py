@@ -32,9 +32,11 @@ def handles(plan: flow_core.Plan) -> bool:
 
 async def claim(
     conn: asyncpg.Connection, lock_id: int, plan: flow_core.Plan, worker_id: str, limit: int,
-    now: datetime, lease_seconds: float,
+    now: datetime, lease_seconds: float, lost: bool | None = False,
 ) -> list[records.Claimed]:
-    """Lease up to ``limit`` due flow-controlled executions within every concurrency limit."""
+    """Lease up to ``limit`` due flow-controlled executions within every concurrency limit;
+    ``lost`` as in ``_flow.FlowQueries.claim`` (True: at most one lost before, run alone)."""
+    limit = min(limit, 1) if lost else limit
     sql = _pg_sql.FLOW_CLAIM_BY_PRIORITY if plan.priority else _pg_sql.FLOW_CLAIM
     groups = sorted(plan.limits)
     caps = [plan.limits[g] for g in groups]
@@ -46,7 +48,9 @@ async def claim(
     await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(lock_id)})")
     try:
         for _ in range(ROUNDS):
-            rows = await conn.fetch(sql, now, limit - len(out), worker_id, until, groups, caps, size)
+            rows = await conn.fetch(
+                sql, now, limit - len(out), worker_id, until, groups, caps, size, lost
+            )
             out += [_rows.claimed(r, r) for r in rows]  # event columns are null for cron runs
             if not rows or len(out) >= limit or rows[0]["seen"] < size:
                 break

@@ -114,7 +114,8 @@ CLAIM = _load("claim")
 """Parameters: now, limit, worker id, lease expiry, lost (bool or None)."""
 
 FLOW_CLAIM = _load("flow_claim", ord="e.created_at")
-"""Parameters: now, limit, worker id, lease expiry, group names, their limits, window size."""
+"""Parameters: now, limit, worker id, lease expiry, group names, their limits, window size,
+lost (bool or None)."""
 FLOW_CLAIM_BY_PRIORITY = _load("flow_claim", ord="extract(epoch FROM e.created_at) - coalesce(e.priority, 0)")
 """``FLOW_CLAIM`` ordered by received time minus priority (seconds)."""
 

@@ -106,13 +106,11 @@ class QueueQueries:
         return len(rows)
 
     async def lost_due(self, now: datetime) -> bool:
-        """Whether an execution lost before (``losses > 0``) is due: it waits to run alone."""
+        """Whether an execution lost before (``losses > 0``) is due: it waits to run alone
+        (a flow-controlled one too: the flow claim leases it alone, within its limits)."""
         q = (
             sa.select(ex.c.id)
-            .where(
-                ex.c.status == "pending", ex.c.flow_key.is_(None), ex.c.run_after <= now,
-                ex.c.losses > 0,
-            )
+            .where(ex.c.status == "pending", ex.c.run_after <= now, ex.c.losses > 0)
             .limit(1)
             # The small partial index of lost executions, not a scan of the pending backlog
             # (SQLite without statistics would pick the status index).

@@ -121,11 +121,11 @@ executions = sa.Table(
         sqlite_where=sa.text("status = 'running'"),
     ),
     sa.Index("ix_executions_event", "event_id"),
-    sa.Index(  # migration 0004
+    sa.Index(  # migrations 0004, 0009 (flow-controlled ones too)
         "ix_executions_lost",
         "run_after",
-        postgresql_where=sa.text("status = 'pending' AND losses > 0 AND flow_key IS NULL"),
-        sqlite_where=sa.text("status = 'pending' AND losses > 0 AND flow_key IS NULL"),
+        postgresql_where=sa.text("status = 'pending' AND losses > 0"),
+        sqlite_where=sa.text("status = 'pending' AND losses > 0"),
     ),
     sa.Index("ix_executions_status_updated", "status", "updated_at"),
 )

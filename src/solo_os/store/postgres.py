@@ -250,11 +250,11 @@ class PostgresStore(_base.Store):
         self, worker_id: str, limit: int, now: datetime, lease_seconds: float, lost: bool | None
     ) -> list[records.Claimed]:
         plan = self._flow_plan
-        if plan is None or lost or limit <= 0 or not _pg_flow.handles(plan):
+        if plan is None or limit <= 0 or not _pg_flow.handles(plan):
             return await super()._claim_flow(worker_id, limit, now, lease_seconds, lost)
         async with self._hot() as conn:
             return await _pg_flow.claim(
-                conn, _lock_id(_flow.CLAIM_LOCK), plan, worker_id, limit, now, lease_seconds
+                conn, _lock_id(_flow.CLAIM_LOCK), plan, worker_id, limit, now, lease_seconds, lost
             )
 
     async def finish(
