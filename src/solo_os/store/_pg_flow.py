@@ -37,7 +37,7 @@ async def claim(
     """Lease up to ``limit`` due flow-controlled executions within every concurrency limit;
     ``lost`` as in ``_flow.FlowQueries.claim`` (True: at most one lost before, run alone)."""
     limit = min(limit, 1) if lost else limit
-    sql = _pg_sql.FLOW_CLAIM_BY_PRIORITY if plan.priority else _pg_sql.FLOW_CLAIM
+    sql = _pg_sql.FLOW_CLAIMS[bool(plan.priority), lost]
     groups = sorted(plan.limits)
     caps = [plan.limits[g] for g in groups]
     until = now + timedelta(seconds=lease_seconds)
@@ -49,7 +49,7 @@ async def claim(
     try:
         for _ in range(ROUNDS):
             rows = await conn.fetch(
-                sql, now, limit - len(out), worker_id, until, groups, caps, size, lost
+                sql, now, limit - len(out), worker_id, until, groups, caps, size
             )
             out += [_rows.claimed(r, r) for r in rows]  # event columns are null for cron runs
             if not rows or len(out) >= limit or rows[0]["seen"] < size:

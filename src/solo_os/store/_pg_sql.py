@@ -113,11 +113,25 @@ wait lock keys of the batch's accepted (source, type) pairs (``_pg_workflow.lock
 CLAIM = _load("claim")
 """Parameters: now, limit, worker id, lease expiry, lost (bool or None)."""
 
-FLOW_CLAIM = _load("flow_claim", ord="e.created_at")
-"""Parameters: now, limit, worker id, lease expiry, group names, their limits, window size,
-lost (bool or None)."""
-FLOW_CLAIM_BY_PRIORITY = _load("flow_claim", ord="extract(epoch FROM e.created_at) - coalesce(e.priority, 0)")
-"""``FLOW_CLAIM`` ordered by received time minus priority (seconds)."""
+_LOST_HEADS = """
+    UNION
+    SELECT flow_key FROM executions
+    WHERE status = 'pending' AND flow_key IS NOT NULL AND flow_key <> ''
+      AND losses > 0 AND run_after <= $1"""
+_BY_LOST: dict[bool | None, dict[str, str]] = {
+    False: {"lost": "e.losses = 0", "lost_heads": _LOST_HEADS},
+    True: {"lost": "e.losses > 0", "lost_heads": ""},
+    None: {"lost": "TRUE", "lost_heads": ""},
+}
+_ORDER = {False: "e.created_at", True: "extract(epoch FROM e.created_at) - coalesce(e.priority, 0)"}
+FLOW_CLAIMS = {
+    (by_priority, lost): _load("flow_claim", ord=order, **fill)
+    for by_priority, order in _ORDER.items()
+    for lost, fill in _BY_LOST.items()
+}
+"""The flow claim by (ordered by priority, ``lost``): received time, or received time minus
+the priority (seconds). Parameters: now, limit, worker id, lease expiry, group names, their
+limits, window size."""
 
 FINISH = _load(
     "finish",

@@ -5,9 +5,11 @@
 -- chr(31)); a key whose group is not among them has no limit. The caller holds the flow
 -- claim's advisory lock in this statement's transaction, taken before this statement's
 -- snapshot: the running counts below are the executions table's, and no other flow claim
--- leases until this transaction commits. $8 (lost): false takes only executions never lost
--- with a process, and a key whose due head was lost waits for it (FIFO per key); true only
--- those lost before (the caller asks for one: it runs alone); null any.
+-- leases until this transaction commits. {{lost}} and {{lost_heads}} make one statement per
+-- ``lost`` (store/_pg_sql.py): false takes only executions never lost with a process, and a key
+-- whose due head was lost waits for it (FIFO per key); true only those lost before (the caller
+-- asks for one: it runs alone); null any. Fixed in the text, not a parameter, so the planner
+-- reads the windows through the index in claim order whatever plan it caches.
 --
 -- Fairness: candidates are read in windows of $7 in claim order, leaving out full keys and
 -- keys whose earlier execution waits for its retry (FIFO per key). A second window also
@@ -32,15 +34,11 @@ WITH running AS (
     UNION
     SELECT flow_key FROM executions
     WHERE status = 'pending' AND flow_key IS NOT NULL AND flow_key <> '' AND attempts > 0
-      AND run_after > $1
-    UNION
-    SELECT flow_key FROM executions
-    WHERE $8::bool IS FALSE AND status = 'pending' AND flow_key IS NOT NULL AND flow_key <> ''
-      AND losses > 0 AND run_after <= $1
+      AND run_after > $1{lost_heads}
 ), w1 AS (
     SELECT e.id, e.flow_key, {ord} AS ord FROM executions AS e
     WHERE e.status = 'pending' AND e.flow_key IS NOT NULL AND e.run_after <= $1
-      AND ($8::bool IS NULL OR (e.losses > 0) = $8::bool)
+      AND {lost}
       AND e.flow_key NOT IN (SELECT flow_key FROM shut)
     ORDER BY 3, 1
     LIMIT $7
@@ -53,7 +51,7 @@ WITH running AS (
     SELECT e.id, e.flow_key, {ord} AS ord FROM executions AS e
     WHERE (SELECT coalesce(sum(least(m, coalesce(room, m))), 0) FROM seen1) < $2
       AND e.status = 'pending' AND e.flow_key IS NOT NULL AND e.run_after <= $1
-      AND ($8::bool IS NULL OR (e.losses > 0) = $8::bool)
+      AND {lost}
       AND e.flow_key NOT IN (SELECT flow_key FROM shut)
       AND e.flow_key NOT IN (SELECT flow_key FROM seen1 WHERE m >= room)
     ORDER BY 3, 1
