@@ -8,11 +8,11 @@ processes never interleave), so a test can measure overlap, order and rates.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import time
 from typing import Any
+
+from flow_log import record  # this folder is on sys.path when the app loads
 
 from solo_os import App, Batch, Concurrency, Context, Debounce, Retry, Throttle, sources
 
@@ -20,15 +20,6 @@ app = App(service="flow-test")
 app.source("billing", sources.hmac(secret_env="BILLING_WEBHOOK_SECRET"))
 ONCE = Retry(max_attempts=3, base_delay=0.0)
 WORK = float(os.environ.get("FLOW_WORK_SECONDS", "0.05"))
-
-
-def record(handler: str, at: str, **fields: Any) -> None:
-    line = json.dumps({"h": handler, "at": at, "t": time.time(), "pid": os.getpid(), **fields})
-    fd = os.open(os.environ["FLOW_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 @app.on("billing", "conc.key", retry=ONCE, concurrency=Concurrency(1, key="customer"))

@@ -4,26 +4,17 @@ and debounce handlers that log each run to ``FLOW_LOG`` (one ``O_APPEND`` write 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import time
 from pathlib import Path
 from typing import Any
+
+from flow_log import record  # this folder is on sys.path when the app loads
 
 from solo_os import App, Context, Debounce, RateLimit, Singleton, sources
 
 app = App(service="flow-race")
 app.source("billing", sources.hmac(secret_env="BILLING_WEBHOOK_SECRET"))
 RATE = 5  # runs per key per hour
-
-
-def record(handler: str, at: str, **fields: Any) -> None:
-    line = json.dumps({"h": handler, "at": at, "t": time.time(), "pid": os.getpid(), **fields})
-    fd = os.open(os.environ["FLOW_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 @app.on("billing", "race.rate", rate_limit=RateLimit(RATE, 3600, key="k"))
