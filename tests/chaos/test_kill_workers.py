@@ -85,10 +85,6 @@ async def _pending(conn: asyncpg.Connection) -> int:
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-# A Unix socket left unclosed by an earlier chaos test of this process (seen after
-# test_failover, not yet traced) is garbage-collected during this long test; its
-# ResourceWarning is not this test's finding.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_kill_9_of_workers_at_random_loses_nothing_and_repeats_no_saved_step(
     pg_url: str, tmp_path: Path
 ) -> None:
