@@ -139,6 +139,7 @@ async def test_a_worker_host_cut_off_loses_nothing_and_rejoins_without_a_restart
             batch = [f"b-{len(second) + i}" for i in range(SECOND)]
             second.update(await h.send([base], batch))
             statuses2 = await _drained(h, FIRST + len(second), 60)
+            await asyncio.sleep(1.5)  # the batches span w2's longest claim back-off (10 s)
         rejoined = time.monotonic() - restored_at
         alive = w1.poll() is None and w2.poll() is None
         wave1, wave2 = await _executions(h, "a-"), await _executions(h, "b-")
