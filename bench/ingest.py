@@ -1,13 +1,18 @@
 """Ingest: signed deliveries over real HTTP to ``solo-os serve``, 10% repeated keys.
 
     .venv/bin/python bench/ingest.py [--db postgres,sqlite] [--requests 30000] [--concurrency 64]
+                                     [--workers 1] [--rounds 1]
 
 For each database: a fresh database, ``solo-os db upgrade``, ``solo-os serve
-examples/billing/app.py`` as a subprocess (default settings: one process, LOG_LEVEL=info with
-its JSON log written to a file), a short warm-up, then the load generator (``_load.py``, its own
-process) sends ``--requests`` deliveries over ``--concurrency`` keep-alive connections.
+examples/billing/app.py`` as a subprocess (default settings, but ``--workers`` where given:
+LOG_LEVEL=info with its JSON log written to a file), a short warm-up, then the load
+generator (``_load.py``, its own process) sends ``--requests`` deliveries over
+``--concurrency`` keep-alive connections.
 Reports deliveries/s, latency p50/p99, and checks that the events stored equal the distinct
 keys that were answered 2xx (and that no other answer than 200 was given).
+
+``--workers 1,2`` measures each count in turn, ``--rounds`` times over (A/B pairs in one
+sitting: 1, 2, 1, 2, ...); each run has its own fresh database.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import _common as c
 EXAMPLE = "examples/billing/app.py"
 
 
-def solo_server(app: str = EXAMPLE) -> Any:
-    return lambda port: [c.SOLO_OS, "serve", app, "--port", str(port)]
+def solo_server(app: str = EXAMPLE, workers: int | None = None) -> Any:
+    """``solo-os serve app``; ``--workers N`` when ``workers`` is given (else its default)."""
+    extra = ["--workers", str(workers)] if workers is not None else []
+    return lambda port: [c.SOLO_OS, "serve", app, "--port", str(port), *extra]
 
 
 def ingest_once(
@@ -74,19 +81,30 @@ def main(argv: list[str]) -> int:
     p.add_argument("--requests", type=int, default=30_000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--dup", type=float, default=0.1)
+    p.add_argument("--workers", default=None,
+                   help="serve --workers N; a comma list measures each in turn (default: serve's own)")
+    p.add_argument("--rounds", type=int, default=1, help="times each --workers value is measured")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"settings": vars(args)}
+    counts: list[int | None] = [int(w) for w in args.workers.split(",")] if args.workers else [None]
     failed = False
     for kind in args.db.split(","):
-        c.log(f"ingest on {kind}")
-        with c.fresh_database(kind, "bench_ingest") as db:
-            c.db_upgrade(db)
-            r = ingest_once(db, requests=args.requests, concurrency=args.concurrency, dup=args.dup)
-        results[kind] = r
-        failed |= not r["check_stored_equals_distinct"]
-        c.log(f"ingest {kind}: {r['deliveries_per_s']}/s p50 {r['latency_ms']['p50']} ms "
-              f"p99 {r['latency_ms']['p99']} ms stored={r['stored_events']} "
-              f"distinct={r['distinct_keys_2xx']}")
+        runs: list[dict[str, Any]] = []
+        for rnd in range(args.rounds):
+            for workers in counts:
+                c.log(f"ingest on {kind}, serve --workers {workers or 'default'}, round {rnd + 1}")
+                with c.fresh_database(kind, "bench_ingest") as db:
+                    c.db_upgrade(db)
+                    r = ingest_once(db, requests=args.requests, concurrency=args.concurrency,
+                                    dup=args.dup, server=solo_server(workers=workers))
+                r["workers"] = workers
+                runs.append(r)
+                failed |= not r["check_stored_equals_distinct"]
+                c.log(f"ingest {kind} workers={workers or 'default'}: {r['deliveries_per_s']}/s "
+                      f"p50 {r['latency_ms']['p50']} ms p99 {r['latency_ms']['p99']} ms "
+                      f"stored={r['stored_events']} distinct={r['distinct_keys_2xx']} "
+                      f"load {r['loadavg_before'][0]}")
+        results[kind] = runs[0] if len(runs) == 1 else {"runs": runs}
     c.write_result("ingest", results)
     return 1 if failed else 0
 

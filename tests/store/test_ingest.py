@@ -66,3 +66,33 @@ async def test_one_key_raced_by_two_connections_is_accepted_once(
         assert outcomes == ["accepted", "duplicate"]
         assert ra[0].event_id == rb[0].event_id
     assert (await store.counts()).get("pending") == rounds
+
+
+async def test_a_batch_mixing_new_repeated_and_rejected_keys_answers_each_in_order(
+    store: Ports, clock: Clock
+) -> None:
+    """PostgreSQL answers repeats of accepted events on its hot path and hands a rejected
+    event's redelivery to the general path: the answers still come back in the batch's order."""
+    kept = event(clock(), key="kept", source="shop")
+    other = event(clock(), key="kept", source="crm")
+    bad = event(clock(), key="bad", status="rejected")
+    assert [r.outcome for r in await store.ingest([kept, other, bad])] == [
+        "accepted", "accepted", "rejected"]
+
+    batch = [
+        event(clock.advance(1), key="new-1"),
+        event(clock(), key="kept", source="crm"),  # a repeat: the crm event, not the shop one
+        event(clock(), key="bad", payload={"n": 3}),  # the rejected one, now valid
+        event(clock(), key="kept", source="shop"),
+        event(clock(), key="new-2", status="rejected"),
+    ]
+    results = await store.ingest(batch)
+    assert [(r.outcome, r.event_id) for r in results] == [
+        ("accepted", batch[0].id),
+        ("duplicate", other.id),
+        ("accepted", bad.id),
+        ("duplicate", kept.id),
+        ("rejected", batch[4].id),
+    ]
+    assert [r.executions for r in results] == [1, 0, 1, 0, 0]
+    assert (await store.counts()).get("pending") == 4  # kept, other, new-1 and bad: one each

@@ -29,6 +29,7 @@ from solo_os.core import records
 from solo_os.store import _base, _clock, _db, _flow, _pg_flow, _pg_sql, _pg_workflow, _pool, _rows, _schema
 from solo_os.store._admin import TRGM_INDEX
 from solo_os.store._db import utcnow
+from solo_os.store._pg_ingest import duplicates
 from solo_os.store._pg_sql import CHANNEL, TIMERS
 
 MIGRATION_LOCK = 0x501005  # pg_advisory_xact_lock key: one migrating process at a time
@@ -210,6 +211,8 @@ class PostgresStore(_base.Store):
             else:
                 rows = await conn.fetch(_pg_sql.INGEST, *args)
                 inserted, cancelled = {r["id"] for r in rows}, False
+            conflicts = [e for e in batch if e.id not in inserted]
+            repeated = await duplicates(conn, conflicts) if conflicts else {}
         if cancelled or any(r["woke"] or r["resumed"] for r in rows):
             self.wake_local()
         results: dict[int, records.IngestResult] = {}
@@ -220,9 +223,11 @@ class PostgresStore(_base.Store):
                     if e.status == "accepted"
                     else records.IngestResult("rejected", e.id, 0, e.errors)
                 )
-        rest = [e for e in batch if e.id not in inserted]
+            elif (dup := repeated.get((e.source, e.idempotency_key))) is not None:
+                results[id(e)] = dup  # a repeat of an accepted event (_pg_ingest)
+        rest = [e for e in batch if id(e) not in results]
         if rest:
-            # Duplicates, and redeliveries of rejected events: the general, locking path.
+            # Redeliveries of rejected events (and purged rows): the general, locking path.
             for e, result in zip(rest, await super().ingest(rest), strict=True):
                 results[id(e)] = result
         return [results[id(e)] for e in batch]
