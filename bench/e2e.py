@@ -60,9 +60,13 @@ def e2e_once(db: c.Database, mode: str, rate: float, duration: float) -> dict[st
                              "--rate", str(rate), "--duration", str(duration), "--dup", "0"])
         c.time_drain(lambda: drain_mod.remaining(db), 1, timeout=120)
     lat: list[float] = []
+    starts: list[tuple[float, float]] = []  # (wall-clock start, latency)
     for f in glob.glob(lat_file + ".*"):
         with open(f) as fh:
-            lat.extend(float(line.split()[0]) for line in fh if line.strip())
+            for line in fh:
+                if fields := line.split():
+                    lat.append(float(fields[0]))
+                    starts.append((float(fields[2]), float(fields[0])))
     ms = {q: round(c.percentile(lat, q) * 1000, 2) for q in (50, 90, 99, 99.9)}
     return {
         "mode": mode,
@@ -75,10 +79,27 @@ def e2e_once(db: c.Database, mode: str, rate: float, duration: float) -> dict[st
         "handler_starts": len(lat),
         "receive_to_start_ms": {"p50": ms[50], "p90": ms[90], "p99": ms[99], "p999": ms[99.9],
                                 "max": round(max(lat) * 1000, 2) if lat else None},
+        "over_25ms": sum(x > 0.025 for x in lat),
+        "worst_seconds": worst_seconds(starts),
         "check_every_delivery_started": len(lat) == report["distinct_keys_2xx"],
         "loadavg_before": load_before,
         "loadavg_after": c.loadavg(),
     }
+
+
+def worst_seconds(starts: list[tuple[float, float]], n: int = 5) -> list[dict[str, Any]]:
+    """How the tail is spread over the run: the ``n`` seconds with the slowest starts (second
+    from the first start, starts in it, their p99 and max, and how many took over 25 ms)."""
+    if not starts:
+        return []
+    t0 = min(t for t, _ in starts)
+    by_second: dict[int, list[float]] = {}
+    for t, x in starts:
+        by_second.setdefault(int(t - t0), []).append(x)
+    worst = sorted(by_second.items(), key=lambda kv: max(kv[1]), reverse=True)[:n]
+    return [{"second": s, "starts": len(xs), "p99_ms": round(c.percentile(xs, 99) * 1000, 1),
+             "max_ms": round(max(xs) * 1000, 1), "over_25ms": sum(x > 0.025 for x in xs)}
+            for s, xs in sorted(worst)]
 
 
 def main(argv: list[str]) -> int:
@@ -99,7 +120,9 @@ def main(argv: list[str]) -> int:
             results[f"{kind}-{mode}"] = r
             failed |= not r["check_every_delivery_started"]
             c.log(f"e2e {mode} {kind}: receive-to-start p50 {r['receive_to_start_ms']['p50']} ms "
-                  f"p99 {r['receive_to_start_ms']['p99']} ms ({r['handler_starts']} starts)")
+                  f"p90 {r['receive_to_start_ms']['p90']} p99 {r['receive_to_start_ms']['p99']} "
+              f"p999 {r['receive_to_start_ms']['p999']} max {r['receive_to_start_ms']['max']} ms "
+              f"({r['handler_starts']} starts, {r['over_25ms']} over 25 ms)")
     c.write_result("e2e", results)
     return 1 if failed else 0
 

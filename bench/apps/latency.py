@@ -3,7 +3,7 @@
 ``ctx.event.received_at`` is stamped by the ingress when the request body has been read; the
 handler compares it with ``time.time()`` on its first attempt. Serve and worker run on the same
 host, so both read the same clock. One line per start is appended to
-``$BENCH_LATENCY_FILE.<pid>`` (seconds, then the event id).
+``$BENCH_LATENCY_FILE.<pid>`` (seconds, the event id, then the start's wall-clock time).
 """
 
 from __future__ import annotations
@@ -32,4 +32,4 @@ async def record(event: dict[str, Any], ctx: Context) -> None:
     now = time.time()
     assert ctx.event is not None
     if ctx.attempt == 1:
-        _file().write(f"{now - ctx.event.received_at.timestamp():.6f} {ctx.event.id}\n")
+        _file().write(f"{now - ctx.event.received_at.timestamp():.6f} {ctx.event.id} {now:.3f}\n")

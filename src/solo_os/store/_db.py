@@ -155,12 +155,21 @@ class Database:
         self._local_wakeup = asyncio.Event()
         self._timers = asyncio.Event()  # a sleep's end or a timeout was stored (``timer_stored``)
         self._sleeping_until: datetime | None = None  # what the wake loop sleeps towards
+        #: Entered around each writing transaction (SQLite: the processes' turns at the write
+        #: lock, ``_sqlite_lock``); None: nothing.
+        self.write_turn: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None
+        #: Called before waiting for work or for timers (SQLite: listen to other processes).
+        self.before_wait: Callable[[], None] | None = None
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A writing transaction, committed at the end."""
         with translating():
-            async with self.engine.begin() as conn:
+            if self.write_turn is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self.write_turn(), self.engine.begin() as conn:
                 yield conn
 
     @contextlib.asynccontextmanager
@@ -186,6 +195,8 @@ class Database:
         self._local_wakeup.set()
 
     async def wait_for_work(self, timeout: float) -> None:
+        if self.before_wait is not None:
+            self.before_wait()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._local_wakeup.wait(), timeout)
         self._local_wakeup.clear()
@@ -199,6 +210,8 @@ class Database:
     async def wait_for_timers(self, until: datetime | None, timeout: float) -> None:
         """Sleep towards ``until`` (at most ``timeout`` seconds) unless an earlier timer is
         stored meanwhile; one stored before this call (while the caller looked) ends it at once."""
+        if self.before_wait is not None:
+            self.before_wait()
         self._sleeping_until = until
         try:
             with contextlib.suppress(TimeoutError):

@@ -12,6 +12,11 @@ The signal goes out inside the writing transaction, before its commit. That is s
 the woken worker's claim takes the write lock (``BEGIN IMMEDIATE``), so it waits for that
 commit and then sees the rows. Written by hand because no library offers this for SQLite;
 it is ~100 lines of the standard library (``socket``, ``asyncio.add_reader``).
+
+The same sockets carry timers: a workflow's sleep or timeout stored by one process
+(``send_timer``, after its commit, with the wake time) wakes the wake loop of every other
+process that waits, as ``NOTIFY solo_os_timers`` does on PostgreSQL; without it another process
+saw such a timer only at its wake loop's once-a-second look.
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import structlog
 
 log = structlog.get_logger("solo_os.store")
 RELIST_SECONDS = 1.0  # how stale the list of listening processes may be
+WORK = b"w"  # new work may be due
+TIMER = b"t"  # followed by a wake time (ISO 8601): a sleep's end or a timeout was stored
 
 
 def folder_for(database: str | None) -> Path | None:
@@ -63,8 +71,11 @@ class Wakeups:
         except OSError:
             return False
 
-    def listen(self, wake: Callable[[], None]) -> bool:
-        """Bind this process's socket and call ``wake`` on every datagram; False if it cannot."""
+    def listen(
+        self, wake: Callable[[], None], timer: Callable[[datetime | None], None] | None = None
+    ) -> bool:
+        """Bind this process's socket; call ``wake`` on a work signal and ``timer`` with the
+        earliest wake time of the timer signals (None: unreadable). False if it cannot."""
         if self._sock is not None:
             return True
         if self.folder is None:
@@ -77,7 +88,8 @@ class Wakeups:
                 if not self._usable():
                     break
                 sock.bind(path)
-                asyncio.get_running_loop().add_reader(sock.fileno(), self._readable, sock, wake)
+                loop = asyncio.get_running_loop()
+                loop.add_reader(sock.fileno(), self._readable, sock, wake, timer)
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -89,11 +101,23 @@ class Wakeups:
         return False
 
     @staticmethod
-    def _readable(sock: socket.socket, wake: Callable[[], None]) -> None:
+    def _readable(
+        sock: socket.socket,
+        wake: Callable[[], None],
+        timer: Callable[[datetime | None], None] | None,
+    ) -> None:
+        work = False
+        times: list[datetime | None] = []
         with contextlib.suppress(OSError):
-            while sock.recv(16):  # drain: many signals wake once
-                pass
-        wake()
+            while signal := sock.recv(64):  # drain: many signals wake once
+                if signal[:1] == TIMER:
+                    times.append(_wake_time(signal[1:]))
+                else:
+                    work = True
+        if work:
+            wake()
+        if times and timer is not None:
+            timer(None if None in times else min(t for t in times if t is not None))
 
     def close(self) -> None:
         if self._sock is not None:
@@ -110,7 +134,12 @@ class Wakeups:
             self._out.close()
             self._out = None
 
-    def send(self) -> int:
+    def send_timer(self, at: datetime) -> int:
+        """Tell every other listening process that a wake time ``at`` was stored (send it after
+        the commit: the receiver reads the database at once)."""
+        return self.send(TIMER + at.isoformat().encode("ascii"))
+
+    def send(self, signal: bytes = WORK) -> int:
         """Signal every other listening process; the number signalled."""
         if self.folder is None:
             return 0
@@ -129,7 +158,7 @@ class Wakeups:
             if peer == self._path or self._out is None:
                 continue
             try:
-                self._out.sendto(b"w", peer)
+                self._out.sendto(signal, peer)
                 sent += 1
             except BlockingIOError:
                 sent += 1  # its queue is full of signals: it is being woken already
@@ -140,3 +169,10 @@ class Wakeups:
             except OSError:
                 pass
         return sent
+
+
+def _wake_time(text: bytes) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None

@@ -20,7 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from solo_os.core import records
 from solo_os.core import workflow as wf
-from solo_os.store import _base, _db, _rows, _schema, _sqlite_wake, _workflow
+from solo_os.store import (
+    _base,
+    _db,
+    _rows,
+    _schema,
+    _sqlite_driver,
+    _sqlite_lock,
+    _sqlite_wake,
+    _workflow,
+)
 from solo_os.store._db import utcnow
 from solo_os.store._rows import last_error
 
@@ -33,6 +42,7 @@ BUSY_TIMEOUT_MS = 15_000
 
 def _engine(url: str, begin: str, pool_size: int, busy_timeout_ms: int) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
+    _sqlite_driver.use_on(engine)  # one trip to aiosqlite's thread per statement
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -64,6 +74,8 @@ class SQLiteDialect:
 
     def __init__(self, wakeups: _sqlite_wake.Wakeups) -> None:
         self.wakeups = wakeups
+        #: The earliest wake time stored by the writing transaction; signalled after its commit.
+        self.timer: datetime | None = None
 
     def insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)
@@ -84,7 +96,8 @@ class SQLiteDialect:
         """The single writer already orders every writing transaction."""
 
     async def notify_timer(self, conn: AsyncConnection, at: datetime) -> None:
-        """Other processes' wake loops see it at their next look (``wake_loop``'s ``most``)."""
+        """Other processes' wake loops are told after the commit (``SQLiteStore._write_turn``)."""
+        self.timer = at if self.timer is None else min(self.timer, at)
 
     def wait_key(self, match: Mapping[str, Any] | None, paths: str) -> Any:
         return wf.match_key(match)  # computed in Python, as ingest computes the events' keys
@@ -140,22 +153,38 @@ class SQLiteStore(_base.Store):
     dialect = "sqlite"
 
     def __init__(self, url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-        self._wakeups = _sqlite_wake.Wakeups(_sqlite_wake.folder_for(sa.make_url(url).database))
+        folder = _sqlite_wake.folder_for(sa.make_url(url).database)
+        self._wakeups = _sqlite_wake.Wakeups(folder)
+        self._dialect = SQLiteDialect(self._wakeups)
         super().__init__(
-            SQLiteDialect(self._wakeups),
+            self._dialect,
             _engine(url, "BEGIN IMMEDIATE", 1, busy_timeout_ms),
             _engine(url, "BEGIN", 4, busy_timeout_ms),
         )
+        # Processes writing to one file take turns at its write lock (SQLite's own wait polls).
+        self._writer_lock = _sqlite_lock.WriterLock(folder, busy_timeout_ms / 1000)
+        self._db.write_turn = self._write_turn
+        self._db.before_wait = self._listen  # the processes that wait for work or for timers
 
-    async def wait_for_work(self, timeout: float) -> None:
-        """Return when new work may be due (this process's or another's commit), or after
-        ``timeout`` seconds."""
-        self._wakeups.listen(self.wake_local)  # once, in the processes that wait for work
-        await super().wait_for_work(timeout)
+    def _listen(self) -> None:
+        """Be woken by other processes' commits: new work, and new wake times (once)."""
+        self._wakeups.listen(self.wake_local, self._db.timer_stored)
+
+    @contextlib.asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        """Around each writing transaction: this process's turn at the write lock, and the
+        timer signal of a wake time it stored, sent once it is committed."""
+        async with self._writer_lock.turn():
+            self._dialect.timer = None
+            yield
+            timer, self._dialect.timer = self._dialect.timer, None
+        if timer is not None:
+            self._wakeups.send_timer(timer)
 
     async def close(self) -> None:
         self._wakeups.close()
         await super().close()
+        self._writer_lock.close()
 
     async def claim(
         self, worker_id: str, limit: int, now: datetime, lease_seconds: float, *,
