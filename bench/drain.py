@@ -38,7 +38,18 @@ def drain_once(db: c.Database, jobs: int, label: str = "drain", concurrency: int
     if concurrency:
         args += ["--concurrency", str(concurrency)]
     with c.process(args, c.solo_env(db, **env), logdir / "worker.log") as p:
-        r = c.time_drain(lambda: remaining(db), jobs, proc=p)
+        cpu: list[float] = []  # the worker's CPU seconds: first poll that saw progress, last
+
+        def left() -> int:
+            n = remaining(db)
+            if n < jobs and (len(cpu) < 1 or n == 0):
+                cpu.append(c.cpu_seconds(p.pid))
+            return n
+
+        r = c.time_drain(left, jobs, proc=p)
+    # CPU of the worker alone (user + system) per execution, over the timed part: the figure
+    # that says what a change to the worker bought, whatever the database or the machine did.
+    r["worker_cpu_us"] = round((cpu[-1] - cpu[0]) / max(1, r["timed_jobs"]) * 1e6, 1)
     succeeded = int(db.scalar("SELECT count(*) FROM executions WHERE status = 'succeeded' "
                               "AND handler = 'noop'") or 0)
     r.update(concurrency=concurrency or "default", seed_s=round(seconds, 2), succeeded=succeeded,
@@ -66,7 +77,8 @@ def main(argv: list[str]) -> int:
                 c.db_upgrade(db)
                 r = drain_once(db, args.jobs, concurrency=n)
             failed |= r["succeeded"] < args.jobs
-            c.log(f"drain {kind} concurrency {conc}: {r['per_s']}/s ({r['succeeded']} succeeded)")
+            c.log(f"drain {kind} concurrency {conc}: {r['per_s']}/s, worker CPU "
+                  f"{r['worker_cpu_us']} us/execution ({r['succeeded']} succeeded)")
             runs.append(r)
         best = max(runs, key=lambda x: x["per_s"])
         results[kind] = {**best, "all_settings": [{"concurrency": x["concurrency"], "per_s": x["per_s"]}

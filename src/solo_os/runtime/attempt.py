@@ -7,14 +7,18 @@ everything here is decided from the claimed row, the app's policies and the erro
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
 import json
 import random
 import traceback
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import pydantic
+import structlog
 
 from solo_os import app as app_mod
 from solo_os import errors
@@ -22,6 +26,8 @@ from solo_os import store as store_mod
 from solo_os.core import records, retry
 from solo_os.observability import metrics
 from solo_os.runtime import context, workflow
+
+log = structlog.get_logger("solo_os.worker")
 
 
 def log_fields(c: records.Claimed) -> dict[str, Any]:
@@ -179,7 +185,7 @@ def report(
 ) -> None:
     """The attempt's log line and metrics, once its outcome is written."""
     name = handler.name if handler else "?"
-    metrics.attempt_seconds.labels(name).observe(duration)
+    metrics.attempt_duration(name, duration)
     ms = round(duration * 1000, 2)
     if error is None:
         metrics.attempt_finished(name, "succeeded", "succeeded")
@@ -205,3 +211,27 @@ def report(
             "execution.failed", duration_ms=ms, error_type=f.error_type, error=f.error_message,
             retry_in=round(float(f.extra.get("delay", 0.0)), 3),
         )
+
+
+async def fire_dead(hooks: Sequence[Callable[..., Any]], dead: records.DeadLetter) -> None:
+    """Call the app's ``on_dead`` hooks; nothing a hook raises stops the worker."""
+    for hook in hooks:
+        try:
+            if inspect.iscoroutinefunction(hook):
+                await hook(dead)
+            else:
+                await asyncio.to_thread(hook, dead)
+        except asyncio.CancelledError:
+            if cancelling():
+                raise
+        except BaseException as exc:  # user code: nothing it raises stops the worker
+            log.error(
+                "hook.failed", hook=getattr(hook, "__name__", repr(hook)),
+                execution_id=str(dead.execution_id), error=f"{type(exc).__name__}: {exc}",
+            )
+
+
+def cancelling() -> bool:
+    """Whether the running task is being cancelled (by us), not hit by a stray CancelledError."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -17,7 +17,6 @@ import concurrent.futures
 import contextlib
 import contextvars
 import functools
-import inspect
 import os
 import random
 import socket
@@ -100,7 +99,8 @@ class Worker:
         self._threads_lock = threading.Lock()
         self._sync_running: set[UUID] = set()
         self.abandoned_threads = False
-        self._inflight: dict[UUID, asyncio.Task[None]] = {}
+        self._inflight: dict[UUID, asyncio.Task[None]] = {}  # its outcome written, or not yet
+        self._running: set[UUID] = set()  # handlers running: what ``concurrency`` counts
         self._slot_freed = asyncio.Event()
         self._finisher: _batch.GroupCommit[records.Finished, bool] = _batch.GroupCommit(
             self._write_finished, max_batch=500, name="finish"
@@ -206,7 +206,7 @@ class Worker:
                 self._draining_for_lost = True
                 self._next_lost_check = 0.0
                 return False
-        free = self.concurrency - len(self._inflight)
+        free = self.concurrency - len(self._running)
         if self._held_back():
             return False
         limit = min(free, CLAIM_BATCH)
@@ -218,6 +218,7 @@ class Worker:
     def _start(self, c: records.Claimed) -> None:
         task = asyncio.create_task(self._execute(c))
         self._inflight[c.id] = task
+        self._running.add(c.id)
         task.add_done_callback(functools.partial(self._ended, c))
 
     def _ended(self, c: records.Claimed, task: asyncio.Task[None]) -> None:
@@ -225,6 +226,7 @@ class Worker:
         (a bug, not the handler's: those are attempts) is logged, and the lease runs out."""
         if self._inflight.get(c.id) is task:
             del self._inflight[c.id]
+        self._running.discard(c.id)
         if self._alone == c.id:
             self._alone = None
         self._slot_freed.set()
@@ -250,8 +252,13 @@ class Worker:
             for w in waiters:
                 w.cancel()
 
-    def _held_back(self) -> bool:  # fewer free slots than a quarter: wait for more to claim
-        return bool(self._inflight) and self.concurrency - len(self._inflight) < max(1, self.concurrency // 4)
+    def _held_back(self) -> bool:
+        """Fewer free slots than a quarter: wait for more to claim. A slot is free once its
+        handler has returned; outcomes still being written count too, up to as many again."""
+        running = len(self._running)
+        if running and self.concurrency - running < max(1, self.concurrency // 4):
+            return True
+        return len(self._inflight) >= 2 * self.concurrency
 
     async def _shutdown(self) -> None:
         if self._inflight:
@@ -350,7 +357,7 @@ class Worker:
         except TimeoutError as exc:
             outcome, error = "timed_out", exc
         except asyncio.CancelledError as exc:
-            if _cancelling():
+            if attempt_mod.cancelling():
                 raise  # shutdown: the lease is released by _shutdown
             outcome, error = "failed", exc  # raised by the handler itself
         except Exception as exc:
@@ -361,6 +368,8 @@ class Worker:
             # arrive this way (the runtime handles SIGTERM/SIGINT on the event loop).
             outcome, error = "failed", exc
         duration = time.perf_counter() - t0
+        self._running.discard(c.id)  # the slot is free: the next claim overlaps this write
+        self._slot_freed.set()
         await context.flush_logs(self.store, c.id, c.attempt)  # ctx.log's lines, per attempt
         finished = attempt_mod.finished(
             self.app, self._rng, c, handler, started, self.clock(), outcome, error, value
@@ -467,32 +476,13 @@ class Worker:
         return [id(r) in applied for r in batch]
 
     async def _fire_dead(self, dead: records.DeadLetter) -> None:
-        for hook in self.app.dead_hooks:
-            try:
-                if inspect.iscoroutinefunction(hook):
-                    await hook(dead)
-                else:
-                    await asyncio.to_thread(hook, dead)
-            except asyncio.CancelledError:
-                if _cancelling():
-                    raise
-            except BaseException as exc:  # user code: nothing it raises stops the worker
-                log.error(
-                    "hook.failed", hook=getattr(hook, "__name__", repr(hook)),
-                    execution_id=str(dead.execution_id), error=f"{type(exc).__name__}: {exc}",
-                )
+        await attempt_mod.fire_dead(self.app.dead_hooks, dead)
 
 
 def shutdown_margin(grace: float) -> float:
     """The part of the shutdown grace kept for after the drain: releasing what still runs,
     closing the store, and time lost to handler threads that hold the GIL."""
     return min(3.0, grace / 2)
-
-
-def _cancelling() -> bool:
-    """Whether the running task is being cancelled (by us), not hit by a stray CancelledError."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 async def _wait_any(stop: asyncio.Event, timeout: float) -> None:

@@ -1,0 +1,129 @@
+"""A worker's slot is free once its handler returns, not once its outcome is written (issue 21):
+the next claim overlaps the outcome's write. ``concurrency`` still bounds the handlers running
+at once; outcomes being written hold up to as many again; and their leases are still renewed.
+
+The queue double's ``finish`` blocks until the test lets it go, so an outcome's write is as slow
+as the test wants, and every count below is read while it is held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from solo_os import App, Context, config, sources
+from solo_os.core import records
+from solo_os.runtime import worker as worker_mod
+from solo_os.store import Reaped
+
+CONCURRENCY = 2
+
+
+class HeldQueue:
+    """Twenty due executions; ``finish`` waits for ``let_go`` to be set."""
+
+    def __init__(self) -> None:
+        now = datetime(2026, 12, 5, tzinfo=UTC)
+        self.due = [
+            records.Claimed(
+                id=uuid.UUID(int=n), event_id=uuid.UUID(int=1000 + n), handler="job", attempt=1,
+                max_attempts=3, correlation_id=f"c{n}", source="billing", event_type="job",
+                idempotency_key=f"k{n}", received_at=now, headers={}, document={"n": n},
+            )
+            for n in range(1, 21)
+        ]
+        self.claimed: list[uuid.UUID] = []
+        self.finished: list[records.Finished] = []
+        self.renewed: set[uuid.UUID] = set()
+        self.let_go = asyncio.Event()
+        self._work = asyncio.Event()
+
+    async def claim(
+        self, worker_id: str, limit: int, now: datetime, lease_seconds: float, *, lost: bool | None = None
+    ) -> list[records.Claimed]:
+        if lost:
+            return []
+        out, self.due = self.due[:limit], self.due[limit:]
+        self.claimed += [c.id for c in out]
+        return out
+
+    async def finish(self, worker_id: str, results: Sequence[records.Finished]) -> list[records.Finished]:
+        await self.let_go.wait()
+        self.finished += results
+        return list(results)
+
+    async def renew(
+        self, worker_id: str, now: datetime, lease_seconds: float, ids: Sequence[uuid.UUID] | None = None
+    ) -> int:
+        self.renewed.update(ids or [])
+        return len(ids or [])
+
+    async def release(self, worker_id: str, ids: Iterable[uuid.UUID] | None = None) -> int:
+        return 0
+
+    async def lost_due(self, now: datetime) -> bool:
+        return False
+
+    async def reap(self, now: datetime, limit: int = 500, max_losses: int = 3) -> list[Reaped]:
+        return []
+
+    async def wait_for_work(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+
+    async def save_logs(self, *_: Any) -> None:
+        return None
+
+
+def _app(running: list[int], most: list[int]) -> App:
+    app = App(service="overlap", settings=config.Settings(DATABASE_URL="sqlite:///unused.db"))  # type: ignore[call-arg]
+    app.source("billing", sources.hmac(secret_env="BILLING_WEBHOOK_SECRET"))
+
+    @app.on("billing", "job", name="job")
+    async def job(event: dict[str, Any], ctx: Context) -> None:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.01)
+        running[0] -= 1
+
+    return app
+
+
+async def _until(check: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def test_claims_overlap_outcome_writes_within_twice_the_concurrency() -> None:
+    queue = HeldQueue()
+    running, most = [0], [0]
+    w = worker_mod.Worker(
+        _app(running, most), cast(Any, queue), concurrency=CONCURRENCY, poll_interval=0.01,
+        lease_seconds=1.5,  # heartbeat every 0.5 s
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    try:
+        # No outcome is written yet, but the first handlers have returned: their slots took
+        # more work, up to twice the concurrency in all, and no further.
+        await _until(lambda: len(queue.claimed) == 2 * CONCURRENCY and running[0] == 0)
+        await asyncio.sleep(0.2)
+        assert len(queue.claimed) == 2 * CONCURRENCY
+        assert queue.finished == []
+        # What waits for its outcome's write keeps its lease.
+        await _until(lambda: set(queue.claimed) <= queue.renewed)
+        queue.let_go.set()
+        await _until(lambda: len(queue.finished) == 20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert most[0] == CONCURRENCY  # never more handlers at once than the concurrency
+    assert sorted(f.execution_id.int for f in queue.finished) == list(range(1, 21))
+    assert all(f.next_status == "succeeded" for f in queue.finished)
