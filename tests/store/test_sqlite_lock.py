@@ -90,3 +90,30 @@ async def test_a_wait_past_the_timeout_goes_ahead_and_a_cancelled_one_leaves_it_
 async def _enter(lock: WriterLock) -> None:
     async with lock.turn():
         pass
+
+
+async def test_in_one_process_a_waiting_ingest_or_claim_goes_before_waiting_outcomes(
+    tmp_path: Path,
+) -> None:
+    lock = WriterLock(tmp_path / "w", 10)
+    order: list[str] = []
+
+    async def write(name: str, background: bool) -> None:
+        async with lock.turn(background):
+            order.append(name)
+            await asyncio.sleep(0.02)
+
+    first = asyncio.create_task(write("first", False))
+    await asyncio.sleep(0.005)
+    later = [asyncio.create_task(write("outcomes", True))]
+    await asyncio.sleep(0.001)
+    later += [asyncio.create_task(write("claim", False)), asyncio.create_task(write("ingest", False))]
+    await asyncio.gather(first, *later)
+    assert order == ["first", "claim", "ingest", "outcomes"]
+    cancelled = asyncio.create_task(write("cancelled", True))
+    holder = asyncio.create_task(write("holder", False))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.gather(holder, cancelled, return_exceptions=True)
+    await asyncio.wait_for(write("after", False), 1)  # nothing left holding it
+    lock.close()

@@ -156,20 +156,21 @@ class Database:
         self._timers = asyncio.Event()  # a sleep's end or a timeout was stored (``timer_stored``)
         self._sleeping_until: datetime | None = None  # what the wake loop sleeps towards
         #: Entered around each writing transaction (SQLite: the processes' turns at the write
-        #: lock, ``_sqlite_lock``); None: nothing.
-        self.write_turn: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None
+        #: lock, ``_sqlite_lock``), given whether the transaction is background work; None: nothing.
+        self.write_turn: Callable[[bool], contextlib.AbstractAsyncContextManager[None]] | None = None
         #: Called before waiting for work or for timers (SQLite: listen to other processes).
         self.before_wait: Callable[[], None] | None = None
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A writing transaction, committed at the end."""
+    async def write(self, *, background: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A writing transaction, committed at the end (``background``: nobody waits on it to
+        start work; SQLite lets others go first)."""
         with translating():
             if self.write_turn is None:
                 async with self.engine.begin() as conn:
                     yield conn
                 return
-            async with self.write_turn(), self.engine.begin() as conn:
+            async with self.write_turn(background), self.engine.begin() as conn:
                 yield conn
 
     @contextlib.asynccontextmanager

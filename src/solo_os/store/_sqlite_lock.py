@@ -18,6 +18,7 @@ falls back to SQLite's own wait, as before, and never to a wrong result. The blo
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import os
@@ -37,7 +38,7 @@ class WriterLock:
         self._path = folder / "writer.lock" if folder is not None and fcntl is not None else None
         self._timeout = timeout
         self._fd: int | None = None
-        self._local: asyncio.Lock | None = None  # flock is per open file: one turn per process
+        self._local: _Turns | None = None  # flock is per open file: one turn per process
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _open(self) -> int | None:
@@ -52,17 +53,22 @@ class WriterLock:
         return self._fd
 
     @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """Hold the file lock (when it can be had within the timeout) while inside."""
+    async def turn(self, background: bool = False) -> AsyncIterator[None]:
+        """Hold the file lock (when it can be had within the timeout) while inside. In this
+        process a ``background`` turn (outcomes: nobody waits to start on them) goes after
+        every other waiting one, which keeps the ingest and the claim on a short queue."""
         if self._local is None:
-            self._local = asyncio.Lock()
-        async with self._local:
+            self._local = _Turns()
+        await self._local.acquire(background)
+        try:
             fd = await self._acquire()
             try:
                 yield
             finally:
                 if fd is not None:
                     _unlock(fd)
+        finally:
+            self._local.release()
 
     async def _acquire(self) -> int | None:
         fd = self._open() if self._path is not None else None
@@ -98,6 +104,42 @@ class WriterLock:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+
+
+class _Turns:
+    """One holder at a time in this process, handed over in order: waiting foreground turns
+    first, then background ones."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
+            collections.deque(), collections.deque()
+        )
+
+    async def acquire(self, background: bool) -> None:
+        if not self._held and not any(self._waiting):
+            self._held = True
+            return
+        turn = asyncio.get_running_loop().create_future()
+        queue = self._waiting[background]
+        queue.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed over as we were cancelled: pass it on
+            else:
+                queue.remove(turn)
+            raise
+
+    def release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # handed over: still held
+                    return
+        self._held = False
 
 
 def _unlock_when_got(waiting: asyncio.Future[None], fd: int) -> None:

@@ -171,10 +171,10 @@ class SQLiteStore(_base.Store):
         self._wakeups.listen(self.wake_local, self._db.timer_stored)
 
     @contextlib.asynccontextmanager
-    async def _write_turn(self) -> AsyncIterator[None]:
+    async def _write_turn(self, background: bool) -> AsyncIterator[None]:
         """Around each writing transaction: this process's turn at the write lock, and the
         timer signal of a wake time it stored, sent once it is committed."""
-        async with self._writer_lock.turn():
+        async with self._writer_lock.turn(background):
             self._dialect.timer = None
             yield
             timer, self._dialect.timer = self._dialect.timer, None
@@ -266,7 +266,8 @@ class SQLiteStore(_base.Store):
             }
             for r in results
         ]
-        async with self._db.write() as conn:
+        # Outcomes go after a waiting ingest or claim: the handlers have started already.
+        async with self._db.write(background=True) as conn:
             applied_ids = await self._apply_finished(conn, worker_id, update_stmt, params, now)
             applied = [r for r in results if r.execution_id in applied_ids]
             await conn.execute(
