@@ -9,21 +9,20 @@ as the test wants, and every count below is read while it is held.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from solo_os import App, Context, config, sources
 from solo_os.core import records
 from solo_os.runtime import worker as worker_mod
-from solo_os.store import Reaped
+from tests.unit._queue_double import QuietQueue
 
 CONCURRENCY = 2
 
 
-class HeldQueue:
+class HeldQueue(QuietQueue):
     """Twenty due executions; ``finish`` waits for ``let_go`` to be set."""
 
     def __init__(self) -> None:
@@ -40,7 +39,7 @@ class HeldQueue:
         self.finished: list[records.Finished] = []
         self.renewed: set[uuid.UUID] = set()
         self.let_go = asyncio.Event()
-        self._work = asyncio.Event()
+        super().__init__()
 
     async def claim(
         self, worker_id: str, limit: int, now: datetime, lease_seconds: float, *, lost: bool | None = None
@@ -61,23 +60,6 @@ class HeldQueue:
     ) -> int:
         self.renewed.update(ids or [])
         return len(ids or [])
-
-    async def release(self, worker_id: str, ids: Iterable[uuid.UUID] | None = None) -> int:
-        return 0
-
-    async def lost_due(self, now: datetime) -> bool:
-        return False
-
-    async def reap(self, now: datetime, limit: int = 500, max_losses: int = 3) -> list[Reaped]:
-        return []
-
-    async def wait_for_work(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
-        self._work.clear()
-
-    async def save_logs(self, *_: Any) -> None:
-        return None
 
 
 def _app(running: list[int], most: list[int]) -> App:

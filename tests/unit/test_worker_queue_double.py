@@ -1,29 +1,29 @@
 """The worker role against a test double of its ``QueuePort``: no database, a test clock.
 
 ``MemoryQueue`` is the example of a port double: one small class implementing ``QueuePort``
-in memory. The worker's retry delays are read from the ``run_after`` it hands to ``finish``,
-with the retry jitter pinned at its extreme, so a missing ``max_delay`` cap fails the test.
+in memory (its quiet half, shared with the other worker doubles, is ``_queue_double``). The
+worker's retry delays are read from the ``run_after`` it hands to ``finish``, with the retry
+jitter pinned at its extreme, so a missing ``max_delay`` cap fails the test.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from solo_os import App, Context, Retry, config, sources
 from solo_os.core import records
 from solo_os.runtime import worker as worker_mod
-from solo_os.store import Reaped
 from solo_os.store.ports import QueuePort
 from solo_os.testing import Clock
+from tests.unit._queue_double import QuietQueue
 
 
-class MemoryQueue:
+class MemoryQueue(QuietQueue):
     """A ``QueuePort`` in memory: one execution, re-queued at ``run_after`` while it retries."""
 
     def __init__(self, handler: str, max_attempts: int) -> None:
@@ -31,7 +31,7 @@ class MemoryQueue:
         self.due: list[tuple[datetime, records.Claimed]] = []
         self.finished: list[records.Finished] = []
         self.changed = asyncio.Event()
-        self._work = asyncio.Event()
+        super().__init__()
         self.put(handler, 1, max_attempts, datetime.min.replace(tzinfo=UTC))
 
     def put(self, handler: str, attempt: int, max_attempts: int, run_after: datetime) -> None:
@@ -67,33 +67,6 @@ class MemoryQueue:
                 self.put(self.handler, r.attempt + 1, self.max_attempts, r.run_after)
         self.changed.set()
         return list(results)
-
-    async def renew(
-        self, worker_id: str, now: datetime, lease_seconds: float, ids: Sequence[uuid.UUID] | None = None
-    ) -> int:
-        return len(ids or [])
-
-    async def release(self, worker_id: str, ids: Iterable[uuid.UUID] | None = None) -> int:
-        return 0
-
-    async def lost_due(self, now: datetime) -> bool:
-        return False
-
-    async def reap(self, now: datetime, limit: int = 500, max_losses: int = 3) -> list[Reaped]:
-        return []
-
-    async def reschedule(
-        self, worker_id: str, execution_id: uuid.UUID, attempt: int, run_after: datetime, reason: str
-    ) -> bool:
-        return False
-
-    async def wait_for_work(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
-        self._work.clear()
-
-    def wake_local(self) -> None:
-        self._work.set()
 
 
 class Highest(random.Random):

@@ -1,0 +1,49 @@
+"""The quiet half of a ``QueuePort`` double for worker tests: no leases to renew or release, no
+lost executions, nothing to reap or reschedule, and a wake-up event. A test's double subclasses
+it and gives ``claim`` and ``finish`` (and whatever else it watches)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from solo_os.store import Reaped
+
+
+class QuietQueue:
+    def __init__(self) -> None:
+        self._work = asyncio.Event()
+
+    async def renew(
+        self, worker_id: str, now: datetime, lease_seconds: float, ids: Sequence[uuid.UUID] | None = None
+    ) -> int:
+        return len(ids or [])
+
+    async def release(self, worker_id: str, ids: Iterable[uuid.UUID] | None = None) -> int:
+        return 0
+
+    async def lost_due(self, now: datetime) -> bool:
+        return False
+
+    async def reap(self, now: datetime, limit: int = 500, max_losses: int = 3) -> list[Reaped]:
+        return []
+
+    async def reschedule(
+        self, worker_id: str, execution_id: uuid.UUID, attempt: int, run_after: datetime, reason: str
+    ) -> bool:
+        return False
+
+    async def wait_for_work(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+
+    def wake_local(self) -> None:
+        self._work.set()
+
+    async def save_logs(self, *_: Any) -> None:
+        return None
