@@ -7,6 +7,7 @@ Screenshots go where ``SOLO_OS_SCREENSHOTS`` says (``docs/dashboard`` refreshes 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -16,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from solo_os import App, Context, Retry, RetryAfter, sources
 from solo_os import store as store_mod
@@ -286,6 +287,42 @@ async def test_search_filters_durations_logs_actions_and_chart(
                 await expect(page.get_by_text("No dead letters.")).to_be_visible()
                 assert await _count(store, status="dead") == 0
                 assert len(await store.list_events(store_mod.Filters(limit=0))) == 7
+            finally:
+                await browser.close()
+        assert errors == []
+
+
+async def test_an_edit_made_while_a_background_refresh_loads_is_kept(chromium: str, sqlite_url: str) -> None:
+    """A background refresh whose load began before the user touched the filter must not redraw
+    the form when it ends (CI once saw "last 15 minutes" snap back to the applied "custom")."""
+    async with live_server(shop_app(Switch()), sqlite_url) as (base, rt):
+        assert rt.store is not None
+        await _seed(base, rt.store)
+        errors: list[str] = []
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            try:
+                page = await _sign_in(browser, base, errors)
+                await _nav(page, "Events")
+                await expect(page.locator("table.grid tbody tr")).to_have_count(4)
+                held, release = asyncio.Event(), asyncio.Event()
+
+                async def hold(route: Route) -> None:
+                    held.set()
+                    await release.wait()
+                    await route.continue_()
+
+                # the next list load is the 5 s background refresh: hold it in flight
+                await page.route(re.compile(r"/api/events\?"), hold)
+                await asyncio.wait_for(held.wait(), 15)
+                await page.get_by_label("Time range").select_option("1h")
+                async with page.expect_response(re.compile(r"/api/events\?")):
+                    release.set()
+                await page.evaluate("() => new Promise((done) => setTimeout(done, 300))")
+                await expect(page.get_by_label("Time range")).to_have_value("1h")
+                await page.unroute(re.compile(r"/api/events\?"))
+                await page.get_by_role("button", name="Filter").click()
+                await expect(page).to_have_url(re.compile(r"#/events\?range=1h$"))
             finally:
                 await browser.close()
         assert errors == []

@@ -165,22 +165,30 @@
     await refresh(true);
   }
 
+  // The user types in a filter, has edited one without applying it, or is asked to confirm
+  // something: a background refresh would redraw the view and throw that away.
+  function userBusy() {
+    const focused = document.activeElement;
+    if (current.state.ask) return true;
+    if (focused && view.contains(focused) && focused.matches("input, select, textarea")) return true;
+    return Boolean(view.querySelector("form.filters[data-dirty]"));
+  }
+
   let seq = 0;
   async function refresh(first) {
     if (!current) return;
     // Background refreshes never overlap or override what the user is looking at; a user's
     // action (first) always runs, and only the newest load is drawn.
     if (!first && (refreshing || current.state.paused)) return;
-    // Nor while the user types in a filter or is asked to confirm something.
-    const focused = document.activeElement;
-    if (!first && (current.state.ask || (focused && view.contains(focused) && focused.matches("input, select, textarea")))) return;
-    if (!first && view.querySelector("form.filters[data-dirty]")) return;
+    if (!first && userBusy()) return;
     const page = current;
     const mine = ++seq;
     refreshing = true;
     try {
       await page.load(page.state);
       if (page !== current || mine !== seq) return; // navigated or reloaded meanwhile
+      // The user may have started editing while this load was in flight: keep their edit.
+      if (!first && userBusy()) return;
       const scroll = window.scrollY;
       view.replaceChildren(page.draw(page.state));
       if (!first) window.scrollTo(0, scroll);
