@@ -1,6 +1,7 @@
 """The quiet half of a ``QueuePort`` double for worker tests: no leases to renew or release, no
 lost executions, nothing to reap or reschedule, and a wake-up event. A test's double subclasses
-it and gives ``claim`` and ``finish`` (and whatever else it watches)."""
+it and gives ``claim`` and ``finish`` (and whatever else it watches). ``due_jobs(n)`` makes the
+claimed executions ``1..n`` of a handler named ``job``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,33 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from solo_os.core import records
 from solo_os.store import Reaped
+
+
+def due_jobs(n: int) -> list[records.Claimed]:
+    """Executions 1..n of handler ``job`` (event ids 1001..), first attempts of three."""
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    return [
+        records.Claimed(
+            id=uuid.UUID(int=i),
+            event_id=uuid.UUID(int=1000 + i),
+            handler="job",
+            attempt=1,
+            max_attempts=3,
+            correlation_id=f"c{i}",
+            source="billing",
+            event_type="job",
+            idempotency_key=f"k{i}",
+            received_at=now,
+            headers={},
+            document={"n": i},
+        )
+        for i in range(1, n + 1)
+    ]
 
 
 class QuietQueue:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from solo_os import App, Context, config, sources
 from solo_os.core import records
 from solo_os.runtime import worker as worker_mod
-from tests.unit._queue_double import QuietQueue
+from tests.unit._queue_double import QuietQueue, due_jobs
 
 LEASE = 0.25  # the worker looks for lost executions every min(5 s, lease)
 DUE = 60
@@ -25,24 +24,7 @@ class KeyFullQueue(QuietQueue):
     """Plain work is due; a lost execution is always due too, but never leased (its key is full)."""
 
     def __init__(self) -> None:
-        now = datetime(2026, 12, 5, tzinfo=UTC)
-        self.due = [
-            records.Claimed(
-                id=uuid.UUID(int=n),
-                event_id=uuid.UUID(int=1000 + n),
-                handler="job",
-                attempt=1,
-                max_attempts=3,
-                correlation_id=f"c{n}",
-                source="billing",
-                event_type="job",
-                idempotency_key=f"k{n}",
-                received_at=now,
-                headers={},
-                document={"n": n},
-            )
-            for n in range(1, DUE + 1)
-        ]
+        self.due = due_jobs(DUE)
         self.lost_looks = 0
         self.lost_claims = 0
         self.finished: list[records.Finished] = []

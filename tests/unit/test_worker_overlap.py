@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from solo_os import App, Context, config, sources
 from solo_os.core import records
 from solo_os.runtime import worker as worker_mod
-from tests.unit._queue_double import QuietQueue
+from tests.unit._queue_double import QuietQueue, due_jobs
 
 CONCURRENCY = 2
 
@@ -26,15 +26,7 @@ class HeldQueue(QuietQueue):
     """Twenty due executions; ``finish`` waits for ``let_go`` to be set."""
 
     def __init__(self) -> None:
-        now = datetime(2026, 12, 5, tzinfo=UTC)
-        self.due = [
-            records.Claimed(
-                id=uuid.UUID(int=n), event_id=uuid.UUID(int=1000 + n), handler="job", attempt=1,
-                max_attempts=3, correlation_id=f"c{n}", source="billing", event_type="job",
-                idempotency_key=f"k{n}", received_at=now, headers={}, document={"n": n},
-            )
-            for n in range(1, 21)
-        ]
+        self.due = due_jobs(20)
         self.claimed: list[uuid.UUID] = []
         self.finished: list[records.Finished] = []
         self.renewed: set[uuid.UUID] = set()
@@ -87,7 +79,10 @@ async def test_claims_overlap_outcome_writes_within_twice_the_concurrency() -> N
     queue = HeldQueue()
     running, most = [0], [0]
     w = worker_mod.Worker(
-        _app(running, most), cast(Any, queue), concurrency=CONCURRENCY, poll_interval=0.01,
+        _app(running, most),
+        cast(Any, queue),
+        concurrency=CONCURRENCY,
+        poll_interval=0.01,
         lease_seconds=1.5,  # heartbeat every 0.5 s
     )
     stop = asyncio.Event()
