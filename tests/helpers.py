@@ -1,4 +1,5 @@
-"""Test helpers: signed deliveries, an in-process runtime with an HTTP client, waiting."""
+"""Test helpers: signed deliveries, an in-process runtime with an HTTP client, ``solo-os run`` in
+a process, waiting."""
 
 from __future__ import annotations
 
@@ -6,12 +7,18 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -116,3 +123,48 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@contextmanager
+def solo_os_run(folder: Path, app_path: str, env: dict[str, str]) -> Iterator[str]:
+    """``solo-os run APP`` as users start it, on a free port, until it answers ``/healthz``;
+    yields its URL and stops it (SIGTERM, then SIGKILL after 20 s). Its output goes to
+    ``folder/server.log``, shown if it exits or does not answer within 60 s."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with (folder / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "solo-os"), "run", app_path, "--port", str(port)],
+            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+        )
+        try:
+            wait_answering(f"{url}/healthz", proc, folder / "server.log")
+            yield url
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_answering(
+    url: str, proc: subprocess.Popen[Any], log: Path | None = None, timeout: float = 60
+) -> None:
+    """Poll ``url`` until it answers 200; fail with the process's log if it exits or does not
+    answer within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            told = log.read_text(errors="replace") if log is not None else ""
+            state = "exited" if proc.poll() is not None else f"no answer in {timeout:.0f} s"
+            raise AssertionError(f"{url}: {state}\n{told}")
+        time.sleep(0.1)

@@ -96,7 +96,6 @@ async def test_list_and_show_commands(sqlite_url: str, tmp_path: Path) -> None:
 def test_serve_with_several_processes_shares_one_port(tmp_path: Path) -> None:
     import signal
     import socket
-    import time
 
     import httpx
 
@@ -111,15 +110,7 @@ def test_serve_with_several_processes_shares_one_port(tmp_path: Path) -> None:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.2)
+        helpers.wait_answering(f"http://127.0.0.1:{port}/readyz", proc, timeout=30)
         statuses = []
         for i in range(40):
             body, headers = helpers.delivery(helpers.invoice(), key=f"multi-{i % 20}")

@@ -40,6 +40,7 @@ import pytest
 import typer
 
 from solo_os.cli import cli
+from tests import helpers
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -394,21 +395,13 @@ def seed_dead_letters(w: Walk) -> None:
         )
     try:
         data = (ROOT / "examples" / "billing" / "invoice.json").read_text()
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            alive = server.poll() is None and time.monotonic() < deadline
-            assert alive, (w.folder / "seed.log").read_text()
-            time.sleep(0.2)
+        helpers.wait_answering(f"http://127.0.0.1:{port}/readyz", server, w.folder / "seed.log")
         for n in range(2):
             changed = data.replace("7d0e2a6c", f"7d0e2a6{n}")
             w.sh(f"solo-os send billing invoice.paid --data '{changed}' --url http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
         while len(json.loads(w.sh("solo-os dlq list --json").stdout)) < 2:
-            assert time.monotonic() < deadline + 60, (w.folder / "seed.log").read_text()
+            assert time.monotonic() < deadline, (w.folder / "seed.log").read_text()
             time.sleep(0.3)
     finally:
         server.send_signal(signal.SIGTERM)

@@ -50,16 +50,7 @@ def test_readme_run_command_serves_signed_webhooks_exactly_once(tmp_path: Path) 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp_path / "run.log").read_text()
-            assert time.monotonic() < deadline, "solo-os did not become ready"
-            time.sleep(0.2)
+        helpers.wait_answering(f"{base}/readyz", proc, tmp_path / "run.log")
         invoices = [helpers.invoice() for _ in range(5)]
         with httpx.Client(base_url=base, timeout=10) as client:
             for inv in invoices:

@@ -23,8 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests import helpers
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLO_OS = str(Path(sys.executable).parent / "solo-os")
@@ -129,16 +130,7 @@ def test_run_then_send_and_look_as_the_readme_and_docstring_say(project: Project
             cwd=project.folder, env=project.env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        helpers.wait_answering(f"{url}/readyz", server, log)
         documented = docstring_commands(project.folder / "app.py")
         assert documented[:2] == ["cp .env.example .env", "solo-os run app.py"]
         for commands in (after, documented[2:]):

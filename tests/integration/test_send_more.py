@@ -11,24 +11,18 @@ each with the secrets it generates, and the app accepts each once.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
 from solo_os import App, sources, testing
 from solo_os.cli import cli
 from solo_os.sources import _keys
+from tests import helpers
 
 DISCORD_KEY = _keys.new_ed25519_test_key()
 ENV = {
@@ -79,38 +73,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     folder = tmp_path_factory.mktemp("send-more")
     app_path = folder / "app.py"
     app_path.write_text(textwrap.dedent(APP), encoding="utf-8")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    log = (folder / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "solo-os"), "run", str(app_path), "--port", str(port)],
-        env={**os.environ, **ENV, "DATABASE_URL": f"sqlite:///{folder / 'solo_os.db'}",
-             "LOG_LEVEL": "warn"},
-        stdout=log, stderr=subprocess.STDOUT, cwd=folder,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise AssertionError((folder / "server.log").read_text(errors="replace"))
-            time.sleep(0.1)
+    env = {**ENV, "DATABASE_URL": f"sqlite:///{folder / 'solo_os.db'}", "LOG_LEVEL": "warn"}
+    with helpers.solo_os_run(folder, str(app_path), env) as url:
         yield url, str(app_path)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -83,37 +78,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
     folder = tmp_path_factory.mktemp("send")
     app_path = write_app(folder)
     database_url = f"sqlite:///{folder / 'solo_os.db'}"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    log = (folder / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "solo-os"), "run", app_path, "--port", str(port)],
-        env={**os.environ, **ENV, "DATABASE_URL": database_url, "LOG_LEVEL": "warn"},
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise AssertionError((folder / "server.log").read_text(errors="replace"))
-            time.sleep(0.1)
+    env = {**ENV, "DATABASE_URL": database_url, "LOG_LEVEL": "warn"}
+    with helpers.solo_os_run(folder, app_path, env) as url:
         yield url, app_path, database_url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def send(app_path: str, *args: str, env: dict[str, str | None] | None = None) -> Result:
