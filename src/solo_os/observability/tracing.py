@@ -69,7 +69,14 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
-_NOT_RECORDING: AbstractContextManager[trace.Span] = nullcontext(trace.INVALID_SPAN)
+NOT_RECORDING: AbstractContextManager[trace.Span] = nullcontext(trace.INVALID_SPAN)
+"""The shared no-op span ``span`` returns when there is nothing to record."""
+
+
+def idle(parent: str | None) -> bool:
+    """Whether ``span(..., parent=parent)`` would be the no-op ``NOT_RECORDING``: a hot path
+    asks first, and does not build the span's name and attributes for nothing."""
+    return parent is None and _no_provider()
 
 
 def span(
@@ -87,8 +94,8 @@ def span(
     no-op execution before). A provider set later, by ``configure`` or the user, takes effect
     on the next span.
     """
-    if parent is None and _no_provider():
-        return _NOT_RECORDING
+    if idle(parent):
+        return NOT_RECORDING
     return _started(name, parent, kind, attributes)
 
 

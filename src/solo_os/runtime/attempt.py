@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import inspect
 import json
 import random
@@ -25,7 +26,9 @@ from solo_os import errors
 from solo_os import store as store_mod
 from solo_os.core import records, retry
 from solo_os.observability import metrics
+from solo_os.outbound import http as http_mod
 from solo_os.runtime import context, workflow
+from solo_os.store import ports
 
 log = structlog.get_logger("solo_os.worker")
 
@@ -54,6 +57,37 @@ def event_meta(c: records.Claimed) -> context.EventMeta | None:
         idempotency_key=c.idempotency_key or "",
         received_at=c.received_at or store_mod.utcnow(),
         headers=c.headers or {},
+    )
+
+
+def context_for(
+    application: app_mod.App,
+    store: ports.StepPort,
+    clock: Callable[[], datetime],
+    http: http_mod.Client,
+    c: records.Claimed,
+    handler: app_mod.Handler,
+    hlog: Any,
+    started: datetime,
+) -> context.Context:
+    """The handler's ``ctx``. ``ctx.event``, ``ctx.http`` and the workflow calls are made on
+    first use: a handler that uses none of them (most do not) pays for none."""
+    deadline = asyncio.get_running_loop().time() + handler.timeout
+    return context.Context(
+        execution_id=c.id,
+        attempt=c.attempt,
+        max_attempts=c.max_attempts,
+        correlation_id=c.correlation_id,
+        handler=c.handler,
+        event=None if c.event_id is None else functools.partial(event_meta, c),
+        log=hlog,
+        steps=store,
+        scheduled_at=c.scheduled_at,
+        workflow=functools.partial(workflow.for_attempt, application, store, clock, c, started),
+        http=functools.partial(
+            http.session, execution_id=c.id, correlation_id=c.correlation_id, log=hlog,
+            deadline=deadline,
+        ),
     )
 
 

@@ -37,7 +37,12 @@ flush_logs = _capture.flush  # the worker calls it when an attempt ends
 
 
 class Context:
-    """One attempt of one execution, as its handler sees it."""
+    """One attempt of one execution, as its handler sees it.
+
+    ``event``, ``http`` and ``workflow`` may each be given as a function that makes it: it is
+    then called on first use, once, and never for a handler that does not use it (the worker
+    builds them so: most handlers use neither the HTTP client nor a workflow call).
+    """
 
     def __init__(
         self,
@@ -47,19 +52,19 @@ class Context:
         max_attempts: int,
         correlation_id: str,
         handler: str,
-        event: EventMeta | None,
+        event: EventMeta | Callable[[], EventMeta | None] | None,
         log: Any,
         steps: ports.StepPort | None = None,
         scheduled_at: datetime | None = None,
-        http: http_mod.Session | None = None,
-        workflow: _workflow.Workflow | None = None,
+        http: http_mod.Session | Callable[[], http_mod.Session] | None = None,
+        workflow: _workflow.Workflow | Callable[[], _workflow.Workflow | None] | None = None,
     ) -> None:
         self.execution_id = execution_id
         self.attempt = attempt
         self.max_attempts = max_attempts
         self.correlation_id = correlation_id
         self.handler = handler
-        self.event = event
+        self._event = event
         self.log = _capture.recording(log)  # also kept per attempt for the dashboard
         self.scheduled_at = scheduled_at
         self._steps = steps
@@ -69,12 +74,26 @@ class Context:
         self._workflow = workflow
 
     @property
+    def event(self) -> EventMeta | None:
+        """The event that started the execution (None for a scheduled run)."""
+        if callable(self._event):
+            self._event = self._event()
+        return self._event
+
+    @property
     def http(self) -> http_mod.Session:
         """The outbound HTTP client (``await ctx.http.post(...)``; ``ctx.http.sync`` in plain
         handlers): rate-limited, retried, with idempotency keys and the correlation id."""
         if self._http is None:
             raise errors.SoloOSError("ctx.http needs a worker (this context was built without one)")
+        if not isinstance(self._http, http_mod.Session):
+            self._http = self._http()
         return self._http
+
+    def _workflow_calls(self) -> _workflow.Workflow | None:
+        if self._workflow is not None and not isinstance(self._workflow, _workflow.Workflow):
+            self._workflow = self._workflow()
+        return self._workflow
 
     def __repr__(self) -> str:
         return f"<Context {self.handler} execution={self.execution_id} attempt={self.attempt}>"
@@ -124,13 +143,13 @@ class Context:
                 f"step {name!r} is used twice in one execution; give each step its own name"
             )
         self._used.add(name)
-        if self._workflow is not None:
-            await self._workflow.check_cancel()
+        if (calls := self._workflow_calls()) is not None:
+            await calls.check_cancel()
 
     def _flow(self) -> _workflow.Workflow:
-        if self._workflow is None:
+        if (calls := self._workflow_calls()) is None:
             raise errors.StepError("durable workflows need a worker (this context has none)")
-        return self._workflow
+        return calls
 
     async def sleep(self, name: str, duration: timedelta | float) -> None:
         """Suspend this execution for ``duration`` (a timedelta or seconds): it holds no worker

@@ -339,7 +339,7 @@ class Worker:
         # thread's future raised into the task's top coroutine, and a GeneratorExit thrown
         # across another coroutine frame would skip these handlers.
         try:
-            fn, args = self._prepare(c, handler, hlog)
+            fn, args = self._prepare(c, handler, hlog, started)
             with self._span(c):
                 async with asyncio.timeout(fn.timeout):
                     if fn.is_async:
@@ -398,7 +398,7 @@ class Worker:
         return log.bind(**bound)
 
     def _prepare(
-        self, c: records.Claimed, handler: app_mod.Handler | None, hlog: Any
+        self, c: records.Claimed, handler: app_mod.Handler | None, hlog: Any, started: datetime
     ) -> tuple[app_mod.Handler, tuple[Any, ...]]:
         """The handler and its arguments (``ctx``, and the payload for an event handler)."""
         if handler is None:
@@ -406,21 +406,8 @@ class Worker:
         if c.input_error is not None:
             # Decoding is deterministic: retrying cannot make the stored event readable.
             raise errors.NonRetryable(f"cannot read the stored event: {c.input_error}")
-        ctx = context.Context(
-            execution_id=c.id,
-            attempt=c.attempt,
-            max_attempts=c.max_attempts,
-            correlation_id=c.correlation_id,
-            handler=c.handler,
-            event=attempt_mod.event_meta(c),
-            log=hlog,
-            steps=self.store,
-            scheduled_at=c.scheduled_at,
-            workflow=workflow.for_attempt(self.app, self.store, self.clock, c),
-            http=self.http.session(
-                execution_id=c.id, correlation_id=c.correlation_id, log=hlog,
-                deadline=asyncio.get_running_loop().time() + handler.timeout,
-            ),
+        ctx = attempt_mod.context_for(
+            self.app, self.store, self.clock, self.http, c, handler, hlog, started
         )
         if handler.kind == "cron":
             return handler, (ctx,)
@@ -428,6 +415,8 @@ class Worker:
 
     @staticmethod
     def _span(c: records.Claimed) -> contextlib.AbstractContextManager[Any]:
+        if tracing.idle(c.trace_parent):
+            return tracing.NOT_RECORDING  # its attributes are not even built
         return tracing.span(
             f"execute {c.handler}",
             parent=c.trace_parent,

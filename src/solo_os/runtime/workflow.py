@@ -254,15 +254,20 @@ def _port(store: object) -> ports.WorkflowPort | None:
 
 
 def for_attempt(
-    application: app_mod.App, store: object, clock: Callable[[], datetime], c: records.Claimed
+    application: app_mod.App,
+    store: object,
+    clock: Callable[[], datetime],
+    c: records.Claimed,
+    started_at: datetime | None = None,
 ) -> Workflow | None:
-    """The workflow calls of the attempt ``c`` (``ctx.sleep`` and the others)."""
+    """The workflow calls of the attempt ``c`` (``ctx.sleep`` and the others), which started
+    at ``started_at`` (default: now)."""
     port = _port(store)
     if port is None:
         return None
     return Workflow(
         application, port, clock, execution_id=c.id, attempt=c.attempt,
-        correlation_id=c.correlation_id, started_at=clock(), handler_name=c.handler,
+        correlation_id=c.correlation_id, started_at=started_at or clock(), handler_name=c.handler,
     )
 
 
