@@ -7,6 +7,7 @@ import dataclasses
 from datetime import timedelta
 from typing import Protocol
 
+from solo_os.core import records
 from solo_os.store.ports import AdminPort, IngestPort, QueuePort
 from solo_os.testing import Clock
 from tests.store._support import event, finished
@@ -71,6 +72,34 @@ async def test_finish_success_failure_and_dead(store: Ports, clock: Clock) -> No
     assert (attempt.attempt, attempt.outcome, attempt.error_type) == (1, "failed", "ValueError")
     dead = await store.get_execution(claimed["die"].id)
     assert dead is not None and dead.last_error is not None and "boom" in dead.last_error
+
+
+async def test_finish_of_plain_successes_alone_and_mixed(store: Ports, clock: Clock) -> None:
+    """A batch of successes without a result (PostgreSQL sends fewer columns for it) and a
+    batch that mixes them with a result and a failure record the same rows."""
+    await store.ingest([event(clock(), handlers=("a", "b", "c", "d", "e"), max_attempts=2)])
+    claimed = {c.handler: c for c in await store.claim("w", 10, clock(), LEASE)}
+    started = clock()
+    ended = clock.advance(2)
+
+    def ok(handler: str, result: str | None = None) -> records.Finished:
+        return dataclasses.replace(
+            finished(claimed[handler], started, "succeeded"), ended_at=ended, result=result
+        )
+
+    assert len(await store.finish("w", [ok("a"), ok("b")])) == 2
+    mixed = [ok("c"), ok("d", result='{"n": 1}'), finished(claimed["e"], clock(), "dead")]
+    assert len(await store.finish("w", mixed)) == 3
+    statuses = await store.execution_statuses([c.id for c in claimed.values()])
+    assert [statuses[claimed[h].id] for h in "abcde"] == ["succeeded"] * 4 + ["dead"]
+    for h in "abcd":
+        [attempt] = await store.list_attempts(claimed[h].id)
+        assert (attempt.attempt, attempt.worker_id, attempt.outcome) == (1, "w", "succeeded")
+        assert (attempt.started_at, attempt.ended_at) == (started, ended)
+        assert (attempt.error_type, attempt.error_message, attempt.traceback) == (None, None, None)
+        execution = await store.get_execution(claimed[h].id)
+        assert execution is not None and execution.last_error is None
+        assert execution.result == ({"n": 1} if h == "d" else None)
 
 
 async def test_finish_without_the_lease_changes_nothing(store: Ports, clock: Clock) -> None:

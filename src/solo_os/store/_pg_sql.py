@@ -97,6 +97,39 @@ RESULTS: Columns[records.Finished] = Columns((
     ("result", "text", lambda r: r.result),
 ))
 
+# The common outcome, an attempt that succeeded and returned nothing: only these travel, the
+# statement fills in the rest of RESULTS' columns (a third of the arrays to encode and read).
+SUCCEEDED: Columns[records.Finished] = Columns((
+    ("id", "uuid", lambda r: r.execution_id),
+    ("attempt", "int", lambda r: r.attempt),
+    ("started_at", "timestamptz", lambda r: r.started_at),
+    ("ended_at", "timestamptz", lambda r: r.ended_at),
+))
+_SUCCEEDED_FILL = {
+    "status": "'succeeded'::text", "run_after": "NULL::timestamptz", "error": "NULL::text",
+    "outcome": "'succeeded'::text", "error_type": "NULL::text", "error_message": "NULL::text",
+    "traceback": "NULL::text", "result": "NULL::text",
+}
+
+
+def plain(r: records.Finished) -> bool:
+    """Whether ``r`` is all ``SUCCEEDED`` carries (its other RESULTS columns are the fill)."""
+    return (
+        r.next_status == "succeeded" and r.outcome == "succeeded" and r.result is None
+        and r.run_after is None and r.error_type is None and r.error_message is None
+        and r.traceback is None
+    )
+
+
+def _succeeded_rows() -> str:
+    """RESULTS' columns, by name, from the ``SUCCEEDED`` arrays."""
+    carried = {name for name, _, _ in SUCCEEDED.columns}
+    cols = ", ".join(
+        name if name in carried else f"{_SUCCEEDED_FILL[name]} AS {name}"
+        for name, _, _ in RESULTS.columns
+    )
+    return f"(SELECT {cols} FROM {SUCCEEDED.unnest()}) AS s"  # noqa: S608 - our own names
+
 
 def _load(name: str, **fill: str) -> str:
     text = (resources.files("solo_os.store") / "sql" / "postgres" / f"{name}.sql").read_text("utf-8")
@@ -142,3 +175,14 @@ FINISH = _load(
     channel=CHANNEL,
 )
 """Parameters: ``RESULTS.arrays(results)``, then now, the worker id, whether flow control is on."""
+
+FINISH_SUCCEEDED = _load(
+    "finish",
+    results=_succeeded_rows(),
+    now=f"${SUCCEEDED.after}",
+    worker=f"${SUCCEEDED.after + 1}",
+    flow=f"${SUCCEEDED.after + 2}::bool",
+    channel=CHANNEL,
+)
+"""``FINISH`` for a batch of ``plain`` outcomes only. Parameters: ``SUCCEEDED.arrays(results)``,
+then now, the worker id, whether flow control is on."""
