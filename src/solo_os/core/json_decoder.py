@@ -27,9 +27,19 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise JSONDecodeError(str(exc)) from None
-    if depth_exceeds(document, MAX_DEPTH):
+    if _may_nest_deeply(data) and depth_exceeds(document, MAX_DEPTH):
         raise JSONDecodeError(f"nested deeper than {MAX_DEPTH} levels")
     return document
+
+
+def _may_nest_deeply(data: bytes | bytearray | memoryview | str) -> bool:
+    """Whether ``data`` holds more than ``MAX_DEPTH`` opening brackets: each level of nesting
+    opens one, so with fewer the document cannot be too deep, and the walk is skipped (most
+    documents; counting in C is far cheaper than the walk)."""
+    if isinstance(data, str):
+        return data.count("[") + data.count("{") > MAX_DEPTH
+    raw = data if isinstance(data, bytes | bytearray) else bytes(data)
+    return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
 
 
 def depth_exceeds(document: Any, limit: int) -> bool:
