@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Any, Protocol
+
+import asyncpg
+import pytest
 
 from solo_os.store.ports import IngestPort, ReadPort
+from solo_os.store.postgres import PostgresStore
 from solo_os.testing import Clock
 from tests.store._support import event
 
@@ -96,3 +100,27 @@ async def test_a_batch_mixing_new_repeated_and_rejected_keys_answers_each_in_ord
     ]
     assert [r.executions for r in results] == [1, 0, 1, 0, 0]
     assert (await store.counts()).get("pending") == 4  # kept, other, new-1 and bad: one each
+
+
+async def test_postgres_answers_repeats_in_the_ingest_statement(
+    store: Ports, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch holding a repeat of an accepted event costs PostgreSQL one statement: the
+    ingest statement answers the repeat too, with no second read."""
+    if not isinstance(store, PostgresStore):
+        pytest.skip("PostgreSQL's hot path")
+    first = event(clock(), key="seen")
+    await store.ingest([first])
+    statements: list[str] = []
+    fetch = asyncpg.Connection.fetch
+
+    async def counted(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+        statements.append(query)
+        return await fetch(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "fetch", counted)
+    batch = [event(clock.advance(1), key="fresh"), event(clock(), key="seen")]
+    results = await store.ingest(batch)
+    assert [(r.outcome, r.event_id) for r in results] == [
+        ("accepted", batch[0].id), ("duplicate", first.id)]
+    assert len(statements) == 1

@@ -26,10 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from solo_os import errors
 from solo_os.core import records
-from solo_os.store import _base, _clock, _db, _flow, _pg_flow, _pg_sql, _pg_workflow, _pool, _rows, _schema
+from solo_os.store import (
+    _base, _clock, _db, _flow, _pg_flow, _pg_ingest, _pg_sql, _pg_workflow, _pool, _rows, _schema,
+)
 from solo_os.store._admin import TRGM_INDEX
 from solo_os.store._db import utcnow
-from solo_os.store._pg_ingest import duplicates
 from solo_os.store._pg_sql import CHANNEL, TIMERS
 
 MIGRATION_LOCK = 0x501005  # pg_advisory_xact_lock key: one migrating process at a time
@@ -204,15 +205,16 @@ class PostgresStore(_base.Store):
             if any(e.cancels for e in batch if e.status == "accepted"):
                 async with conn.transaction():
                     rows = await conn.fetch(_pg_sql.INGEST, *args)
-                    inserted = {r["id"] for r in rows}
+                    inserted, repeated = _pg_ingest.answers(rows)
                     new = [e for e in batch if e.id in inserted and e.status == "accepted"]
                     now = max((e.received_at for e in new), default=utcnow())
                     cancelled = await _pg_workflow.apply_cancels(conn, new, now)
             else:
                 rows = await conn.fetch(_pg_sql.INGEST, *args)
-                inserted, cancelled = {r["id"] for r in rows}, False
-            conflicts = [e for e in batch if e.id not in inserted]
-            repeated = await duplicates(conn, conflicts) if conflicts else {}
+                (inserted, repeated), cancelled = _pg_ingest.answers(rows), False
+            unsettled = [e for e in batch if e.id not in inserted and e.id not in repeated]
+            if unsettled:  # a key another batch committed meanwhile, or a stored reject
+                repeated.update(await _pg_ingest.duplicates(conn, unsettled))
         if cancelled or any(r["woke"] or r["resumed"] for r in rows):
             self.wake_local()
         results: dict[int, records.IngestResult] = {}
@@ -223,7 +225,7 @@ class PostgresStore(_base.Store):
                     if e.status == "accepted"
                     else records.IngestResult("rejected", e.id, 0, e.errors)
                 )
-            elif (dup := repeated.get((e.source, e.idempotency_key))) is not None:
+            elif (dup := repeated.get(e.id)) is not None:
                 results[id(e)] = dup  # a repeat of an accepted event (_pg_ingest)
         rest = [e for e in batch if id(e) not in results]
         if rest:

@@ -1,7 +1,10 @@
 -- Inserts the events that are new and the executions of the accepted ones among them, and resumes
--- the waits those events match, in one statement (foreign keys are checked at its end). Rows
--- that conflict are not returned; the caller settles them (duplicates, re-validated rejects) on
--- the general path.
+-- the waits those events match, in one statement (foreign keys are checked at its end). Returns
+-- a row per inserted event (inserted = true), and a row per conflicting delivery whose stored
+-- event is accepted and was committed before this statement began (inserted = false, stored_id:
+-- its answer is "duplicate"). The statement's snapshot does not see a row that a concurrent
+-- batch committed while the insert waited for it: the caller reads those again
+-- (store/_pg_ingest.py), and settles the rest (re-validated rejects) on the general path.
 -- The two unnest(...) AS t(...) lists are made from the column lists in
 -- solo_os/store/_pg_sql.py (placeholders in braces are filled in there, once, at import).
 WITH ev_in AS (
@@ -30,7 +33,15 @@ WITH ev_in AS (
                                   array_agg(payload), max(received_at)) AS n
     FROM ins WHERE status = 'accepted'
 )
-SELECT ins.id,
+SELECT ins.id, true AS inserted, NULL::uuid AS stored_id,
        (SELECT count(*) FROM (SELECT pg_notify('{channel}', '') FROM x_ins LIMIT 1) AS n) AS woke,
        (SELECT n FROM resumed) AS resumed
 FROM ins
+UNION ALL
+-- Repeats of accepted events, answered here rather than in a second round trip (an accepted
+-- event never changes status, so no lock is needed). Only the deliveries not inserted are
+-- looked up; the events table is read as of the statement's start, without the rows of ins.
+SELECT ev_in.id, false, e.id, NULL, NULL
+FROM ev_in
+JOIN events AS e ON e.source = ev_in.source AND e.idempotency_key = ev_in.idempotency_key
+WHERE e.status = 'accepted' AND NOT EXISTS (SELECT FROM ins WHERE ins.id = ev_in.id)
