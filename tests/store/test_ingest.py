@@ -80,8 +80,7 @@ async def test_a_batch_mixing_new_repeated_and_rejected_keys_answers_each_in_ord
     kept = event(clock(), key="kept", source="shop")
     other = event(clock(), key="kept", source="crm")
     bad = event(clock(), key="bad", status="rejected")
-    assert [r.outcome for r in await store.ingest([kept, other, bad])] == [
-        "accepted", "accepted", "rejected"]
+    assert [r.outcome for r in await store.ingest([kept, other, bad])] == ["accepted", "accepted", "rejected"]
 
     batch = [
         event(clock.advance(1), key="new-1"),
@@ -121,6 +120,5 @@ async def test_postgres_answers_repeats_in_the_ingest_statement(
     monkeypatch.setattr(asyncpg.Connection, "fetch", counted)
     batch = [event(clock.advance(1), key="fresh"), event(clock(), key="seen")]
     results = await store.ingest(batch)
-    assert [(r.outcome, r.event_id) for r in results] == [
-        ("accepted", batch[0].id), ("duplicate", first.id)]
+    assert [(r.outcome, r.event_id) for r in results] == [("accepted", batch[0].id), ("duplicate", first.id)]
     assert len(statements) == 1

@@ -32,7 +32,7 @@ WHERE e.status = 'accepted'
 Answers = dict[UUID, records.IngestResult]
 
 
-def answers(rows: Sequence[asyncpg.Record]) -> tuple[set[UUID], Answers]:
+def statement_answers(rows: Sequence[asyncpg.Record]) -> tuple[set[UUID], Answers]:
     """The ingest statement's rows: the ids it inserted, and the ``duplicate`` answers by the
     delivery's id (``NewEvent.id``)."""
     inserted: set[UUID] = set()

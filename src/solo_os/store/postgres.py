@@ -26,11 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from solo_os import errors
 from solo_os.core import records
-from solo_os.store import (
-    _base, _clock, _db, _flow, _pg_flow, _pg_ingest, _pg_sql, _pg_workflow, _pool, _rows, _schema,
-)
+from solo_os.store import _base, _clock, _db, _flow, _pg_flow, _pg_sql, _pg_workflow, _pool, _rows, _schema
 from solo_os.store._admin import TRGM_INDEX
 from solo_os.store._db import utcnow
+from solo_os.store._pg_ingest import duplicates, statement_answers
 from solo_os.store._pg_sql import CHANNEL, TIMERS
 
 MIGRATION_LOCK = 0x501005  # pg_advisory_xact_lock key: one migrating process at a time
@@ -205,16 +204,16 @@ class PostgresStore(_base.Store):
             if any(e.cancels for e in batch if e.status == "accepted"):
                 async with conn.transaction():
                     rows = await conn.fetch(_pg_sql.INGEST, *args)
-                    inserted, repeated = _pg_ingest.answers(rows)
+                    inserted, repeated = statement_answers(rows)
                     new = [e for e in batch if e.id in inserted and e.status == "accepted"]
                     now = max((e.received_at for e in new), default=utcnow())
                     cancelled = await _pg_workflow.apply_cancels(conn, new, now)
             else:
                 rows = await conn.fetch(_pg_sql.INGEST, *args)
-                (inserted, repeated), cancelled = _pg_ingest.answers(rows), False
+                (inserted, repeated), cancelled = statement_answers(rows), False
             unsettled = [e for e in batch if e.id not in inserted and e.id not in repeated]
             if unsettled:  # a key another batch committed meanwhile, or a stored reject
-                repeated.update(await _pg_ingest.duplicates(conn, unsettled))
+                repeated.update(await duplicates(conn, unsettled))
         if cancelled or any(r["woke"] or r["resumed"] for r in rows):
             self.wake_local()
         results: dict[int, records.IngestResult] = {}
