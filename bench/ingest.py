@@ -1,7 +1,7 @@
 """Ingest: signed deliveries over real HTTP to ``solo-os serve``, 10% repeated keys.
 
     .venv/bin/python bench/ingest.py [--db postgres,sqlite] [--requests 30000] [--concurrency 64]
-                                     [--workers 1] [--rounds 1]
+                                     [--workers 1] [--rounds 1] [--payload-index keep,drop]
 
 For each database: a fresh database, ``solo-os db upgrade``, ``solo-os serve
 examples/billing/app.py`` as a subprocess (default settings, but ``--workers`` where given:
@@ -12,7 +12,10 @@ Reports deliveries/s, latency p50/p99, and checks that the events stored equal t
 keys that were answered 2xx (and that no other answer than 200 was given).
 
 ``--workers 1,2`` measures each count in turn, ``--rounds`` times over (A/B pairs in one
-sitting: 1, 2, 1, 2, ...); each run has its own fresh database.
+sitting: 1, 2, 1, 2, ...); each run has its own fresh database. ``--payload-index keep,drop``
+does the same with the payload-search trigram index as migrated and dropped after the migration
+(PostgreSQL; ``DROP INDEX ix_events_payload_trgm``, what docs/dashboard.md says an operator may
+do): what that index costs ingest, measured in turn.
 """
 
 from __future__ import annotations
@@ -84,23 +87,35 @@ def main(argv: list[str]) -> int:
     p.add_argument("--workers", default=None,
                    help="serve --workers N; a comma list measures each in turn (default: serve's own)")
     p.add_argument("--rounds", type=int, default=1, help="times each --workers value is measured")
+    p.add_argument("--payload-index", default="keep",
+                   help="keep, drop, or keep,drop: the trigram index as migrated or dropped (PostgreSQL)")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"settings": vars(args)}
     counts: list[int | None] = [int(w) for w in args.workers.split(",")] if args.workers else [None]
+    indexes = args.payload_index.split(",")
+    if not set(indexes) <= {"keep", "drop"}:
+        p.error("--payload-index takes keep, drop or keep,drop")
     failed = False
     for kind in args.db.split(","):
         runs: list[dict[str, Any]] = []
+        shapes = [(w, i) for w in counts for i in (indexes if kind == "postgres" else ["keep"])]
         for rnd in range(args.rounds):
-            for workers in counts:
-                c.log(f"ingest on {kind}, serve --workers {workers or 'default'}, round {rnd + 1}")
+            for workers, index in shapes:
+                c.log(f"ingest on {kind}, serve --workers {workers or 'default'}, "
+                      f"payload index {index}, round {rnd + 1}")
                 with c.fresh_database(kind, "bench_ingest") as db:
                     c.db_upgrade(db)
+                    if index == "drop":
+                        with db.connect() as conn:
+                            conn.execute("DROP INDEX IF EXISTS ix_events_payload_trgm")
                     r = ingest_once(db, requests=args.requests, concurrency=args.concurrency,
                                     dup=args.dup, server=solo_server(workers=workers))
                 r["workers"] = workers
+                r["payload_index"] = index
                 runs.append(r)
                 failed |= not r["check_stored_equals_distinct"]
-                c.log(f"ingest {kind} workers={workers or 'default'}: {r['deliveries_per_s']}/s "
+                c.log(f"ingest {kind} workers={workers or 'default'} payload index {index}: "
+                      f"{r['deliveries_per_s']}/s "
                       f"p50 {r['latency_ms']['p50']} ms p99 {r['latency_ms']['p99']} ms "
                       f"stored={r['stored_events']} distinct={r['distinct_keys_2xx']} "
                       f"load {r['loadavg_before'][0]}")
