@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import asyncpg
 import pytest
 
+from solo_os.store import _pg_sql, postgres
 from solo_os.store.ports import IngestPort, ReadPort
 from solo_os.store.postgres import PostgresStore
 from solo_os.testing import Clock
@@ -122,3 +123,34 @@ async def test_postgres_answers_repeats_in_the_ingest_statement(
     results = await store.ingest(batch)
     assert [(r.outcome, r.event_id) for r in results] == [("accepted", batch[0].id), ("duplicate", first.id)]
     assert len(statements) == 1
+
+
+async def test_postgres_repeat_of_a_key_committed_while_the_insert_waited(
+    store: Ports, other: Ports, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest statement's snapshot misses a key that another transaction commits while the
+    insert waits for it; that delivery is read again and still answered ``duplicate``."""
+    if not isinstance(store, PostgresStore) or not isinstance(other, PostgresStore):
+        pytest.skip("PostgreSQL's hot path")
+    read_again: list[list[str]] = []
+    read = postgres.duplicates
+
+    async def counted(conn: Any, items: Any) -> Any:
+        read_again.append([e.idempotency_key for e in items])
+        return await read(conn, items)
+
+    monkeypatch.setattr(postgres, "duplicates", counted)
+    first, again = event(clock(), key="held"), event(clock.advance(1), key="held")
+    args = (
+        *_pg_sql.EVENTS.arrays([first]),
+        *_pg_sql.EXECUTIONS.arrays([(first, x) for x in first.executions]),
+        [],
+    )
+    async with other._hot() as conn, conn.transaction():
+        await conn.fetch(_pg_sql.INGEST, *args)  # inserted, not yet committed
+        waiting = asyncio.create_task(store.ingest([again]))
+        await asyncio.sleep(0.3)  # the insert now waits for this transaction
+        assert not waiting.done()
+    [result] = await waiting
+    assert (result.outcome, result.event_id) == ("duplicate", first.id)
+    assert read_again == [["held"]]
