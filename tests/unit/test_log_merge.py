@@ -32,3 +32,23 @@ def test_same_fields_as_structlogs_merge() -> None:
     contextvars.copy_context().run(run)  # this test's bindings stay in its own context
     ours, theirs = _both({"event": "outside"})
     assert ours == theirs and "execution_id" not in ours
+
+
+def test_timestamp_is_structlogs_iso_utc_text(monkeypatch: Any) -> None:
+    """The cached-second ``timestamp`` writes what ``TimeStamper(fmt="iso", utc=True)`` wrote,
+    a whole second included (no fraction, as ``isoformat`` has none), across seconds."""
+    import datetime as dt
+    import time
+
+    stamps = [
+        1_796_450_000_123_456_789,  # 2026-12-05
+        1_796_450_000_999_999_999,
+        1_796_450_001_000_000_000,  # a whole second
+        1_796_450_001_000_001_000,
+        1_796_536_399_500_000_000,  # another day
+    ]
+    for ns in stamps:
+        monkeypatch.setattr(time, "time_ns", lambda ns=ns: ns)
+        sec, us = divmod(ns // 1000, 1_000_000)
+        want = dt.datetime.fromtimestamp(sec, dt.UTC).replace(microsecond=us).isoformat()
+        assert logs.timestamp(None, "info", {})["timestamp"] == want.replace("+00:00", "Z")

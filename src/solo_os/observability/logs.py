@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -120,6 +121,26 @@ def merge_contextvars(
     return event
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second stamped, and its text
+
+
+def timestamp(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``timestamp``: the time in UTC as ISO 8601 (``2026-12-05T06:30:00.123456Z``), the text
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes; the date and time of day are
+    formatted once per second, not once per line."""
+    global _second  # one cached pair, replaced whole (threads log too)
+    ns = time.time_ns()
+    sec, us = divmod(ns // 1000, 1_000_000)
+    cached, text = _second
+    if cached != sec:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _second = (sec, text)
+    event["timestamp"] = f"{text}.{us:06d}Z" if us else f"{text}Z"
+    return event
+
+
 def _service(service: str) -> structlog.types.Processor:
     def add(_l: Any, _n: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event.setdefault("service", service)
@@ -154,7 +175,7 @@ def configure(
     shared: list[structlog.types.Processor] = [
         merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        timestamp,
         _service(service),
         tracing.add_ids,
         redactor,
