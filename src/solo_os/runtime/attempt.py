@@ -46,6 +46,42 @@ def log_fields(c: records.Claimed) -> dict[str, Any]:
     return bound
 
 
+class AttemptLog:
+    """The attempt's logger: every line carries ``fields`` (as a logger bound to them would,
+    the line's own keywords winning), but nothing is bound until something asks for more than
+    a line (``bind``, ``is_enabled_for``, ...): most attempts write one line, and binding cost
+    more than the line's merge."""
+
+    __slots__ = ("_bound", "fields")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+        self._bound: Any = None
+
+    def _emit(self, method: str, event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        return getattr(log, method)(event, *args, **(self.fields | kw if kw else self.fields))
+
+    def debug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("debug", event, args, kw)
+
+    def info(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("info", event, args, kw)
+
+    def warning(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("warning", event, args, kw)
+
+    def error(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("error", event, args, kw)
+
+    def __getattr__(self, name: str) -> Any:
+        if self._bound is None:
+            self._bound = log.bind(**self.fields)
+        return getattr(self._bound, name)
+
+    def __repr__(self) -> str:
+        return f"<AttemptLog {self.fields!r}>"
+
+
 def event_meta(c: records.Claimed) -> context.EventMeta | None:
     """``ctx.event``: the event that started the execution (None for a scheduled run)."""
     if c.event_id is None:

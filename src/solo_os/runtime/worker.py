@@ -395,7 +395,7 @@ class Worker:
         structlog.contextvars.bind_contextvars(**bound)
         if c.attempt == 1 and c.received_at is not None:
             metrics.receive_to_start.observe(max(0.0, (started - c.received_at).total_seconds()))
-        return log.bind(**bound)
+        return attempt_mod.AttemptLog(bound)
 
     def _prepare(
         self, c: records.Claimed, handler: app_mod.Handler | None, hlog: Any, started: datetime
