@@ -38,7 +38,7 @@ from solo_os.observability import metrics, tracing
 from solo_os.outbound import http as http_mod
 from solo_os.runtime import attempt as attempt_mod
 from solo_os.runtime import batch as _batch
-from solo_os.runtime import context, outcomes, workflow
+from solo_os.runtime import context, deadlines, outcomes, workflow
 from solo_os.store import ports
 
 log = structlog.get_logger("solo_os.worker")
@@ -106,6 +106,7 @@ class Worker:
             self._write_finished, max_batch=500, name="finish"
         )
         self._rng = random.Random()
+        self._deadlines = deadlines.Deadlines()
         self._dead_hooks: list[Callable[..., Any]] = []
         self.executed = 0
         # One outbound HTTP client (connection pool, rate-limit gates) for every handler here.
@@ -340,20 +341,20 @@ class Worker:
         # across another coroutine frame would skip these handlers.
         try:
             fn, args = self._prepare(c, handler, hlog, started)
-            with self._span(c):
-                async with asyncio.timeout(fn.timeout):
-                    if fn.is_async:
-                        value = await fn.fn(*args)
-                    else:
-                        self._sync_running.add(c.id)
-                        try:
-                            call = functools.partial(
-                                contextvars.copy_context().run, self._in_thread, fn.fn, *args
-                            )
-                            loop = asyncio.get_running_loop()
-                            value = await loop.run_in_executor(self._threads, call)
-                        finally:
-                            self._sync_running.discard(c.id)
+            # The span, and the handler's timeout (as asyncio.timeout; one timer for all).
+            with self._span(c), self._deadlines.limit(fn.timeout):
+                if fn.is_async:
+                    value = await fn.fn(*args)
+                else:
+                    self._sync_running.add(c.id)
+                    try:
+                        call = functools.partial(
+                            contextvars.copy_context().run, self._in_thread, fn.fn, *args
+                        )
+                        loop = asyncio.get_running_loop()
+                        value = await loop.run_in_executor(self._threads, call)
+                    finally:
+                        self._sync_running.discard(c.id)
         except TimeoutError as exc:
             outcome, error = "timed_out", exc
         except asyncio.CancelledError as exc:
