@@ -30,6 +30,7 @@ async def test_times_out_at_the_deadline_and_not_before() -> None:
     long, short, free, none = await asyncio.gather(
         _sleeper(d, 0.3, 5), _sleeper(d, 0.1, 5), _sleeper(d, 0.3, 0.01), _sleeper(d, None, 0.05)
     )
+    assert await _sleeper(d, float("inf"), 0.01) == -1.0  # timeout=inf (allowed): no limit
     assert 0.3 <= long < 0.3 + deadlines.TICK + SLACK
     assert 0.1 <= short < 0.1 + deadlines.TICK + SLACK  # added after the longer one: fires first
     assert free == -1.0 and none == -1.0  # ended in time, or no limit: no TimeoutError

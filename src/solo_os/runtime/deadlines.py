@@ -86,7 +86,7 @@ class Limit:
             raise RuntimeError("a deadline needs a running task")
         self._task = task
         self._cancelling = task.cancelling()
-        if self._seconds is not None:
+        if self._seconds is not None and self._seconds < math.inf:  # timeout=inf: none
             self._key = self._owner._add(self, self._seconds)
         return self
 
