@@ -259,7 +259,7 @@ class SQLiteStore(_base.Store):
                 ex.c.correlation_id, ex.c.scheduled_at, ex.c.trace_parent, ex.c.losses,
             )
         )
-        # Outcomes waiting for a turn are written in this transaction too: one commit fewer.
+        # In a worker process, outcomes waiting for a turn go in this transaction too.
         with _db.translating():
             async with self._write_turn(False), self._with_outcomes(claim=True) as conn:
                 claimed = (await conn.execute(stmt)).all()
