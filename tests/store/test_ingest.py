@@ -14,6 +14,11 @@ from solo_os.store.postgres import PostgresStore
 from solo_os.testing import Clock
 from tests.store._support import event
 
+# PostgreSQL's hot path (``store/_pg_ingest.py``): these run on PostgreSQL alone.
+ONLY_POSTGRES = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
 
 class Ports(IngestPort, ReadPort, Protocol):
     """What these tests use of the store."""
@@ -102,13 +107,13 @@ async def test_a_batch_mixing_new_repeated_and_rejected_keys_answers_each_in_ord
     assert (await store.counts()).get("pending") == 4  # kept, other, new-1 and bad: one each
 
 
+@ONLY_POSTGRES
 async def test_postgres_answers_repeats_in_the_ingest_statement(
     store: Ports, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch holding a repeat of an accepted event costs PostgreSQL one statement: the
     ingest statement answers the repeat too, with no second read."""
-    if not isinstance(store, PostgresStore):
-        pytest.skip("PostgreSQL's hot path")
+    assert isinstance(store, PostgresStore)
     first = event(clock(), key="seen")
     await store.ingest([first])
     statements: list[str] = []
@@ -125,13 +130,13 @@ async def test_postgres_answers_repeats_in_the_ingest_statement(
     assert len(statements) == 1
 
 
+@ONLY_POSTGRES
 async def test_postgres_repeat_of_a_key_committed_while_the_insert_waited(
     store: Ports, other: Ports, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The ingest statement's snapshot misses a key that another transaction commits while the
     insert waits for it; that delivery is read again and still answered ``duplicate``."""
-    if not isinstance(store, PostgresStore) or not isinstance(other, PostgresStore):
-        pytest.skip("PostgreSQL's hot path")
+    assert isinstance(store, PostgresStore) and isinstance(other, PostgresStore)
     read_again: list[list[str]] = []
     read = postgres.duplicates
 
