@@ -15,7 +15,7 @@ from sqlalchemy import event as sa_event
 
 from solo_os import errors
 from solo_os import store as store_mod
-from solo_os.store import sqlite
+from solo_os.store import _flow, sqlite
 from solo_os.testing import Clock
 from tests.store._support import event, finished
 
@@ -86,7 +86,7 @@ async def test_outcomes_a_failed_claim_took_are_written_by_their_own_turn(
     async def broken(*_args: Any) -> Any:
         raise errors.StoreUnavailable("store unavailable: test")
 
-    monkeypatch.setattr(sqlite, "_events_of", broken)
+    monkeypatch.setattr(_flow, "events_by_id", broken)  # the claim fails after its update
     with pytest.raises(errors.StoreUnavailable):
         await lite.claim("w", 1, clock(), LEASE)  # rolled back, the outcome with it
     monkeypatch.undo()

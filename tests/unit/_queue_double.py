@@ -1,6 +1,6 @@
 """The quiet half of a ``QueuePort`` double for worker tests: no leases to renew or release, no
 lost executions, nothing to reap or reschedule, and a wake-up event. A test's double subclasses
-it and gives ``claim`` and ``finish`` (and whatever else it watches). ``due_jobs(n)`` makes the
+it and gives ``finish`` (and whatever else it watches); ``claim`` hands out ``due``. ``due_jobs(n)`` makes the
 claimed executions ``1..n`` of a handler named ``job``."""
 
 from __future__ import annotations
@@ -39,8 +39,21 @@ def due_jobs(n: int) -> list[records.Claimed]:
 
 
 class QuietQueue:
-    def __init__(self) -> None:
+    def __init__(self, due: list[records.Claimed] | None = None) -> None:
         self._work = asyncio.Event()
+        self.due = list(due or [])  # handed out in order by ``claim``
+        self.claimed: list[uuid.UUID] = []
+        self.lost_claims = 0  # claims of a lost execution to run alone: there are none
+
+    async def claim(
+        self, worker_id: str, limit: int, now: datetime, lease_seconds: float, *, lost: bool | None = None
+    ) -> list[records.Claimed]:
+        if lost:
+            self.lost_claims += 1
+            return []
+        out, self.due = self.due[:limit], self.due[limit:]
+        self.claimed += [c.id for c in out]
+        return out
 
     async def renew(
         self, worker_id: str, now: datetime, lease_seconds: float, ids: Sequence[uuid.UUID] | None = None

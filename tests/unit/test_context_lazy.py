@@ -38,19 +38,10 @@ class Timers:
 
 class Queue(QuietQueue):
     def __init__(self) -> None:
-        self.due = due_jobs(2)
         self.finished: list[records.Finished] = []
         self.steps: dict[str, str] = {}
         self.workflow = Timers()  # asked nothing at a step: the handler has no cancel_on
-        super().__init__()
-
-    async def claim(
-        self, worker_id: str, limit: int, now: datetime, lease_seconds: float, *, lost: bool | None = None
-    ) -> list[records.Claimed]:
-        if lost:
-            return []
-        out, self.due = self.due[:limit], self.due[limit:]
-        return out
+        super().__init__(due_jobs(2))
 
     async def finish(self, worker_id: str, results: Sequence[records.Finished]) -> list[records.Finished]:
         self.finished += results

@@ -24,24 +24,13 @@ class KeyFullQueue(QuietQueue):
     """Plain work is due; a lost execution is always due too, but never leased (its key is full)."""
 
     def __init__(self) -> None:
-        self.due = due_jobs(DUE)
         self.lost_looks = 0
-        self.lost_claims = 0
         self.finished: list[records.Finished] = []
-        super().__init__()
+        super().__init__(due_jobs(DUE))
 
     async def lost_due(self, now: datetime) -> bool:
         self.lost_looks += 1
         return True
-
-    async def claim(
-        self, worker_id: str, limit: int, now: datetime, lease_seconds: float, *, lost: bool | None = None
-    ) -> list[records.Claimed]:
-        if lost:
-            self.lost_claims += 1
-            return []
-        out, self.due = self.due[:limit], self.due[limit:]
-        return out
 
     async def finish(self, worker_id: str, results: Any) -> list[records.Finished]:
         self.finished += results

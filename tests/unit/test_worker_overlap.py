@@ -26,21 +26,10 @@ class HeldQueue(QuietQueue):
     """Twenty due executions; ``finish`` waits for ``let_go`` to be set."""
 
     def __init__(self) -> None:
-        self.due = due_jobs(20)
-        self.claimed: list[uuid.UUID] = []
         self.finished: list[records.Finished] = []
         self.renewed: set[uuid.UUID] = set()
         self.let_go = asyncio.Event()
-        super().__init__()
-
-    async def claim(
-        self, worker_id: str, limit: int, now: datetime, lease_seconds: float, *, lost: bool | None = None
-    ) -> list[records.Claimed]:
-        if lost:
-            return []
-        out, self.due = self.due[:limit], self.due[limit:]
-        self.claimed += [c.id for c in out]
-        return out
+        super().__init__(due_jobs(20))
 
     async def finish(self, worker_id: str, results: Sequence[records.Finished]) -> list[records.Finished]:
         await self.let_go.wait()

@@ -327,7 +327,7 @@ class FlowQueries:
             items.setdefault(r.execution_id, []).append(r.event_id)
         event_ids = {r.event_id for r in claimed if r.event_id is not None}
         event_ids.update(e for batch in items.values() for e in batch)
-        events = await self._events(conn, event_ids)
+        events = await events_by_id(conn, event_ids)
         order = {i: n for n, i in enumerate(ids)}
         out = []
         for r in sorted(claimed, key=lambda r: order[r.id]):
@@ -339,18 +339,6 @@ class FlowQueries:
             out.append(c)
         return out
 
-    async def _events(self, conn: AsyncConnection, event_ids: set[UUID]) -> dict[UUID, Any]:
-        if not event_ids:
-            return {}
-        rows = await conn.execute(
-            sa.select(
-                ev.c.id, ev.c.source, ev.c.type, ev.c.idempotency_key, ev.c.received_at,
-                sa.cast(ev.c.headers, sa.Text).label("headers"),
-                sa.cast(ev.c.payload, sa.Text).label("payload"),
-                sa.case((ev.c.payload.is_(None), ev.c.body), else_=sa.null()).label("body"),
-            ).where(ev.c.id.in_(event_ids))
-        )
-        return {r.id: r for r in rows}
 
 WAIT_REASONS = ("concurrency", "throttle", "debounce", "batch", "run_after")
 FLOW_COLUMNS = (ex.c.flow_key, ex.c.throttle_key, ex.c.group_key)
@@ -472,3 +460,19 @@ class _Throttles:
                 until = datetime.fromtimestamp(times[0] + spec[1], tz=self.now.tzinfo)
             out[key] = (times, until)
         return out
+
+
+async def events_by_id(conn: AsyncConnection, event_ids: set[UUID]) -> dict[UUID, Any]:
+    """The events of claimed executions, by id, their JSON as stored text (decoded per
+    execution by ``_rows``, never by the driver). Both claims use it, plain and flow."""
+    if not event_ids:
+        return {}
+    rows = await conn.execute(
+        sa.select(
+            ev.c.id, ev.c.source, ev.c.type, ev.c.idempotency_key, ev.c.received_at,
+            sa.cast(ev.c.headers, sa.Text).label("headers"),
+            sa.cast(ev.c.payload, sa.Text).label("payload"),
+            sa.case((ev.c.payload.is_(None), ev.c.body), else_=sa.null()).label("body"),
+        ).where(ev.c.id.in_(event_ids))
+    )
+    return {r.id: r for r in rows}

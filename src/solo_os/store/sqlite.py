@@ -25,6 +25,7 @@ from solo_os.core import workflow as wf
 from solo_os.store import (
     _base,
     _db,
+    _flow,
     _rows,
     _schema,
     _sqlite_driver,
@@ -263,7 +264,9 @@ class SQLiteStore(_base.Store):
         with _db.translating():
             async with self._write_turn(False), self._with_outcomes(claim=True) as conn:
                 claimed = (await conn.execute(stmt)).all()
-                events = await _events_of(conn, claimed)
+                events = await _flow.events_by_id(
+                    conn, {r.event_id for r in claimed if r.event_id is not None}
+                )
         return flow + [
             _rows.claimed(r._mapping, events[r.event_id]._mapping if r.event_id in events else None)
             for r in claimed
@@ -406,20 +409,3 @@ def _attempt_rows(worker_id: str, results: Sequence[records.Finished]) -> list[d
         }
         for r in results
     ]
-
-
-async def _events_of(conn: AsyncConnection, claimed: Sequence[Any]) -> dict[UUID, Any]:
-    """The events of claimed executions, by id, their JSON as stored text."""
-    event_ids = {r.event_id for r in claimed if r.event_id is not None}
-    if not event_ids:
-        return {}
-    rows = await conn.execute(
-        sa.select(
-            ev.c.id, ev.c.source, ev.c.type, ev.c.idempotency_key, ev.c.received_at,
-            # As stored text: decoded per execution below, never by the driver.
-            sa.type_coerce(ev.c.headers, sa.Text).label("headers"),
-            sa.type_coerce(ev.c.payload, sa.Text).label("payload"),
-            sa.case((ev.c.payload.is_(None), ev.c.body), else_=sa.null()).label("body"),
-        ).where(ev.c.id.in_(event_ids))
-    )
-    return {r.id: r for r in rows}
