@@ -159,6 +159,21 @@ async def test_release_gives_the_attempt_back(store: Ports, clock: Clock) -> Non
     assert attempt.outcome == "interrupted"
 
 
+async def test_give_back_undoes_a_claim_that_never_started(store: Ports, clock: Clock) -> None:
+    await store.ingest([event(clock(), max_attempts=1), event(clock(), max_attempts=1)])
+    first, second = await store.claim("w1", 2, clock(), LEASE)
+    assert await store.give_back("w2", [first.id]) == 0  # not its lease
+    assert await store.give_back("w1", [first.id]) == 1
+    assert await store.give_back("w1", [first.id]) == 0  # given back already
+    x = await store.get_execution(first.id)
+    assert x is not None and (x.status, x.attempts, x.max_attempts) == ("pending", 0, 1)
+    assert await store.list_attempts(first.id) == []  # it did nothing: no attempt recorded
+    [again] = await store.claim("w2", 10, clock(), LEASE)
+    assert (again.id, again.attempt) == (first.id, 1)  # the same attempt, budget untouched
+    y = await store.get_execution(second.id)
+    assert y is not None and (y.status, y.attempts) == ("running", 1)  # not in ids: kept
+
+
 async def test_each_claimed_execution_reads_its_own_input(store: Ports, clock: Clock) -> None:
     one, two = event(clock(), payload={"order": 1}), event(clock(), payload={"order": 2})
     await store.ingest([one, two])

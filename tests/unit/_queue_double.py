@@ -63,6 +63,9 @@ class QuietQueue:
     async def release(self, worker_id: str, ids: Iterable[uuid.UUID] | None = None) -> int:
         return 0
 
+    async def give_back(self, worker_id: str, ids: Iterable[uuid.UUID]) -> int:
+        return 0
+
     async def lost_due(self, now: datetime) -> bool:
         return False
 

@@ -38,7 +38,7 @@ from solo_os.observability import metrics, tracing
 from solo_os.outbound import http as http_mod
 from solo_os.runtime import attempt as attempt_mod
 from solo_os.runtime import batch as _batch
-from solo_os.runtime import context, deadlines, outcomes, workflow
+from solo_os.runtime import claim_ahead, context, deadlines, outcomes, workflow
 from solo_os.store import ports
 
 log = structlog.get_logger("solo_os.worker")
@@ -101,6 +101,7 @@ class Worker:
         self.abandoned_threads = False
         self._inflight: dict[UUID, asyncio.Task[None]] = {}  # its outcome written, or not yet
         self._running: set[UUID] = set()  # handlers running: what ``concurrency`` counts
+        self._ahead = claim_ahead.ClaimAhead(self.concurrency)  # each starts as a slot frees
         self._slot_freed = asyncio.Event()
         self._finisher: _batch.GroupCommit[records.Finished, bool] = _batch.GroupCommit(
             self._write_finished, max_batch=500, name="finish"
@@ -175,8 +176,9 @@ class Worker:
         """Claim what fits and start it; True when more may be due right now."""
         if self._alone is not None:
             return False  # an execution lost before runs alone: wait for it
+        self._start_ready()
         now = self.clock()
-        if not self._inflight:
+        if not self._inflight and not self._ahead.ready:
             self._draining_for_lost = False
             lost = []
             if time.monotonic() >= self._next_lost_check:
@@ -207,14 +209,20 @@ class Worker:
                 self._draining_for_lost = True
                 self._next_lost_check = 0.0
                 return False
-        free = self.concurrency - len(self._running)
-        if self._held_back():
-            return False
-        limit = min(free, CLAIM_BATCH)
+        if not (limit := self._wanted()):
+            return False  # held back: wait for more room
+        t0 = time.perf_counter()
         claimed = await self.store.claim(self.worker_id, limit, now, self.lease_seconds, lost=False)
-        for c in claimed:
-            self._start(c)
+        self._ahead.claim_took(time.perf_counter() - t0)
+        self._ahead.ready.extend(claimed)
+        self._start_ready()
         return len(claimed) == limit
+
+    def _start_ready(self) -> None:
+        """Start executions claimed ahead while slots are free."""
+        ready = self._ahead.ready
+        while ready and len(self._running) < self.concurrency:
+            self._start(ready.popleft())
 
     def _start(self, c: records.Claimed) -> None:
         task = asyncio.create_task(self._execute(c))
@@ -244,7 +252,7 @@ class Worker:
         waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self.store.wait_for_work(self.poll_interval))
         ]
-        if self._held_back() or self._alone is not None or self._draining_for_lost:
+        if not self._wanted() or self._ahead.ready or self._alone is not None or self._draining_for_lost:
             waiters.append(asyncio.ensure_future(self._slot_freed.wait()))
         waiters.append(asyncio.ensure_future(stop.wait()))
         try:
@@ -253,15 +261,21 @@ class Worker:
             for w in waiters:
                 w.cancel()
 
-    def _held_back(self) -> bool:
-        """Fewer free slots than a quarter: wait for more to claim. A slot is free once its
-        handler has returned; outcomes still being written count too, up to as many again."""
-        running = len(self._running)
-        if running and self.concurrency - running < max(1, self.concurrency // 4):
-            return True
-        return len(self._inflight) >= 2 * self.concurrency
+    def _wanted(self) -> int:
+        """How many to claim now (``claim_ahead``; outcomes being written count as leased),
+        or 0 if that is under a quarter of ``concurrency``: held back, wait for more room."""
+        leased = len(self._inflight) + len(self._ahead.ready)
+        n = min(self._ahead.wanted(len(self._running), leased), CLAIM_BATCH)
+        return n if n >= max(1, self.concurrency // 4) else 0
 
     async def _shutdown(self) -> None:
+        if self._ahead.ready:  # claimed ahead, never started: back to the queue as they were
+            ahead = [c.id for c in self._ahead.ready]
+            self._ahead.ready.clear()
+            try:
+                log.info("worker.given_back", executions=await self.store.give_back(self.worker_id, ahead))
+            except errors.StoreError as exc:  # their leases run out: taken back as lost
+                log.warning("worker.give_back_failed", error=str(exc))
         if self._inflight:
             # Most of the grace period: what is still running then is released (recorded as
             # interrupted) in the rest, and the process ends within the grace period.
@@ -288,10 +302,11 @@ class Worker:
         interval = self.lease_seconds / 3
         while not stop.is_set():
             await _wait_any(stop, timeout=interval)
-            if self._inflight:
+            if self._inflight or self._ahead.ready:
                 try:
                     await self.store.renew(
-                        self.worker_id, self.clock(), self.lease_seconds, list(self._inflight)
+                        self.worker_id, self.clock(), self.lease_seconds,
+                        [*self._inflight, *(c.id for c in self._ahead.ready)],
                     )
                 except errors.StoreError as exc:
                     log.warning("worker.renew_failed", error=str(exc))
@@ -369,8 +384,7 @@ class Worker:
             # arrive this way (the runtime handles SIGTERM/SIGINT on the event loop).
             outcome, error = "failed", exc
         duration = time.perf_counter() - t0
-        self._running.discard(c.id)  # the slot is free: the next claim overlaps this write
-        self._slot_freed.set()
+        self._slot_free(c, duration)  # the next claim overlaps this outcome's write
         await context.flush_logs(self.store, c.id, c.attempt)  # ctx.log's lines, per attempt
         finished = attempt_mod.finished(
             self.app, self._rng, c, handler, started, self.clock(), outcome, error, value
@@ -387,6 +401,12 @@ class Worker:
                 self._alone = None
             self._slot_freed.set()
             self.executed += 1
+
+    def _slot_free(self, c: records.Claimed, ran: float) -> None:
+        self._running.discard(c.id)
+        self._ahead.run_took(ran)
+        self._start_ready()
+        self._slot_freed.set()
 
     def _bind(self, c: records.Claimed, started: datetime) -> Any:
         """The attempt's logger; its fields bound for the handler's loggers too."""

@@ -199,6 +199,9 @@ class Store:
     async def release(self, worker_id: str, ids: Iterable[UUID] | None = None) -> int:
         return await self._queue.release(worker_id, ids)
 
+    async def give_back(self, worker_id: str, ids: Iterable[UUID]) -> int:
+        return await self._queue.give_back(worker_id, ids)
+
     async def lost_due(self, now: datetime) -> bool:
         return await self._queue.lost_due(now)
 

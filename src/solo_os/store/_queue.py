@@ -105,6 +105,29 @@ class QueueQueries:
                 await self._db.notify(conn)
         return len(rows)
 
+    async def give_back(self, worker_id: str, ids: Iterable[UUID]) -> int:
+        """Give back executions claimed but never started (a worker's claimed-ahead ones at
+        shutdown): pending again as before the claim, the attempt not counted, none recorded."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        now = utcnow()
+        given = 0
+        async with self._db.write() as conn:
+            for chunk in chunks(ids, 500):
+                res = await conn.execute(
+                    sa.update(ex)
+                    .where(ex.c.worker_id == worker_id, ex.c.status == "running", ex.c.id.in_(chunk))
+                    .values(
+                        status="pending", attempts=ex.c.attempts - 1, worker_id=None,
+                        lease_expires_at=None, started_at=None, updated_at=now,
+                    )
+                )
+                given += int(res.rowcount or 0)
+            if given:
+                await self._db.notify(conn)
+        return given
+
     async def lost_due(self, now: datetime) -> bool:
         """Whether an execution lost before (``losses > 0``) is due: it waits to run alone
         (a flow-controlled one too: the flow claim leases it alone, within its limits)."""
