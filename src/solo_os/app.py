@@ -111,6 +111,7 @@ class App:
         self._implied_internal = True  # declaring "internal" replaces the implied one
         self._handlers: dict[str, Handler] = {}
         self._routes: dict[tuple[str, str], tuple[Handler, ...]] = {}
+        self._policies: dict[str, tuple[Handler, int, int, retry.Retry]] = {}
         self._dead_hooks: list[Callable[[records.DeadLetter], Any]] = []
         self._rate_limits: dict[str, ratelimit.Limit] = {}
         self._http_options = options_mod.HttpOptions()
@@ -422,9 +423,15 @@ class App:
         return found
 
     def policy(self, handler: Handler) -> retry.Retry:
-        """The handler's retry policy with the app's defaults filled in."""
+        """The handler's retry policy with the app's defaults filled in (worked out again only
+        when the handler or those defaults change: every delivery asks)."""
         s = self.settings
-        return handler.retry.resolved(s.max_retry_attempts, s.retry_base_delay_ms / 1000.0)
+        attempts, delay_ms = s.max_retry_attempts, s.retry_base_delay_ms
+        known = self._policies.get(handler.name)
+        if known is None or known[:3] != (handler, attempts, delay_ms):
+            resolved = handler.retry.resolved(attempts, delay_ms / 1000.0)
+            known = self._policies[handler.name] = (handler, attempts, delay_ms, resolved)
+        return known[3]
 
     def policy_default(self) -> retry.Retry:
         """The app's default retry policy (for executions whose handler is gone)."""

@@ -18,6 +18,10 @@ _lock = threading.Lock()
 _rng = random.Random()
 _last_ms = 0
 _counter = 0
+_UUID = uuid.UUID
+_UNKNOWN = uuid.SafeUUID.unknown
+_new = object.__new__
+_set = object.__setattr__  # UUID forbids setattr; its own __init__ sets its slots this way
 
 
 def uuid7() -> uuid.UUID:
@@ -35,4 +39,9 @@ def uuid7() -> uuid.UUID:
         counter = _counter
     rand = _rng.getrandbits(62)
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    return uuid.UUID(int=value)
+    # What ``uuid.UUID(int=value)`` ends with, without its argument checks (the value is in
+    # range by construction): 0.3 instead of 0.7 us, and a delivery makes three ids.
+    made = _new(_UUID)
+    _set(made, "int", value)
+    _set(made, "is_safe", _UNKNOWN)
+    return made

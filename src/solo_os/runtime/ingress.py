@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,7 +19,7 @@ import orjson
 import structlog
 from opentelemetry import trace
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -31,6 +31,7 @@ from solo_os.core import records
 from solo_os.observability import metrics, tracing
 from solo_os.sources import _base as sources_base
 from solo_os.sources import _decode as sources_decode
+from solo_os.sources import _headers as sources_headers
 from solo_os.store import ports
 
 log = structlog.get_logger("solo_os.ingress")
@@ -44,11 +45,59 @@ ACK_STATUS = "x-solo-os-status"  # accepted/duplicate where the body is the prov
 ACK_EVENT_ID = "x-solo-os-event-id"
 
 
+class _JSONResponse(Response):
+    """A JSON answer with the head Starlette's ``Response`` would give it (the extra headers,
+    then ``content-length``, then ``content-type``), made without its general header handling:
+    one is made per delivery."""
+
+    media_type = "application/json"
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status
+        self.body = body
+        self.background = None
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        raw.append((b"content-type", b"application/json"))
+        self.raw_headers = raw
+
+
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+    return _JSONResponse(status, orjson.dumps(body), headers)
 
 
-def correlation_id(request: Request, delivery_id: str | None) -> str:
+class Delivery(Protocol):
+    """What the webhook route reads of a request: Starlette's ``Request`` or ``_WireRequest``."""
+
+    @property
+    def headers(self) -> Any: ...  # get, getlist and items, case-insensitive (sources.Headers)
+
+    def stream(self) -> AsyncIterator[bytes]: ...
+
+
+class _WireRequest:
+    """A delivery read straight from ASGI: its headers indexed once (``WireHeaders``) and its
+    body from ``receive``, as ``Request.stream`` reads it, without a ``Request`` per delivery."""
+
+    __slots__ = ("_receive", "headers")
+
+    def __init__(self, scope: Any, receive: Any) -> None:
+        self.headers = sources_headers.WireHeaders(scope["headers"])
+        self._receive = receive
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.request":
+                if body := message.get("body", b""):
+                    yield body
+                if not message.get("more_body", False):
+                    return
+            elif message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+
+
+def correlation_id(request: Delivery, delivery_id: str | None) -> str:
     """From ``X-Correlation-Id``, else W3C ``traceparent``, else the delivery id, else new."""
     return pick_correlation_id(
         request.headers.get("x-correlation-id"), request.headers.get("traceparent"), delivery_id
@@ -107,11 +156,20 @@ class Ingress:
         self._metrics_token = (
             token.get_secret_value() if token is not None and settings.metrics_auth == "token" else None
         )
+        self._counters: dict[tuple[str, str], Any] = {}  # (source, outcome) -> its counter
+
+    def _count(self, name: str, outcome: str) -> None:
+        """``metrics.deliveries`` of (source, outcome) plus one; the labelled child is looked
+        up once (sources are the app's, outcomes a handful: the dict stays small)."""
+        counter = self._counters.get((name, outcome))
+        if counter is None:
+            counter = self._counters[(name, outcome)] = metrics.deliveries.labels(name, outcome)
+        counter.inc()
 
     async def webhook(self, request: Request) -> Response:
         return await self.deliver(request, request.path_params["source"])
 
-    async def deliver(self, request: Request, name: str) -> Response:
+    async def deliver(self, request: Delivery, name: str) -> Response:
         """Handle one delivery to source ``name``."""
         source = self.app.sources.get(name)
         if source is None or not source.http:  # a queue-fed source has no route
@@ -119,7 +177,7 @@ class Ingress:
         limit = source.max_body_bytes or self.default_limit
         body = await _read_limited(request, limit)
         if body is None:
-            metrics.deliveries.labels(name, "too_large").inc()
+            self._count(name, "too_large")
             log.warning("webhook.too_large", source=name, limit=limit)
             return _json(413, {"error": "payload_too_large"})
         received_at = self.clock()
@@ -132,60 +190,65 @@ class Ingress:
             try:
                 source.authenticate(request.headers, body, received_at.timestamp())
             except errors.SignatureError as exc:
-                metrics.deliveries.labels(name, "invalid_signature").inc()
+                self._count(name, "invalid_signature")
                 log.warning("webhook.invalid_signature", source=name, reason=exc.reason)
                 span.set_attribute("solo_os.outcome", "invalid_signature")
                 return _json(401, {"error": "invalid_signature"})
-            return await self._accept(request, name, source, body, received_at)
+            # No span (no tracer provider, no traceparent): no trace context to store or mark.
+            traced = span is not trace.INVALID_SPAN
+            return await self._accept(request, name, source, body, received_at, traced)
 
     async def _accept(
         self,
-        request: Request,
+        request: Delivery,
         name: str,
         source: sources_base.Source,
         body: bytes,
         received_at: datetime,
+        traced: bool,
     ) -> Response:
         built = build_event(
             self.app, name, source, request.headers, body, received_at,
             lambda key: correlation_id(request, key),
-            trace_parent=tracing.current_traceparent(),
+            trace_parent=tracing.current_traceparent() if traced else None,
         )
         if isinstance(built, dict):
             return _json(200, built)  # a provider's handshake (e.g. Slack url_verification)
         event = built
-        bound = log.bind(source=name, event_type=event.type, correlation_id=event.correlation_id)
+        # The fields every line of this delivery carries, in this order (a bound logger's).
+        fields = {"source": name, "event_type": event.type, "correlation_id": event.correlation_id}
         try:
             result = await self.submit(event)
         except Exception as exc:
             # Whatever went wrong while storing, the event is not known to be stored: the
             # provider must deliver it again, so the answer is 503, never a 2xx (nor a 500
             # that some providers treat as final).
-            metrics.deliveries.labels(name, "unavailable").inc()
+            self._count(name, "unavailable")
             if isinstance(exc, errors.StoreError):
-                bound.error("webhook.unavailable", error=str(exc))
+                log.error("webhook.unavailable", **fields, error=str(exc))
             else:
-                bound.exception("webhook.unavailable", error=f"{type(exc).__name__}: {exc}")
+                log.exception("webhook.unavailable", **fields, error=f"{type(exc).__name__}: {exc}")
             return _json(503, {"error": "unavailable"}, {"Retry-After": RETRY_AFTER_SECONDS})
-        metrics.deliveries.labels(name, result.outcome).inc()
+        self._count(name, result.outcome)
         event_id = str(result.event_id)
-        trace.get_current_span().set_attributes(
-            {"solo_os.outcome": result.outcome, "solo_os.event_id": event_id}
-        )
+        if traced:
+            trace.get_current_span().set_attributes(
+                {"solo_os.outcome": result.outcome, "solo_os.event_id": event_id}
+            )
         if result.outcome == "rejected":
-            bound.warning("webhook.rejected", event_id=event_id, errors=len(result.errors or []))
+            log.warning("webhook.rejected", **fields, event_id=event_id, errors=len(result.errors or []))
             return _json(400, {"error": "invalid_payload", "details": result.errors or []})
         # Where the provider's protocol wants a specific answer to a stored event (Discord: an
         # interaction response), that is the body; the status code is the same 200, and the
         # outcome and event id travel in headers instead.
         ack = source.acknowledgement(event.type)
         if ack is not None:
-            bound.info(f"webhook.{result.outcome}", event_id=event_id, executions=result.executions)
+            log.info(f"webhook.{result.outcome}", **fields, event_id=event_id, executions=result.executions)
             return _json(200, ack, {ACK_STATUS: result.outcome, ACK_EVENT_ID: event_id})
         if result.outcome == "duplicate":
-            bound.info("webhook.duplicate", event_id=event_id)
+            log.info("webhook.duplicate", **fields, event_id=event_id)
             return _json(200, {"status": "duplicate", "event_id": event_id})
-        bound.info("webhook.accepted", event_id=event_id, executions=result.executions)
+        log.info("webhook.accepted", **fields, event_id=event_id, executions=result.executions)
         return _json(200, {"status": "accepted", "event_id": event_id, "executions": result.executions})
 
     # --- operations endpoints ---------------------------------------------------------------
@@ -325,7 +388,7 @@ def _payload_text(headers: Any, body: bytes, document: Any) -> str | None:
     return text.decode("utf-8")
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
+async def _read_limited(request: Delivery, limit: int) -> bytes | None:
     """The body, or None as soon as it is known to exceed ``limit`` (the rest is not read)."""
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -364,9 +427,8 @@ class _FastWebhooks:
             # a redirect on POST.
             name = path[len(self.PREFIX):].removesuffix("/")
             if path.startswith(self.PREFIX) and name and "/" not in name:
-                request = Request(scope, receive)
                 try:
-                    response = await self.ingress.deliver(request, name)
+                    response = await self.ingress.deliver(_WireRequest(scope, receive), name)
                 except Exception:  # a bug: answer like Starlette's error middleware would
                     log.exception("webhook.error", path=path)
                     response = _json(500, {"error": "internal"})

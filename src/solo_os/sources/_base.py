@@ -202,7 +202,7 @@ def digest_key(body: bytes) -> str:
 
 
 def hmac_sha256(secret: bytes, message: bytes) -> bytes:
-    return hmac.new(secret, message, hashlib.sha256).digest()
+    return hmac.digest(secret, message, "sha256")  # OpenSSL's one-shot HMAC: no object
 
 
 def hmac_sha1(secret: bytes, message: bytes) -> bytes:
@@ -285,6 +285,8 @@ class Source:
     #: secret, and what they are: ``check_secrets`` says "secret #2 is {mistaken_for}".
     mistaken_prefixes: ClassVar[tuple[str, ...]] = ()
     mistaken_for: ClassVar[str] = ""
+    #: ``stored_headers``' verdict per header name, with the ``keep`` it was worked out for.
+    _verdicts: tuple[Iterable[str], dict[str, bool]] | None = None
 
     def __init__(
         self,
@@ -424,16 +426,25 @@ class Source:
         the app keeps it (``keep``, from ``App(store_headers=[...])``). A value with a NUL
         byte is dropped too: no database text column can hold it.
         """
-        never = self.secret_headers | self._always_dropped
-        allowed = self.kept_headers | {k.lower() for k in keep}
+        cache = self._verdicts  # each name's verdict, worked out once per ``keep``
+        if cache is None or cache[0] is not keep:
+            cache = self._verdicts = (keep, {})
+        verdicts = cache[1]
         out = {}
         for k, v in headers.items():
-            name = k.lower()
-            if name in never or "\x00" in v:
-                continue
-            if name in allowed or not credential_like(name):
+            if (stored := verdicts.get(k)) is None:
+                stored = self._stored(k.lower(), keep)
+                if len(verdicts) < 1024:  # names come from requests: bounded
+                    verdicts[k] = stored
+            if stored and "\x00" not in v:
                 out[k] = v
         return out
+
+    def _stored(self, name: str, keep: Iterable[str]) -> bool:
+        if name in self.secret_headers or name in self._always_dropped:
+            return False
+        kept = name in self.kept_headers or name in {k.lower() for k in keep}
+        return kept or not credential_like(name)
 
     # --- building deliveries (``solo-os send``, tests) ---------------------------------
 
