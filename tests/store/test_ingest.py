@@ -159,3 +159,27 @@ async def test_postgres_repeat_of_a_key_committed_while_the_insert_waited(
     [result] = await waiting
     assert (result.outcome, result.event_id) == ("duplicate", first.id)
     assert read_again == [["held"]]
+
+
+async def test_executions_carry_their_own_events_correlation_and_time(
+    store: Ports, clock: Clock
+) -> None:
+    """Each execution of a batch takes its correlation id and its times from its own event
+    (the PostgreSQL statement reads them from the inserted event rows)."""
+    first = event(clock(), key="a", handlers=("fulfil", "notify"))
+    batch = [
+        event(clock.advance(3), key="b", handlers=("fulfil", "notify")),
+        event(clock(), key="a"),  # a repeat: makes no executions
+        event(clock.advance(7), key="c", handlers=("fulfil",)),
+    ]
+    await store.ingest([first])
+    await store.ingest(batch)
+    for e in (first, batch[0], batch[2]):
+        for x in e.executions:
+            stored = await store.get_execution(x.id)
+            assert stored is not None
+            assert (stored.event_id, stored.handler, stored.correlation_id) == (
+                e.id, x.handler, e.correlation_id
+            )
+            assert stored.created_at == stored.updated_at == stored.run_after == e.received_at
+    assert await store.get_execution(batch[1].executions[0].id) is None

@@ -16,14 +16,14 @@ WITH ev_in AS (
            errors::jsonb, correlation_id, received_at, received_at
     FROM ev_in ORDER BY source, idempotency_key
     ON CONFLICT (source, idempotency_key) DO NOTHING
-    RETURNING id, status, source, type, payload, received_at
+    RETURNING id, status, source, type, payload, received_at, correlation_id
 ), x_in AS (
     SELECT * FROM {executions}
 ), x_ins AS (
     INSERT INTO executions (id, event_id, handler, status, attempts, max_attempts, run_after,
                             correlation_id, trace_parent, created_at, updated_at)
-    SELECT x.id, x.event_id, x.handler, 'pending', 0, x.max_attempts, x.created_at,
-           x.correlation_id, x.trace_parent, x.created_at, x.created_at
+    SELECT x.id, x.event_id, x.handler, 'pending', 0, x.max_attempts, ins.received_at,
+           ins.correlation_id, x.trace_parent, ins.received_at, ins.received_at
     FROM x_in x JOIN ins ON ins.id = x.event_id AND ins.status = 'accepted'
     RETURNING 1
 ), resumed AS (
