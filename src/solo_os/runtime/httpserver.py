@@ -69,7 +69,13 @@ class GuardedHttpTools(HttpToolsProtocol):
     body_timeout: ClassVar[float] = 30.0
     max_connections: ClassVar[int] = 2048
 
-    _deadline: asyncio.TimerHandle | None = None
+    # One timer per connection, moved only when a deadline comes earlier than it: a phase that
+    # ends just clears ``_due``, and a timer that fires before the current phase's deadline is
+    # set again for it. A request on a kept-alive connection then costs no timer of its own
+    # (each used to make and cancel two), and every deadline is kept exactly as before.
+    _deadline: asyncio.TimerHandle | None = None  # the armed timer
+    _due: float | None = None  # when the current phase must be over (loop time), or None
+    _reason = ""  # what passing ``_due`` means: header_timeout or body_timeout
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -81,12 +87,15 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._arm(self.header_timeout, "header_timeout")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._due = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._deadline is None:  # a later request on a kept-alive connection
+        if self._due is None:  # a later request on a kept-alive connection
             self._arm(self.header_timeout, "header_timeout")
 
     def on_headers_complete(self) -> None:
@@ -100,16 +109,29 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().on_message_complete()
 
     def _arm(self, seconds: float, reason: str) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired, reason)
+        due = self.loop.time() + seconds
+        self._due, self._reason = due, reason
+        timer = self._deadline
+        if timer is None or timer.when() > due:
+            if timer is not None:
+                timer.cancel()
+            self._deadline = self.loop.call_at(due, self._check)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._due = None  # the timer stays: when it fires with nothing due, it lapses
+
+    def _check(self) -> None:
+        self._deadline = None
+        due = self._due
+        if due is None:
+            return
+        if due > self.loop.time() + 0.001:  # a later phase's deadline: wait for it (1 ms: the
+            self._deadline = self.loop.call_at(due, self._check)  # event loop's resolution)
+            return
+        self._expired(self._reason)
 
     def _expired(self, reason: str) -> None:
-        self._deadline = None
+        self._due = None
         if self.transport.is_closing():
             return
         closures.add(reason)
