@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import uuid
 from typing import Any, Protocol
 
 import asyncpg
@@ -183,3 +185,35 @@ async def test_executions_carry_their_own_events_correlation_and_time(
             )
             assert stored.created_at == stored.updated_at == stored.run_after == e.received_at
     assert await store.get_execution(batch[1].executions[0].id) is None
+
+
+async def test_stored_values_are_the_ones_given_byte_for_byte(store: Ports, clock: Clock) -> None:
+    """What the ingest writes comes back unchanged, whatever its characters: raw body bytes
+    (not UTF-8, NUL, quotes, backslashes), keys, types and headers with quotes, backslashes,
+    tabs and non-ASCII text."""
+    base = event(clock(), key="x", handlers=("fulfil", "notify"))
+    odd = 'cl\u00e9 "q" \'s\' \\ \t \u2713 \U0001f600'
+    given = dataclasses.replace(
+        base,
+        idempotency_key=odd,
+        type=f"type {odd}",
+        body=b"\x00\xff\xfe\"'\\\n{" + bytes(range(256)),
+        headers={"x-odd": odd, "content-type": "application/json"},
+        correlation_id="corr/+=:@.-_1",
+        payload='{"s": "\\u00e9 \\" \\\\", "n": [1, 2.5, null, true]}',
+        received_at=clock().replace(microsecond=123457),
+    )
+    [result] = await store.ingest([given])
+    assert (result.outcome, result.event_id, result.executions) == ("accepted", given.id, 2)
+    found = await store.get_event(given.id)
+    assert found is not None
+    stored, body = found
+    assert body == given.body
+    assert (stored.idempotency_key, stored.type) == (odd, f"type {odd}")
+    assert stored.correlation_id == "corr/+=:@.-_1"
+    assert stored.headers == given.headers
+    assert stored.payload == {"s": '\u00e9 " \\', "n": [1, 2.5, None, True]}
+    assert stored.received_at == given.received_at
+    assert stored.errors is None
+    [again] = await store.ingest([dataclasses.replace(given, id=uuid.uuid4())])
+    assert (again.outcome, again.event_id) == ("duplicate", given.id)
