@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -36,6 +36,22 @@ def chunks(items: Sequence[T], size: int = 500) -> Iterator[list[T]]:
     """``items`` in lists of at most ``size`` (bound parameters per statement stay bounded)."""
     for i in range(0, len(items), size):
         yield list(items[i : i + size])
+
+
+class Lease(Protocol):
+    """Executions an ingest transaction leased to this process's worker (``_sqlite_claim``)."""
+
+    claimed: list[records.Claimed]
+    claim_follows: bool  # the worker's own claim comes next: it sees what is left due
+
+    def deliver(self) -> None:
+        """After the commit: the worker starts them."""
+
+    def cancel(self) -> None:
+        """The transaction failed: nothing was leased."""
+
+
+HandOff = Callable[[AsyncConnection, Sequence[records.NewEvent]], Awaitable[Lease | None]]
 
 
 class Dialect(Protocol):
@@ -160,6 +176,9 @@ class Database:
         self.write_turn: Callable[[bool], contextlib.AbstractAsyncContextManager[None]] | None = None
         #: Called before waiting for work or for timers (SQLite: listen to other processes).
         self.before_wait: Callable[[], None] | None = None
+        #: Called in an ingest transaction once its executions are stored: lease due ones to
+        #: this process's worker (SQLite, ``_sqlite_claim``); None: the worker claims them.
+        self.hand_off: HandOff | None = None
 
     @contextlib.asynccontextmanager
     async def write(self, *, background: bool = False) -> AsyncIterator[AsyncConnection]:

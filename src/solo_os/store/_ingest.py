@@ -45,6 +45,26 @@ class IngestQueries:
         order = sorted(range(len(batch)), key=lambda i: (batch[i].source, batch[i].idempotency_key))
         items = [batch[i] for i in order]
         results: dict[int, records.IngestResult] = {}
+        leased: list[_db.Lease] = []
+        try:
+            woke = await self._store(items, results, leased)
+        except BaseException:
+            for lease in leased:
+                lease.cancel()
+            raise
+        for lease in leased:
+            lease.deliver()
+        if woke:
+            self._db.wake_local()
+        return [results[id(e)] for e in batch]
+
+    async def _store(
+        self,
+        items: Sequence[records.NewEvent],
+        results: dict[int, records.IngestResult],
+        leased: list[_db.Lease],
+    ) -> bool:
+        """``ingest``'s transaction; True when this process's workers should look for work."""
         async with self._db.write() as conn:
             inserted = await self._insert_events(conn, items)
             conflicts = [e for e in items if e.id not in inserted]
@@ -65,19 +85,20 @@ class IngestQueries:
                     )
                     marks.extend(x.flow for x in item.executions)
             woke = bool(new_executions)
+            local = woke  # wake this process's workers after the commit
             if any(m is not None for m in marks):  # flow control: decided and inserted there
                 new_executions = await self._flow.decide(conn, new_executions, marks)
             if new_executions:
                 await conn.execute(self._db.insert(ex), new_executions)
+                if (hand_off := self._db.hand_off) is not None:
+                    woke, local = await _hand_off(hand_off, conn, accepted, new_executions, leased)
             if woke:
                 await self._db.notify(conn)
             # Waiters of these events resume, cancel_on rules apply: in this transaction.
             now = max((e.received_at for e in accepted), default=None)
             if now is not None and await _workflow.on_ingest(self._db, conn, accepted, now):
-                woke = True  # waiters resumed: this process's workers too, after the commit
-        if woke:
-            self._db.wake_local()
-        return [results[id(e)] for e in batch]
+                local = True  # waiters resumed: this process's workers too, after the commit
+        return local
 
     async def _insert_events(
         self, conn: AsyncConnection, items: Sequence[records.NewEvent]
@@ -197,3 +218,21 @@ class IngestQueries:
             "group_key": None,
             "last_error": None,
         }
+
+
+async def _hand_off(
+    hand_off: _db.HandOff,
+    conn: AsyncConnection,
+    accepted: Sequence[records.NewEvent],
+    rows: Sequence[dict[str, Any]],
+    leased: list[_db.Lease],
+) -> tuple[bool, bool]:
+    """Lease due executions to this process's worker (SQLite, ``_sqlite_claim``). Whether any
+    of ``rows`` is left for other processes' workers, and for this one's to be woken."""
+    lease = await hand_off(conn, accepted)
+    if lease is None:
+        return True, True
+    leased.append(lease)
+    taken = {c.id for c in lease.claimed}
+    left = any(x["id"] not in taken for x in rows)
+    return left, left and not lease.claim_follows

@@ -35,6 +35,7 @@ from solo_os.store._base import Filters, Reaped
 from solo_os.store._logs import LineLike, LogLine
 from solo_os.store._retention import DatabaseStats, PruneResult
 from solo_os.store._schedules import Advanced, Fire, FirePlan, PlannedFire, ScheduleInfo, ScheduleState
+from solo_os.store._sqlite_claim import Taker
 from solo_os.store._workflow import Call, Suspension
 
 
@@ -50,6 +51,14 @@ class LifecyclePort(Protocol):
     async def migrate(self) -> str: ...
     def head_revision(self) -> str: ...
     async def current_revision(self) -> str | None: ...
+
+
+@runtime_checkable
+class HandOffPort(Protocol):
+    """SQLite's hand-off: the worker of a process that also ingests gets due executions
+    leased to it by the ingest's own transaction (``_sqlite_claim``). PostgreSQL has none."""
+
+    def hand_off_to(self, taker: Taker | None) -> None: ...
 
 
 @runtime_checkable
