@@ -5,6 +5,7 @@ writing transaction per delivery instead of two. PostgreSQL has no hand-off."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -34,13 +35,10 @@ class Taker:
         self.held = 0
         self.taken: list[records.Claimed] = []
 
-    def reserve(self) -> int:
-        n, self.slots = self.slots, 0
+    def reserve(self, held: int) -> int:
+        n, self.slots = max(0, self.slots - held), min(self.slots, held)
         self.held += n
         return n
-
-    def claims_next(self) -> bool:
-        return False
 
     def take(self, claimed: Sequence[records.Claimed], reserved: int) -> None:
         self.held -= reserved
@@ -186,3 +184,42 @@ async def test_the_hand_off_is_sqlites_alone(store: store_mod.Store, clock: Cloc
         store.hand_off_to(taker)
         await store.ingest([event(clock(), handlers=("a",))])
         assert (await _rows(store))["a"].status == "running"
+
+
+async def test_an_ingest_leaves_its_executions_to_a_claim_of_the_worker_under_way(
+    lite: sqlite.SQLiteStore, clock: Clock
+) -> None:
+    """The slots a claim of the worker waits to fill are not offered twice; what the ingest
+    leaves due is that claim's (it runs after the ingest), so the worker is not woken for
+    another claim."""
+    taker = Taker(clock, slots=2)
+    lite.hand_off_to(taker)
+    lite._db._local_wakeup.clear()
+    async with lite._writer_lock.turn():  # held: the ingest, then the claim, wait behind it
+        ingesting = asyncio.create_task(lite.ingest([event(clock(), handlers=("a",))]))
+        await asyncio.sleep(0.01)
+        claiming = asyncio.create_task(lite.claim(taker.worker_id, 2, clock(), LEASE))
+        await asyncio.sleep(0.01)
+    await ingesting
+    assert taker.taken == [] and taker.held == 0
+    assert not lite._db._local_wakeup.is_set()
+    [c] = await claiming
+    assert c.handler == "a"
+
+
+async def test_no_hand_off_while_lost_executions_are_looked_for(
+    lite: sqlite.SQLiteStore, clock: Clock
+) -> None:
+    taker = Taker(clock, slots=2)
+    lite.hand_off_to(taker)
+    async with lite._writer_lock.turn():
+        ingesting = asyncio.create_task(lite.ingest([event(clock(), handlers=("a",))]))
+        await asyncio.sleep(0.01)
+        with lite._hand_off.isolating():  # as during lost_due: a lost one would run alone
+            pass
+        lost = asyncio.create_task(lite.claim(taker.worker_id, 1, clock(), LEASE, lost=True))
+        await asyncio.sleep(0.01)
+    await ingesting
+    assert taker.taken == [] and taker.slots == 2
+    assert await lost == []  # none lost: a's execution waits for the worker's claim
+    assert lite._db._local_wakeup.is_set()

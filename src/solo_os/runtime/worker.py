@@ -38,7 +38,7 @@ from solo_os.observability import metrics, tracing
 from solo_os.outbound import http as http_mod
 from solo_os.runtime import attempt as attempt_mod
 from solo_os.runtime import batch as _batch
-from solo_os.runtime import claim_ahead, context, deadlines, outcomes, workflow
+from solo_os.runtime import claim_ahead, context, deadlines, handoff, outcomes, workflow
 from solo_os.store import ports
 
 log = structlog.get_logger("solo_os.worker")
@@ -103,6 +103,7 @@ class Worker:
         self._running: set[UUID] = set()  # handlers running: what ``concurrency`` counts
         self._ahead = claim_ahead.ClaimAhead(self.concurrency)  # each starts as a slot frees
         self._slot_freed = asyncio.Event()
+        self._taker = handoff.Taker(self)  # SQLite: ingests of this process lease to this worker
         self._finisher: _batch.GroupCommit[records.Finished, bool] = _batch.GroupCommit(
             self._write_finished, max_batch=500, name="finish"
         )
@@ -178,7 +179,7 @@ class Worker:
             return False  # an execution lost before runs alone: wait for it
         self._start_ready()
         now = self.clock()
-        if not self._inflight and not self._ahead.ready:
+        if not self._inflight and not self._ahead.ready and not self._taker.handing:
             self._draining_for_lost = False
             lost = []
             if time.monotonic() >= self._next_lost_check:
@@ -186,9 +187,7 @@ class Worker:
                 # are rare; looked for every few seconds, and at once after a reap here.
                 self._next_lost_check = time.monotonic() + min(5.0, self.lease_seconds)
                 if await self.store.lost_due(now):  # none leased (its key is full): look later
-                    lost = await self.store.claim(
-                        self.worker_id, 1, now, self.lease_seconds, lost=True
-                    )
+                    lost = await self.store.claim(self.worker_id, 1, now, self.lease_seconds, lost=True)
             if lost:
                 self._next_lost_check = 0.0  # there may be more
                 c = lost[0]
@@ -264,8 +263,8 @@ class Worker:
     def _wanted(self) -> int:
         """How many to claim now (``claim_ahead``; outcomes being written count as leased),
         or 0 if that is under a quarter of ``concurrency``: held back, wait for more room."""
-        leased = len(self._inflight) + len(self._ahead.ready)
-        n = min(self._ahead.wanted(len(self._running), leased), CLAIM_BATCH)
+        leased = len(self._inflight) + len(self._ahead.ready) + self._taker.handing  # + hand-offs
+        n = min(self._ahead.wanted(len(self._running) + self._taker.handing, leased), CLAIM_BATCH)
         return n if n >= max(1, self.concurrency // 4) else 0
 
     async def _shutdown(self) -> None:

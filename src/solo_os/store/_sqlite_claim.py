@@ -10,13 +10,15 @@ to the worker in memory (``Handed.deliver``). A process killed after the commit 
 nothing: the executions are leased like any claim's, and taken back when the lease expires.
 
 The hand-off is off when the app has flow control (those slots are the flow claim's to fill
-first, ``_flow``) and while the worker claims or runs an execution lost before (it runs alone).
+first, ``_flow``) and while the worker looks for or runs an execution lost before (it runs
+alone); the slots a claim of the worker under way will fill are not offered twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -36,14 +38,12 @@ class Taker(Protocol):
     lease_seconds: float
     clock: Callable[[], datetime]
 
-    def reserve(self) -> int:
-        """Slots this ingest may fill now, held until ``take`` (0: none, or not now)."""
+    def reserve(self, held: int) -> int:
+        """Slots this ingest may fill now, held until ``take`` (0: none, or not now); ``held``
+        are free slots a claim of this worker under way will fill."""
 
     def take(self, claimed: Sequence[records.Claimed], reserved: int) -> None:
         """Start ``claimed`` (leased to this worker) and free the rest of ``reserved``."""
-
-    def claims_next(self) -> bool:
-        """A claim of this worker will run after this transaction (it sees what is left)."""
 
 
 def claim_statement(
@@ -101,6 +101,34 @@ class HandOff:
     def __init__(self) -> None:
         self.taker: Taker | None = None
         self.enabled = True  # off when the app has flow control
+        self._pending = 0  # the limit of the taker's own claim under way
+        self._isolating = 0  # lost executions looked for or claimed: they run alone
+
+    @contextlib.contextmanager
+    def claiming(self, worker_id: str, limit: int, lost: bool | None) -> Iterator[None]:
+        """Around a claim of this process until its transaction ends: the taker's own claim
+        holds its slots (and takes what an ingest meanwhile leaves due); looking for a lost
+        execution stops hand-offs (it runs alone)."""
+        if self.taker is None or worker_id != self.taker.worker_id:
+            yield
+            return
+        pending = limit if not lost else 0
+        self._pending += pending
+        self._isolating += bool(lost)
+        try:
+            yield
+        finally:
+            self._pending -= pending
+            self._isolating -= bool(lost)
+
+    @contextlib.contextmanager
+    def isolating(self) -> Iterator[None]:
+        """Around the look for lost executions (``lost_due``): no hand-off meanwhile."""
+        self._isolating += 1
+        try:
+            yield
+        finally:
+            self._isolating -= 1
 
     async def lease(
         self, conn: AsyncConnection, accepted: Sequence[records.NewEvent]
@@ -110,8 +138,8 @@ class HandOff:
         taker = self.taker
         if taker is None or not self.enabled:
             return None
-        reserved = taker.reserve()
-        handed = Handed(taker, reserved, [], taker.claims_next())
+        reserved = 0 if self._isolating else taker.reserve(self._pending)
+        handed = Handed(taker, reserved, [], self._pending > 0)
         if reserved <= 0:
             return handed
         try:

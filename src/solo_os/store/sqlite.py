@@ -252,7 +252,7 @@ class SQLiteStore(_base.Store):
             return flow
         stmt = _sqlite_claim.claim_statement(worker_id, limit, now, lease_seconds, lost)
         # In a worker process, outcomes waiting for a turn go in this transaction too.
-        with _db.translating():
+        with _db.translating(), self._hand_off.claiming(worker_id, limit, lost):
             async with self._write_turn(False), self._with_outcomes(claim=True) as conn:
                 claimed = (await conn.execute(stmt)).all()
                 events = await _flow.events_by_id(
@@ -262,6 +262,10 @@ class SQLiteStore(_base.Store):
             _rows.claimed(r._mapping, events[r.event_id]._mapping if r.event_id in events else None)
             for r in claimed
         ]
+
+    async def lost_due(self, now: datetime) -> bool:
+        with self._hand_off.isolating():  # a lost execution runs alone: no hand-off meanwhile
+            return await super().lost_due(now)
 
     async def finish(
         self, worker_id: str, results: Sequence[records.Finished]
