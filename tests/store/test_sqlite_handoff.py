@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
 
 from solo_os import errors
 from solo_os import store as store_mod
 from solo_os.core import flow, records
 from solo_os.store import _workflow, ports, sqlite
 from solo_os.testing import Clock
+from tests.store._sqlite_support import count_commits, opened
 from tests.store._support import event
 
 LEASE = 30.0
@@ -48,23 +48,8 @@ class Taker:
 
 @pytest.fixture
 async def lite(sqlite_url: str) -> AsyncIterator[sqlite.SQLiteStore]:
-    s = store_mod.connect(sqlite_url)
-    assert isinstance(s, sqlite.SQLiteStore)
-    await s.start()
-    try:
+    async with opened(sqlite_url) as s:
         yield s
-    finally:
-        await s.close()
-
-
-def _count_commits(s: sqlite.SQLiteStore) -> list[int]:
-    commits = [0]
-
-    @sa_event.listens_for(s._db.engine.sync_engine, "commit")
-    def _on_commit(_conn: Any) -> None:
-        commits[0] += 1
-
-    return commits
 
 
 async def _rows(s: store_mod.Store) -> dict[Any, Any]:
@@ -79,7 +64,7 @@ async def test_an_ingest_leases_its_executions_to_the_worker_in_its_own_transact
     taker = Taker(clock, slots=5)
     lite.hand_off_to(taker)
     delivery = event(clock(), handlers=("a", "b"), payload={"amount": 7})
-    commits = _count_commits(lite)
+    commits = count_commits(lite)
     [result] = await lite.ingest([delivery])
     assert result.outcome == "accepted"
     assert commits == [1]  # one writing transaction stored and leased them

@@ -11,50 +11,27 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event as sa_event
 
 from solo_os import errors
-from solo_os import store as store_mod
 from solo_os.store import _flow, sqlite
 from solo_os.testing import Clock
+from tests.store._sqlite_support import count_commits, opened
 from tests.store._support import event, finished
 
 LEASE = 30.0
 
 
-async def _open(url: str) -> sqlite.SQLiteStore:
-    s = store_mod.connect(url)
-    assert isinstance(s, sqlite.SQLiteStore)
-    await s.start()
-    return s
-
-
 @pytest.fixture
 async def lite(sqlite_url: str) -> AsyncIterator[sqlite.SQLiteStore]:
-    s = await _open(sqlite_url)
-    try:
+    async with opened(sqlite_url) as s:
         yield s
-    finally:
-        await s.close()
 
 
 @pytest.fixture
 async def serve(sqlite_url: str) -> AsyncIterator[sqlite.SQLiteStore]:
-    s = await _open(sqlite_url)
-    try:
+    """A second store on the same file, taking deliveries as ``solo-os serve`` would."""
+    async with opened(sqlite_url) as s:
         yield s
-    finally:
-        await s.close()
-
-
-def _count_commits(s: sqlite.SQLiteStore) -> list[int]:
-    commits = [0]
-
-    @sa_event.listens_for(s._db.engine.sync_engine, "commit")
-    def _on_commit(_conn: Any) -> None:
-        commits[0] += 1
-
-    return commits
 
 
 async def test_a_claim_writes_the_waiting_outcomes_in_its_transaction(
@@ -62,7 +39,7 @@ async def test_a_claim_writes_the_waiting_outcomes_in_its_transaction(
 ) -> None:
     await serve.ingest([event(clock(), handlers=("a", "b"))])
     [a] = await lite.claim("w", 1, clock(), LEASE)
-    commits = _count_commits(lite)
+    commits = count_commits(lite)
     finishing = asyncio.create_task(lite.finish("w", [finished(a, clock(), "succeeded")]))
     await asyncio.sleep(0)  # the outcome waits for a turn
     [b] = await lite.claim("w", 1, clock(), LEASE)
@@ -112,7 +89,7 @@ async def test_in_a_process_that_ingests_outcomes_take_their_own_turn(
 ) -> None:
     await lite.ingest([event(clock(), handlers=("a", "b"))])  # as in solo-os run
     [a] = await lite.claim("w", 1, clock(), LEASE)
-    commits = _count_commits(lite)
+    commits = count_commits(lite)
     async with lite._writer_lock.turn():  # held: the outcome, then the claim, wait behind it
         finishing = asyncio.create_task(lite.finish("w", [finished(a, clock(), "succeeded")]))
         await asyncio.sleep(0.01)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from solo_os import App, Context, config, sources
 from solo_os.core import records
 from solo_os.store import Reaped
 
@@ -87,3 +88,32 @@ class QuietQueue:
 
     async def save_logs(self, *_: Any) -> None:
         return None
+
+
+def job_app(
+    service: str, run_seconds: float, running: list[int], most: list[int],
+    started: list[int] | None = None,
+) -> App:
+    """An app whose handler ``job`` sleeps ``run_seconds``, counting in ``running[0]`` the
+    handlers running now, in ``most[0]`` the most at once, and in ``started`` each ``event["n"]``."""
+    app = App(service=service, settings=config.Settings(DATABASE_URL="sqlite:///unused.db"))  # type: ignore[call-arg]
+    app.source("billing", sources.hmac(secret_env="BILLING_WEBHOOK_SECRET"))
+
+    @app.on("billing", "job", name="job")
+    async def job(event: dict[str, Any], ctx: Context) -> None:
+        if started is not None:
+            started.append(event["n"])
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(run_seconds)
+        running[0] -= 1
+
+    return app
+
+
+async def until(check: Callable[[], bool], timeout: float) -> None:
+    """Poll ``check`` every 5 ms until it holds; fail after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)

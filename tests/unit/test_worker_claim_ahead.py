@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from solo_os import App, Context, config, sources
+from solo_os import App
 from solo_os.core import records
 from solo_os.runtime import worker as worker_mod
-from tests.unit._queue_double import QuietQueue, due_jobs
+from tests.unit._queue_double import QuietQueue, due_jobs, job_app, until
 
 CONCURRENCY = 2
 
@@ -58,28 +58,6 @@ class SlowClaims(QuietQueue):
         return len(self.given_back)
 
 
-def _app(run_seconds: float, running: list[int], most: list[int], started: list[int]) -> App:
-    app = App(service="ahead", settings=config.Settings(DATABASE_URL="sqlite:///unused.db"))  # type: ignore[call-arg]
-    app.source("billing", sources.hmac(secret_env="BILLING_WEBHOOK_SECRET"))
-
-    @app.on("billing", "job", name="job")
-    async def job(event: dict[str, Any], ctx: Context) -> None:
-        started.append(event["n"])
-        running[0] += 1
-        most[0] = max(most[0], running[0])
-        await asyncio.sleep(run_seconds)
-        running[0] -= 1
-
-    return app
-
-
-async def _until(check: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
-
-
 def _worker(app: App, queue: SlowClaims, lease_seconds: float = 30.0) -> worker_mod.Worker:
     return worker_mod.Worker(
         app, cast(Any, queue), concurrency=CONCURRENCY, poll_interval=0.01, lease_seconds=lease_seconds
@@ -90,9 +68,9 @@ async def test_handlers_as_short_as_a_claim_are_claimed_ahead_while_every_slot_r
     running, most, started = [0], [0], []
     queue = SlowClaims(24, claim_seconds=0.05, running=running)
     stop = asyncio.Event()
-    task = asyncio.create_task(_worker(_app(0.05, running, most, started), queue).run(stop))
+    task = asyncio.create_task(_worker(job_app("ahead", 0.05, running, most, started), queue).run(stop))
     try:
-        await _until(lambda: len(queue.finished) == 24)
+        await until(lambda: len(queue.finished) == 24, 10.0)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -107,9 +85,9 @@ async def test_handlers_longer_than_a_claim_are_not_claimed_ahead() -> None:
     running, most, started = [0], [0], []
     queue = SlowClaims(10, claim_seconds=0.0, running=running)
     stop = asyncio.Event()
-    task = asyncio.create_task(_worker(_app(0.3, running, most, started), queue).run(stop))
+    task = asyncio.create_task(_worker(job_app("ahead", 0.3, running, most, started), queue).run(stop))
     try:
-        await _until(lambda: len(queue.finished) >= 4)
+        await until(lambda: len(queue.finished) >= 4, 10.0)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -121,14 +99,15 @@ async def test_claimed_ahead_keeps_its_lease_and_is_given_back_at_shutdown() -> 
     running, most, started = [0], [0], []
     queue = SlowClaims(100, claim_seconds=0.1, running=running)
     stop = asyncio.Event()
-    w = _worker(_app(0.2, running, most, started), queue, lease_seconds=0.3)  # renewed every 0.1 s
+    # Leases of 0.3 s are renewed every 0.1 s.
+    w = _worker(job_app("ahead", 0.2, running, most, started), queue, lease_seconds=0.3)
     task = asyncio.create_task(w.run(stop))
     try:
         # Claimed, not started: what the worker holds ahead of its running handlers.
         def ahead() -> set[uuid.UUID]:
             return set(queue.claimed) - {uuid.UUID(int=n) for n in started}
 
-        await _until(lambda: bool(ahead() & queue.renewed))
+        await until(lambda: bool(ahead() & queue.renewed), 10.0)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

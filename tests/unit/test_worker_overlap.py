@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from solo_os import App, Context, config, sources
 from solo_os.core import records
 from solo_os.runtime import worker as worker_mod
-from tests.unit._queue_double import QuietQueue, due_jobs
+from tests.unit._queue_double import QuietQueue, due_jobs, job_app, until
 
 CONCURRENCY = 2
 
@@ -43,32 +42,11 @@ class HeldQueue(QuietQueue):
         return len(ids or [])
 
 
-def _app(running: list[int], most: list[int]) -> App:
-    app = App(service="overlap", settings=config.Settings(DATABASE_URL="sqlite:///unused.db"))  # type: ignore[call-arg]
-    app.source("billing", sources.hmac(secret_env="BILLING_WEBHOOK_SECRET"))
-
-    @app.on("billing", "job", name="job")
-    async def job(event: dict[str, Any], ctx: Context) -> None:
-        running[0] += 1
-        most[0] = max(most[0], running[0])
-        await asyncio.sleep(0.01)
-        running[0] -= 1
-
-    return app
-
-
-async def _until(check: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
-
-
 async def test_claims_overlap_outcome_writes_within_twice_the_concurrency() -> None:
     queue = HeldQueue()
     running, most = [0], [0]
     w = worker_mod.Worker(
-        _app(running, most),
+        job_app("overlap", 0.01, running, most),
         cast(Any, queue),
         concurrency=CONCURRENCY,
         poll_interval=0.01,
@@ -79,14 +57,14 @@ async def test_claims_overlap_outcome_writes_within_twice_the_concurrency() -> N
     try:
         # No outcome is written yet, but the first handlers have returned: their slots took
         # more work, up to twice the concurrency in all, and no further.
-        await _until(lambda: len(queue.claimed) == 2 * CONCURRENCY and running[0] == 0)
+        await until(lambda: len(queue.claimed) == 2 * CONCURRENCY and running[0] == 0, 5.0)
         await asyncio.sleep(0.2)
         assert len(queue.claimed) == 2 * CONCURRENCY
         assert queue.finished == []
         # What waits for its outcome's write keeps its lease.
-        await _until(lambda: set(queue.claimed) <= queue.renewed)
+        await until(lambda: set(queue.claimed) <= queue.renewed, 5.0)
         queue.let_go.set()
-        await _until(lambda: len(queue.finished) == 20)
+        await until(lambda: len(queue.finished) == 20, 5.0)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
