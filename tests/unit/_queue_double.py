@@ -45,6 +45,7 @@ class QuietQueue:
         self.due = list(due or [])  # handed out in order by ``claim``
         self.claimed: list[uuid.UUID] = []
         self.lost_claims = 0  # claims of a lost execution to run alone: there are none
+        self.renewed: set[uuid.UUID] = set()  # every id whose lease the worker renewed
 
     async def claim(
         self, worker_id: str, limit: int, now: datetime, lease_seconds: float, *, lost: bool | None = None
@@ -59,6 +60,7 @@ class QuietQueue:
     async def renew(
         self, worker_id: str, now: datetime, lease_seconds: float, ids: Sequence[uuid.UUID] | None = None
     ) -> int:
+        self.renewed.update(ids or [])
         return len(ids or [])
 
     async def release(self, worker_id: str, ids: Iterable[uuid.UUID] | None = None) -> int:

@@ -31,7 +31,6 @@ class SlowClaims(QuietQueue):
         self._running_now = running
         self.running_at_claim: list[int] = []
         self.finished: list[records.Finished] = []
-        self.renewed: set[uuid.UUID] = set()
         self.given_back: list[uuid.UUID] = []
 
     async def claim(
@@ -46,12 +45,6 @@ class SlowClaims(QuietQueue):
     async def finish(self, worker_id: str, results: Sequence[records.Finished]) -> list[records.Finished]:
         self.finished += results
         return list(results)
-
-    async def renew(
-        self, worker_id: str, now: datetime, lease_seconds: float, ids: Sequence[uuid.UUID] | None = None
-    ) -> int:
-        self.renewed.update(ids or [])
-        return len(ids or [])
 
     async def give_back(self, worker_id: str, ids: Iterable[uuid.UUID]) -> int:
         self.given_back += ids

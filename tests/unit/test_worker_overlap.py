@@ -9,9 +9,7 @@ as the test wants, and every count below is read while it is held.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, cast
 
 from solo_os.core import records
@@ -26,7 +24,6 @@ class HeldQueue(QuietQueue):
 
     def __init__(self) -> None:
         self.finished: list[records.Finished] = []
-        self.renewed: set[uuid.UUID] = set()
         self.let_go = asyncio.Event()
         super().__init__(due_jobs(20))
 
@@ -34,12 +31,6 @@ class HeldQueue(QuietQueue):
         await self.let_go.wait()
         self.finished += results
         return list(results)
-
-    async def renew(
-        self, worker_id: str, now: datetime, lease_seconds: float, ids: Sequence[uuid.UUID] | None = None
-    ) -> int:
-        self.renewed.update(ids or [])
-        return len(ids or [])
 
 
 async def test_claims_overlap_outcome_writes_within_twice_the_concurrency() -> None:
