@@ -169,7 +169,11 @@ async def test_kill_9_of_a_worker_loses_nothing_and_steps_do_not_repeat(
                 outcomes = {a.attempt: a.outcome for a in lost[xid]}
                 assert outcomes[r[2]] == "lost", (xid, r, outcomes)
                 repeated_in_window += 1
-    assert repeated_in_window <= 3, f"{repeated_in_window} steps lost in the commit window"
+    # The kill ends each handler the victim was running at most once, so at most its
+    # concurrency (16) of steps can be in that window; each one is checked above to belong
+    # to a lost attempt. (The bound was 3: with claiming ahead, 2026-12-05, the victim's slots
+    # stay full between claims and 4 came up in 2 of 7 runs.)
+    assert repeated_in_window <= 16, f"{repeated_in_window} steps lost in the commit window"
     # every effect whose step was recorded before the kill happened exactly once
     assert sum(len(v) for v in by_exec.values()) == 250 + repeated_in_window
 
