@@ -14,6 +14,17 @@ is open. Used through SQLAlchemy's ``async_creator_fn`` (``use_on``), with the a
 SQLAlchemy would give ``aiosqlite.connect`` (its sqlite3 connections already allow use from
 another thread: ``check_same_thread=False``). SQLAlchemy never uses one connection from two
 places at once, so nothing here races with the connection's thread.
+
+The writing connection goes further (``in_place``): once its ``BEGIN IMMEDIATE`` has returned
+from the thread, the transaction's statements and its ``COMMIT`` run right here, on the event
+loop's thread, with no trip at all. The transaction holds SQLite's one writer, which every
+other transaction of every process on the file waits for, and its statements take ~0.1 ms
+each while a trip waits for a busy event loop to come round: at 500 deliveries/s with
+``serve`` and ``worker`` apart, a writing transaction held the writer 1.8-3.5 ms of which its
+SQL and commit took 0.5-1.0 ms, and the writer was busy ~85% of the time (receive-to-start p99
+84.7 -> 66.2 ms; ``solo-os run`` 46.3/43.3 -> 23.8/29.3 ms). Only ``BEGIN IMMEDIATE``
+itself, which may wait for the lock (SQLite's busy wait), and statements outside a transaction
+still go to the thread, so the event loop is never blocked waiting for another writer.
 """
 
 from __future__ import annotations
@@ -30,22 +41,35 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
-def use_on(engine: AsyncEngine) -> None:
-    """Connect ``engine`` (``sqlite+aiosqlite``) through ``Connection`` below."""
+def use_on(engine: AsyncEngine, *, in_place: bool = False) -> None:
+    """Connect ``engine`` (``sqlite+aiosqlite``) through ``Connection`` below; ``in_place``: run
+    what is inside a transaction on the calling thread (the writing connection)."""
 
     @event.listens_for(engine.sync_engine, "do_connect")
     def _do_connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-        cparams["async_creator_fn"] = connect
+        cparams["async_creator_fn"] = functools.partial(connect, in_place=in_place)
 
 
-def connect(database: str, **kwargs: Any) -> Connection:
-    return Connection(functools.partial(sqlite3.connect, database, **kwargs), 64)
+def connect(database: str, *, in_place: bool = False, **kwargs: Any) -> Connection:
+    return Connection(functools.partial(sqlite3.connect, database, **kwargs), 64, in_place)
 
 
 class Connection(aiosqlite.Connection):
-    def __init__(self, connector: Any, iter_chunk_size: int) -> None:
+    def __init__(self, connector: Any, iter_chunk_size: int, in_place: bool = False) -> None:
         super().__init__(connector, iter_chunk_size)
         self._thread.daemon = True  # as SQLAlchemy sets it on aiosqlite's own connections
+        self._in_place = in_place
+
+    def in_place(self) -> bool:
+        """Run the next call here: a writing transaction is open (it holds the write lock, so
+        nothing in it waits for another writer)."""
+        return self._in_place and self._connection is not None and self._connection.in_transaction
+
+    async def commit(self) -> None:
+        if self.in_place():
+            self._conn.commit()
+        else:
+            await super().commit()
 
     @contextmanager
     async def cursor(self) -> Cursor:  # type: ignore[override]
@@ -54,22 +78,33 @@ class Connection(aiosqlite.Connection):
     async def rollback(self) -> None:
         if self._connection is not None and not self._connection.in_transaction:
             return  # the pool's reset after a commit: nothing to roll back
-        await super().rollback()
+        if self.in_place():
+            self._conn.rollback()
+        else:
+            await super().rollback()
 
 
 class Cursor(aiosqlite.Cursor):
-    def __init__(self, conn: aiosqlite.Connection, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, conn: Connection, cursor: sqlite3.Cursor) -> None:
         super().__init__(conn, cursor)
+        self._owner = conn
         self._rows: collections.deque[Any] | None = None  # read with the statement
 
     async def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> Cursor:
         args = () if parameters is None else parameters
-        self._rows = await self._execute(_run, self._cursor, sql, args)  # type: ignore[no-untyped-call]
+        if self._owner.in_place():
+            self._rows = _run(self._cursor, sql, args)
+        else:
+            self._rows = await self._execute(_run, self._cursor, sql, args)  # type: ignore[no-untyped-call]
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> Cursor:
         self._rows = None
-        await super().executemany(sql, parameters)
+        if self._owner.in_place():
+            rows: Any = parameters  # sqlite3's own type for them is narrower than aiosqlite's
+            self._cursor.executemany(sql, rows)
+        else:
+            await super().executemany(sql, parameters)
         return self
 
     async def fetchone(self) -> Any:

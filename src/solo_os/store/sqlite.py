@@ -47,9 +47,12 @@ BUSY_TIMEOUT_MS = 15_000
 OUTCOMES_LINGER = 0.02
 
 
-def _engine(url: str, begin: str, pool_size: int, busy_timeout_ms: int) -> AsyncEngine:
+def _engine(
+    url: str, begin: str, pool_size: int, busy_timeout_ms: int, *, in_place: bool = False
+) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
-    _sqlite_driver.use_on(engine)  # one trip to aiosqlite's thread per statement
+    # One trip to aiosqlite's thread per statement; none inside the writer's transactions.
+    _sqlite_driver.use_on(engine, in_place=in_place)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -165,7 +168,7 @@ class SQLiteStore(_base.Store):
         self._dialect = SQLiteDialect(self._wakeups)
         super().__init__(
             self._dialect,
-            _engine(url, "BEGIN IMMEDIATE", 1, busy_timeout_ms),
+            _engine(url, "BEGIN IMMEDIATE", 1, busy_timeout_ms, in_place=True),
             _engine(url, "BEGIN", 4, busy_timeout_ms),
         )
         # Processes writing to one file take turns at its write lock (SQLite's own wait polls).
