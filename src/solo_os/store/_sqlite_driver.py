@@ -21,10 +21,11 @@ loop's thread, with no trip at all. The transaction holds SQLite's one writer, w
 other transaction of every process on the file waits for, and its statements take ~0.1 ms
 each while a trip waits for a busy event loop to come round: at 500 deliveries/s with
 ``serve`` and ``worker`` apart, a writing transaction held the writer 1.8-3.5 ms of which its
-SQL and commit took 0.5-1.0 ms, and the writer was busy ~85% of the time (receive-to-start p99
-84.7 -> 66.2 ms; ``solo-os run`` 46.3/43.3 -> 23.8/29.3 ms). Only ``BEGIN IMMEDIATE``
-itself, which may wait for the lock (SQLite's busy wait), and statements outside a transaction
-still go to the thread, so the event loop is never blocked waiting for another writer.
+SQL and commit took 0.5-1.0 ms, and the writer was busy ~85% of the time (receive-to-start
+p99 82.4 -> 56.5 ms, median of four pairs; ``solo-os run`` 46.3/43.3 -> 23.8/29.3 ms). Only
+``BEGIN IMMEDIATE`` itself, which may wait for the lock (SQLite's busy wait), and statements
+outside a transaction still go to the thread, so the event loop is never blocked waiting for
+another writer.
 """
 
 from __future__ import annotations
