@@ -130,13 +130,20 @@ def serve(
         if port == 0:
             raise typer.BadParameter("--workers needs a fixed --port", param_hint="--port")
         argv = [sys.argv[0], "serve", *([app] if app else []), "--host", host, "--port", str(port)]
-        raise typer.Exit(_supervise.supervise(workers, argv))
+        raise typer.Exit(_supervise.supervise(workers, argv, env={_supervise.REUSE_PORT_ENV: "1"}))
     _serve(app, host, port, ("serve",), migrate=False)
 
 
 def worker(
     app_arg: AppArg = None,
-    concurrency: Annotated[int | None, typer.Option(min=1, help="handlers run at once")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="handlers run at once (per process)")] = None,
+    processes: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SOLO_OS_WORKER_PROCESSES", show_default="1",
+            help="worker processes, each with its own --concurrency: a number, or 'auto' (one per core)",
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(min=1, max=65535, envvar="SOLO_OS_METRICS_PORT", help="serve /metrics on this port"),
@@ -145,17 +152,39 @@ def worker(
 ) -> None:
     """Only the worker: claims and runs executions until SIGTERM/SIGINT."""
     app = app_arg or app
+    count = _process_count(processes)
     with _common.friendly_errors():
         application = _common.load_app(app)
         application.prepare()
         _common.check_database(application.settings.database_url, create=False)
         if metrics_port:
             application._settings = application.settings.model_copy(update={"metrics_port": metrics_port})
+        if count > 1:
+            if application.settings.metrics_port:
+                raise typer.BadParameter(
+                    "one /metrics port cannot serve several processes: run one worker per "
+                    "metrics port, or unset SOLO_OS_METRICS_PORT", param_hint="--processes",
+                )
+            argv = [sys.argv[0], "worker", *([app] if app else []), "--processes", "1"]
+            argv += ["--concurrency", str(concurrency)] if concurrency else []
+            raise typer.Exit(_supervise.supervise(count, argv, name="worker", restart_killed=True))
         _common.setup_logging(application.settings, application.service)
         options = {"concurrency": concurrency} if concurrency else {}
         rt = runtime_mod.Runtime(application, roles=("worker",), worker_options=options)
         rt.prepare()
         _common.run_async(_work(rt))
+
+
+def _process_count(value: str | None) -> int:
+    """``--processes``: a count from 1 to 256, or ``auto``: the cores this process may use."""
+    if value is None:
+        return 1
+    if value.strip().lower() == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    if not value.strip().isdigit() or not 1 <= int(value) <= 256:
+        raise typer.BadParameter(f"{value!r} is neither a number from 1 to 256 nor 'auto'",
+                                 param_hint="--processes / SOLO_OS_WORKER_PROCESSES")
+    return int(value)
 
 
 async def _work(rt: runtime_mod.Runtime) -> None:
