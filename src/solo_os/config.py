@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, alias="SOLO_OS_ADMIN_TOKEN")
     max_body_bytes: int = Field(1_048_576, ge=1, le=64 * 1_048_576, alias="SOLO_OS_MAX_BODY_BYTES")
     worker_concurrency: int = Field(64, ge=1, le=10_000, alias="SOLO_OS_WORKER_CONCURRENCY")
+    # `solo-os worker`'s processes (cli/_supervise.py): a count, or "auto" (one per usable core).
+    worker_processes: str = Field("1", alias="SOLO_OS_WORKER_PROCESSES")
     lease_seconds: float = Field(30.0, ge=1, le=3600, alias="SOLO_OS_LEASE_SECONDS")
     poll_interval: float = Field(1.0, gt=0, le=60, alias="SOLO_OS_POLL_INTERVAL")
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, alias="SOLO_OS_SHUTDOWN_GRACE")
@@ -75,6 +77,14 @@ class Settings(BaseSettings):
     @classmethod
     def _url(cls, value: str) -> str:
         driver_url(value)  # raises ValueError with a readable message
+        return value
+
+    @field_validator("worker_processes")
+    @classmethod
+    def _processes(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != "auto" and not (value.isdigit() and 1 <= int(value) <= 256):
+            raise ValueError("must be a number from 1 to 256, or 'auto' (one per core)")
         return value
 
     @field_validator("admin_token")

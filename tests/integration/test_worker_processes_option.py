@@ -8,8 +8,9 @@ SQLite and PostgreSQL (issue 21).
 - SIGTERM while handlers run: both children drain (the running handlers finish, nothing is
   left running) and the supervisor exits 0;
 - ``kill -9`` of the supervisor itself takes its children along (they get SIGTERM);
-- ``--processes 2`` with a metrics port, or a value that is neither a number nor ``auto``, is
-  refused with one line and status 2.
+  ``SOLO_OS_WORKER_PROCESSES`` sets the count as ``--processes`` does;
+- ``--processes 2`` with a metrics port, or a value that is neither a number nor ``auto``
+  (option or variable), is refused with one line and status 2.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def _alive(pid: int) -> bool:
 
 
 def _start(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``solo-os worker`` with 2 processes (``--processes 2`` unless ``SOLO_OS_WORKER_PROCESSES``)."""
+    flag = [] if "SOLO_OS_WORKER_PROCESSES" in env else ["--processes", "2"]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [tp.SOLO_OS, "worker", tp.APP, "--processes", "2", *extra],
+            [tp.SOLO_OS, "worker", tp.APP, *flag, *extra],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
 
@@ -171,7 +174,7 @@ async def test_sigterm_drains_every_process_and_exits_0(database_url: str, tmp_p
 
 
 async def test_kill_9_of_the_supervisor_ends_its_processes(sqlite_url: str, tmp_path: Path) -> None:
-    env = tp._env(sqlite_url, tmp_path / "ledger.db")
+    env = tp._env(sqlite_url, tmp_path / "ledger.db", SOLO_OS_WORKER_PROCESSES="2")
     sup = _start(env, tmp_path / "worker.log")
     try:
         kids = await _wait_children(sup.pid, 2)
@@ -185,17 +188,21 @@ async def test_kill_9_of_the_supervisor_ends_its_processes(sqlite_url: str, tmp_
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "variable", "message"),
     [
-        (["--metrics-port", "9464"], "one /metrics port cannot serve several processes"),
-        (["--processes", "many"], "neither a number from 1 to 256 nor 'auto'"),
+        (["--processes", "2", "--metrics-port", "9464"], "",
+         "one /metrics port cannot serve several processes"),
+        (["--processes", "many"], "", "neither a number from 1 to 256 nor 'auto'"),
+        ([], "0", "SOLO_OS_WORKER_PROCESSES: Value error, must be a number from 1 to 256, or 'auto'"),
     ],
 )
 def test_unusable_processes_settings_are_refused_with_one_line(
-    sqlite_url: str, tmp_path: Path, extra: list[str], message: str
+    sqlite_url: str, tmp_path: Path, extra: list[str], variable: str, message: str
 ) -> None:
     env = tp._env(sqlite_url, tmp_path / "ledger.db")
-    args = [tp.SOLO_OS, "worker", tp.APP, "--processes", "2", *extra]
+    if variable:
+        env["SOLO_OS_WORKER_PROCESSES"] = variable
+    args = [tp.SOLO_OS, "worker", tp.APP, *extra]
     r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2, r.stderr
     assert message in " ".join(r.stderr.split())

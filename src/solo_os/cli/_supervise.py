@@ -47,11 +47,10 @@ def supervise(count: int, argv: list[str], *, name: str = "serve", restart_kille
     """
     env = {**os.environ, **(env or {})}
     children = [_start(argv, env) for _ in range(count)]
-    stopping = False
+    forwarded: set[int] = set()
 
     def forward(sig: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
+        forwarded.add(sig)
         for child in children:
             if child.poll() is None:
                 child.send_signal(sig)
@@ -62,7 +61,7 @@ def supervise(count: int, argv: list[str], *, name: str = "serve", restart_kille
     while any(c.poll() is None for c in children):
         for i, child in enumerate(children):
             rc = child.poll()
-            if rc is None or rc == 0 or stopping:
+            if rc is None or rc == 0 or forwarded:
                 continue
             if rc < 0 and restart_killed:
                 print(f"solo-os {name}: process {child.pid} was ended by signal {-rc}; starting another",
@@ -71,10 +70,17 @@ def supervise(count: int, argv: list[str], *, name: str = "serve", restart_kille
                 continue
             print(f"solo-os {name}: process {child.pid} exited with {rc}; stopping",
                   file=sys.stderr, flush=True)
-            code = rc
+            code = _status(rc)
             forward(signal.SIGTERM, None)
         time.sleep(0.2)
-    return code or next((c.returncode for c in children if c.returncode), 0)
+    # A child that the forwarded signal ended before it could handle it (still starting) stopped
+    # as asked; any other end but 0 is the supervisor's status (128 + N for signal N).
+    failed = [c.returncode for c in children if c.returncode and -c.returncode not in forwarded]
+    return code or (_status(failed[0]) if failed else 0)
+
+
+def _status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

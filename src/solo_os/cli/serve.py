@@ -140,7 +140,7 @@ def worker(
     processes: Annotated[
         str | None,
         typer.Option(
-            envvar="SOLO_OS_WORKER_PROCESSES", show_default="1",
+            show_default="$SOLO_OS_WORKER_PROCESSES, else 1",
             help="worker processes, each with its own --concurrency: a number, or 'auto' (one per core)",
         ),
     ] = None,
@@ -152,11 +152,13 @@ def worker(
 ) -> None:
     """Only the worker: claims and runs executions until SIGTERM/SIGINT."""
     app = app_arg or app
-    count = _process_count(processes)
+    if processes is not None:
+        _process_count(processes)  # a bad value is refused before the app loads
     with _common.friendly_errors():
         application = _common.load_app(app)
         application.prepare()
         _common.check_database(application.settings.database_url, create=False)
+        count = _process_count(processes or application.settings.worker_processes)
         if metrics_port:
             application._settings = application.settings.model_copy(update={"metrics_port": metrics_port})
         if count > 1:
@@ -175,10 +177,8 @@ def worker(
         _common.run_async(_work(rt))
 
 
-def _process_count(value: str | None) -> int:
+def _process_count(value: str) -> int:
     """``--processes``: a count from 1 to 256, or ``auto``: the cores this process may use."""
-    if value is None:
-        return 1
     if value.strip().lower() == "auto":
         return max(1, len(os.sched_getaffinity(0)))
     if not value.strip().isdigit() or not 1 <= int(value) <= 256:
