@@ -408,23 +408,35 @@ async def resume_parents(
     """Children that ended: their parents' invoke calls settle and the parents resume."""
     if not child_ids:
         return False
-    rows = (
+    # The waiting calls first, through their child index: most batches of outcomes name no child
+    # at all. (Joined to executions in one statement, SQLite planned a batch of ~200 ids as a
+    # walk of the status index over every finished execution: a finish that slowed as history
+    # grew.) The children are then read by primary key alone.
+    calls = (
         await conn.execute(
-            sa.select(wc.c.execution_id, wc.c.name, ex.c.status, ex.c.result, ex.c.last_error)
-            .join(ex, ex.c.id == wc.c.child_id)
-            .where(wc.c.child_id.in_(list(child_ids)), wc.c.status == "waiting",
-                   ex.c.status.in_(TERMINAL))
+            sa.select(wc.c.execution_id, wc.c.name, wc.c.child_id)
+            .where(wc.c.child_id.in_(list(child_ids)), wc.c.status == "waiting")
         )
     ).all()
-    for r in rows:
+    if not calls:
+        return False
+    children = (
+        await conn.execute(
+            sa.select(ex.c.id, ex.c.status, ex.c.result, ex.c.last_error)
+            .where(ex.c.id.in_([c.child_id for c in calls]))
+        )
+    ).all()
+    ended = {x.id: x for x in children if x.status in TERMINAL}
+    settled = [(c, ended[c.child_id]) for c in calls if c.child_id in ended]
+    for c, x in settled:
         await conn.execute(
             sa.update(wc)
-            .where(wc.c.execution_id == r.execution_id, wc.c.name == r.name,
+            .where(wc.c.execution_id == c.execution_id, wc.c.name == c.name,
                    wc.c.status == "waiting")
             .values(status="done", ended_at=now,
-                    result={"status": r.status, "value": r.result, "error": r.last_error})
+                    result={"status": x.status, "value": x.result, "error": x.last_error})
         )
-    return await resume(db, conn, [r.execution_id for r in rows], now)
+    return await resume(db, conn, [c.execution_id for c, _ in settled], now)
 
 
 def _doc(value: Any) -> Any:
