@@ -23,6 +23,14 @@ CHART_DOC = c.ROOT / "docs" / "benchmarks-ratios.png"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
+
+def _worker_setting(x: dict) -> str:
+    """``--processes``/``--concurrency`` of one drain run, as the table names it."""
+    procs = x.get("processes", "1")
+    conc = f"--concurrency {x['concurrency']}"
+    return conc if procs == "1" else f"--processes {procs} {conc}"
+
+
 def load(name: str) -> dict[str, Any]:
     path = c.RESULTS / f"{name}.json"
     return dict(json.loads(path.read_text())) if path.exists() else {}
@@ -90,8 +98,8 @@ def build() -> tuple[str, list[tuple[str, float, float | None]]]:
         s = dr.get(kind)
         if not s:
             continue
-        settings = ", ".join(f"{x['concurrency']}: {fmt(x['per_s'])}/s" for x in s.get("all_settings", []))
-        solo = f"**{fmt(s['per_s'])}/s** (concurrency {settings})"
+        settings = ", ".join(f"{_worker_setting(x)}: {fmt(x['per_s'])}/s" for x in s.get("all_settings", []))
+        solo = f"**{fmt(s['per_s'])}/s** (worker {settings})"
         if kind == "sqlite":
             rows.append(f"| drain 50k no-op | sqlite | {solo} | — | — | — | — | "
                         f"{load_range(s)} |")

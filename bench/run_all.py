@@ -23,7 +23,7 @@ import _common as c
 FULL: dict[str, list[str]] = {
     "pgbench_limit": ["--seconds", "30"],
     "ingest": [],
-    "drain": [],
+    "drain": ["--processes", "1,auto"],
     "alternatives": [],
     "e2e": ["--duration", "60"],
     "history": [],
@@ -31,7 +31,7 @@ FULL: dict[str, list[str]] = {
 QUICK: dict[str, list[str]] = {
     "pgbench_limit": ["--seconds", "10"],
     "ingest": ["--requests", "5000"],
-    "drain": ["--jobs", "10000"],
+    "drain": ["--jobs", "10000", "--processes", "1,auto"],
     "alternatives": ["--jobs", "5000", "--requests", "3000"],
     "e2e": ["--duration", "10"],
     "history": ["--rows", "200000", "--requests", "5000", "--jobs", "10000"],
