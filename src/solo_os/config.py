@@ -82,10 +82,8 @@ class Settings(BaseSettings):
     @field_validator("worker_processes")
     @classmethod
     def _processes(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value != "auto" and not (value.isdigit() and 1 <= int(value) <= 256):
-            raise ValueError("must be a number from 1 to 256, or 'auto' (one per core)")
-        return value
+        worker_process_count(value)  # raises ValueError with a readable message
+        return value.strip().lower()
 
     @field_validator("admin_token")
     @classmethod
@@ -167,3 +165,14 @@ def misspelt(names: Iterable[str]) -> list[str]:
         elif upper.startswith("SOLO_OS_"):
             warnings.append(f"{name} is set, but solo-os reads no such variable")
     return warnings
+
+
+def worker_process_count(value: str) -> int:
+    """``worker --processes`` / ``SOLO_OS_WORKER_PROCESSES``: a count from 1 to 256, or ``auto``:
+    the cores this process may use."""
+    value = value.strip().lower()
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    if not (value.isdigit() and 1 <= int(value) <= 256):
+        raise ValueError("must be a number from 1 to 256, or 'auto' (one per core)")
+    return int(value)

@@ -178,13 +178,14 @@ def worker(
 
 
 def _process_count(value: str) -> int:
-    """``--processes``: a count from 1 to 256, or ``auto``: the cores this process may use."""
-    if value.strip().lower() == "auto":
-        return max(1, len(os.sched_getaffinity(0)))
-    if not value.strip().isdigit() or not 1 <= int(value) <= 256:
+    """``--processes``: the rule of ``config.worker_process_count``, refused as a CLI error."""
+    from solo_os import config  # here, not at import: `--help` stays light
+
+    try:
+        return config.worker_process_count(value)
+    except ValueError:
         raise typer.BadParameter(f"{value!r} is neither a number from 1 to 256 nor 'auto'",
-                                 param_hint="--processes / SOLO_OS_WORKER_PROCESSES")
-    return int(value)
+                                 param_hint="--processes / SOLO_OS_WORKER_PROCESSES") from None
 
 
 async def _work(rt: runtime_mod.Runtime) -> None:
