@@ -1,12 +1,15 @@
 """SQLite's writing connection runs its transactions in place (``store/_sqlite_driver.py``):
-once ``BEGIN IMMEDIATE`` has returned from the connection's thread, the statements and the
-``COMMIT`` run on the event loop's thread, with no trip between them (the transaction holds the
-one writer of every process on the file). ``BEGIN IMMEDIATE`` itself, which may wait for
-another program's lock, and every read stay on the connection's thread."""
+the statements and the ``COMMIT`` run on the event loop's thread, with no trip between them
+(the transaction holds the one writer of every process on the file), and so does ``BEGIN
+IMMEDIATE`` while this process's turn holds the file lock (no other solo-os process can hold
+the writer then). A ``BEGIN IMMEDIATE`` that another program's lock would make wait, and every
+read, stay on the connection's thread. The file lock is let go at the ``COMMIT``."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -17,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solo_os import errors
-from solo_os.store import sqlite
+from solo_os.store import _sqlite_wake, sqlite
 from tests.store._sqlite_support import opened
 
 
@@ -51,10 +54,61 @@ async def test_a_writing_transactions_statements_and_commit_run_on_the_loops_thr
         await conn.execute(_insert("a"))
         await conn.execute(sa.text("SELECT count(*) FROM workflow_match_sets"))
     loop_thread = threading.get_ident()
-    assert [s for s, _ in seen] == ["BEGIN", "INSERT", "SELECT", "COMMIT"]
-    begin, *in_place = seen
-    assert begin[1] != loop_thread  # may wait for the lock: on the connection's thread
-    assert all(t == loop_thread for _, t in in_place)
+    run = [(s, t) for s, t in seen if s != "PRAGMA"]  # BEGIN's busy timeout, off and back on
+    assert [s for s, _ in run] == ["BEGIN", "INSERT", "SELECT", "COMMIT"]
+    assert all(t == loop_thread for _, t in run)  # BEGIN too: the turn holds the file lock
+    assert await _busy_timeout(lite) == sqlite.BUSY_TIMEOUT_MS
+
+
+async def _busy_timeout(store: sqlite.SQLiteStore) -> int:
+    async with store._db.write() as conn:
+        return int((await conn.execute(sa.text("PRAGMA busy_timeout"))).scalar_one())
+
+
+def _file_lock_free(url: str) -> bool:
+    """Whether another process could take the file lock now (a second open file: flock is per
+    open file, so this one competes as another process would)."""
+    folder = _sqlite_wake.folder_for(sa.make_url(url).database)
+    assert folder is not None
+    fd = os.open(folder / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+async def test_the_file_lock_is_let_go_at_the_commit_before_the_turn_ends(
+    lite: sqlite.SQLiteStore, sqlite_url: str
+) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def on_checkin(*_: Any) -> None:  # after the COMMIT, still inside the turn
+        seen.append(("checkin", _file_lock_free(sqlite_url)))
+
+    sa.event.listen(lite._db.engine.sync_engine.pool, "checkin", on_checkin)
+    async with lite._db.write() as conn:
+        await conn.execute(_insert("a"))
+        seen.append(("in the transaction", _file_lock_free(sqlite_url)))
+    assert seen == [("in the transaction", False), ("checkin", True)]
+
+
+async def test_a_begin_outside_a_turn_goes_to_the_connections_thread(
+    lite: sqlite.SQLiteStore,
+) -> None:
+    lite._db.write_turn = None  # a writing transaction with no turn at the file lock
+    async with lite._db.write() as conn:
+        seen = await _traced(conn)
+    seen.clear()
+    async with lite._db.write() as conn:
+        await conn.execute(_insert("a"))
+    begin, *rest = seen
+    assert begin[0] == "BEGIN" and begin[1] != threading.get_ident()
+    assert [s for s, _ in rest] == ["INSERT", "COMMIT"]
 
 
 async def test_reads_stay_on_the_connections_thread(lite: sqlite.SQLiteStore) -> None:
@@ -110,4 +164,6 @@ async def test_waiting_for_another_programs_write_lock_leaves_the_event_loop_fre
         other.execute("COMMIT")
         await asyncio.wait_for(writing, 5)
         ticker.cancel()
+        # The busy timeout, off while BEGIN was tried in place, is back for what follows.
+        assert await _busy_timeout(s) == sqlite.BUSY_TIMEOUT_MS
     other.close()

@@ -38,6 +38,7 @@ class WriterLock:
         self._path = folder / "writer.lock" if folder is not None and fcntl is not None else None
         self._timeout = timeout
         self._fd: int | None = None
+        self._holding: int | None = None  # the fd while a turn holds its flock
         self._local: _Turns | None = None  # flock is per open file: one turn per process
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -61,14 +62,24 @@ class WriterLock:
             self._local = _Turns()
         await self._local.acquire(background)
         try:
-            fd = await self._acquire()
+            self._holding = await self._acquire()
             try:
                 yield
             finally:
-                if fd is not None:
-                    _unlock(fd)
+                self.let_go()
         finally:
             self._local.release()
+
+    def held(self) -> bool:
+        """A turn of this process holds the file lock now (``_sqlite_driver.Turn``)."""
+        return self._holding is not None
+
+    def let_go(self) -> None:
+        """Let the file lock go before the turn ends: its transaction has committed, and the
+        rest of the turn writes nothing (``_sqlite_driver`` calls it after the ``COMMIT``)."""
+        fd, self._holding = self._holding, None
+        if fd is not None:
+            _unlock(fd)
 
     async def _acquire(self) -> int | None:
         fd = self._open() if self._path is not None else None

@@ -48,11 +48,13 @@ OUTCOMES_LINGER = 0.02
 
 
 def _engine(
-    url: str, begin: str, pool_size: int, busy_timeout_ms: int, *, in_place: bool = False
+    url: str, begin: str, pool_size: int, busy_timeout_ms: int,
+    *, turn: _sqlite_driver.Turn | None = None,
 ) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
-    # One trip to aiosqlite's thread per statement; none inside the writer's transactions.
-    _sqlite_driver.use_on(engine, in_place=in_place)
+    # One trip to aiosqlite's thread per statement; none inside the writer's transactions
+    # (``turn``: the writing engine), nor for their BEGIN while the turn holds the file lock.
+    _sqlite_driver.use_on(engine, in_place=turn is not None, turn=turn)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -166,13 +168,13 @@ class SQLiteStore(_base.Store):
         folder = _sqlite_wake.folder_for(sa.make_url(url).database)
         self._wakeups = _sqlite_wake.Wakeups(folder)
         self._dialect = SQLiteDialect(self._wakeups)
-        super().__init__(
-            self._dialect,
-            _engine(url, "BEGIN IMMEDIATE", 1, busy_timeout_ms, in_place=True),
-            _engine(url, "BEGIN", 4, busy_timeout_ms),
-        )
         # Processes writing to one file take turns at its write lock (SQLite's own wait polls).
         self._writer_lock = _sqlite_lock.WriterLock(folder, busy_timeout_ms / 1000)
+        super().__init__(
+            self._dialect,
+            _engine(url, "BEGIN IMMEDIATE", 1, busy_timeout_ms, turn=self._writer_lock),
+            _engine(url, "BEGIN", 4, busy_timeout_ms),
+        )
         self._db.write_turn = self._write_turn
         self._db.before_wait = self._listen  # the processes that wait for work or for timers
         self._outcomes: list[_Outcomes] = []  # waiting for a write turn (``finish``)
