@@ -467,12 +467,14 @@ async def events_by_id(conn: AsyncConnection, event_ids: set[UUID]) -> dict[UUID
     execution by ``_rows``, never by the driver). Both claims use it, plain and flow."""
     if not event_ids:
         return {}
-    rows = await conn.execute(
-        sa.select(
-            ev.c.id, ev.c.source, ev.c.type, ev.c.idempotency_key, ev.c.received_at,
-            sa.cast(ev.c.headers, sa.Text).label("headers"),
-            sa.cast(ev.c.payload, sa.Text).label("payload"),
-            sa.case((ev.c.payload.is_(None), ev.c.body), else_=sa.null()).label("body"),
-        ).where(ev.c.id.in_(event_ids))
-    )
+    rows = await conn.execute(_EVENTS_BY_ID, {"ids": list(event_ids)})
     return {r.id: r for r in rows}
+
+
+# Built once (a claim's transaction runs it): bound per call, with an expanding IN.
+_EVENTS_BY_ID = sa.select(
+    ev.c.id, ev.c.source, ev.c.type, ev.c.idempotency_key, ev.c.received_at,
+    sa.cast(ev.c.headers, sa.Text).label("headers"),
+    sa.cast(ev.c.payload, sa.Text).label("payload"),
+    sa.case((ev.c.payload.is_(None), ev.c.body), else_=sa.null()).label("body"),
+).where(ev.c.id.in_(sa.bindparam("ids", expanding=True)))

@@ -358,14 +358,24 @@ async def _match_in_python(
 ) -> bool:
     pairs = sorted({(e.source, e.type) for e in events})
     await db.lock_waits(conn, [wf.lock_key(s, t) for s, t in pairs], True)
-    sets = (
-        await conn.execute(
-            sa.select(ms.c.source, ms.c.type, ms.c.match_paths).where(
-                sa.or_(*(sa.and_(ms.c.source == s, ms.c.type == t) for s, t in pairs))
-            )
-        )
-    ).all()
+    bound = {"sources": sorted({s for s, _ in pairs}), "types": sorted({t for _, t in pairs})}
+    wanted = set(pairs)
+    sets = [r for r in await conn.execute(_MATCH_SETS, bound) if (r.source, r.type) in wanted]
     return bool(sets) and await _resume_waiters(db, conn, wf.plan(events, sets), now)
+
+
+# Built once, bound per call (every ingest and finish runs one): the match sets of a batch's
+# sources and types (the pairs are kept in Python), a finish's waiting calls, their children.
+_MATCH_SETS = sa.select(ms.c.source, ms.c.type, ms.c.match_paths).where(
+    ms.c.source.in_(sa.bindparam("sources", expanding=True)),
+    ms.c.type.in_(sa.bindparam("types", expanding=True)),
+)
+_WAITING_CALLS = sa.select(wc.c.execution_id, wc.c.name, wc.c.child_id).where(
+    wc.c.child_id.in_(sa.bindparam("ids", expanding=True)), wc.c.status == "waiting"
+)
+_CHILDREN = sa.select(ex.c.id, ex.c.status, ex.c.result, ex.c.last_error).where(
+    ex.c.id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 async def _resume_waiters(
@@ -412,20 +422,10 @@ async def resume_parents(
     # at all. (Joined to executions in one statement, SQLite planned a batch of ~200 ids as a
     # walk of the status index over every finished execution: a finish that slowed as history
     # grew.) The children are then read by primary key alone.
-    calls = (
-        await conn.execute(
-            sa.select(wc.c.execution_id, wc.c.name, wc.c.child_id)
-            .where(wc.c.child_id.in_(list(child_ids)), wc.c.status == "waiting")
-        )
-    ).all()
+    calls = (await conn.execute(_WAITING_CALLS, {"ids": list(child_ids)})).all()
     if not calls:
         return False
-    children = (
-        await conn.execute(
-            sa.select(ex.c.id, ex.c.status, ex.c.result, ex.c.last_error)
-            .where(ex.c.id.in_([c.child_id for c in calls]))
-        )
-    ).all()
+    children = (await conn.execute(_CHILDREN, {"ids": [c.child_id for c in calls]})).all()
     ended = {x.id: x for x in children if x.status in TERMINAL}
     settled = [(c, ended[c.child_id]) for c in calls if c.child_id in ended]
     for c, x in settled:
