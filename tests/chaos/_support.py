@@ -41,7 +41,10 @@ def env_for(database_url: str, **extra: str) -> dict[str, str]:
 
 
 class Procs:
-    """Subprocesses started by one test; every one is stopped (SIGTERM, then SIGKILL) at exit."""
+    """Subprocesses started by one test; every one is stopped (SIGTERM, then SIGKILL) at exit,
+    and then whatever it left behind in its process group (each starts a session of its own):
+    a wrapper that does not pass SIGTERM on (``faketime``) once left its ``solo-os run``
+    running after the test, reparented to init, until the machine stopped."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
@@ -51,7 +54,9 @@ class Procs:
     def start(self, args: list[str], env: Mapping[str, str], name: str) -> subprocess.Popen[bytes]:
         out = open(self.log_dir / f"{name}-{len(self.all)}.log", "wb")  # noqa: SIM115 - closed in stop_all
         self._files.append(out)
-        proc = subprocess.Popen(args, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            args, env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.all.append(proc)
         return proc
 
@@ -75,6 +80,9 @@ class Procs:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        for p in self.all:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL)  # what is left of its group (gone: nothing)
         for f in self._files:
             f.close()
 

@@ -36,10 +36,16 @@ POLL = 0.5
 RETRY = 2.0
 
 
-def _faked(offset: str) -> list[str]:
-    """``solo-os run`` (ingress, worker and scheduler) on a host whose clock is ``offset`` off."""
-    return [shutil.which("faketime") or "faketime", "-f", offset, _support.SOLO_OS, "run", APP,
-            "--port", str(_support.free_port())]
+# What Debian's faketime(1) preloads (the dynamic linker expands $LIB).
+FAKETIME_LIB = "/usr/$LIB/faketime/libfaketime.so.1"
+
+
+def _faked(env: dict[str, str], offset: str) -> tuple[list[str], dict[str, str]]:
+    """``solo-os run`` (ingress, worker and scheduler) on a host whose clock is ``offset`` off:
+    libfaketime preloaded into solo-os itself, as the ``faketime`` wrapper would, so that the
+    test's SIGTERM reaches solo-os (the wrapper does not pass it on)."""
+    args = [_support.SOLO_OS, "run", APP, "--port", str(_support.free_port())]
+    return args, {**env, "LD_PRELOAD": FAKETIME_LIB, "FAKETIME": offset}
 
 
 @pytest.mark.postgres
@@ -64,7 +70,7 @@ async def test_hosts_30s_ahead_and_behind_take_no_live_lease_and_keep_time(tmp_p
             with _support.processes(tmp_path) as procs:
                 _, base = procs.serve(APP, env)
                 for offset, name in (("-30s", "behind"), ("+30s", "ahead")):
-                    procs.start(_faked(offset), env, f"host-{name}")
+                    procs.start(*_faked(env, offset), f"host-{name}")
                 # A third worker on the true clock: its live leases are what the one ahead
                 # would see as expired.
                 procs.start([_support.SOLO_OS, "worker", APP], {**env, "LOG_LEVEL": "info"}, "worker-true")
